@@ -1,0 +1,5 @@
+//! DBC files: the loader and the model it produces.
+
+pub mod model;
+
+pub use model::*;

@@ -1,0 +1,1 @@
+//! Decoding frames into signals (placeholder until the decoder lands).

@@ -1,0 +1,1 @@
+//! Trace formats (placeholder until the readers land).
