@@ -1,0 +1,57 @@
+# The two commands a newcomer needs:
+#   make demo   decode a bundled real CAN trace with its DBC and print a summary
+#   make test   everything CI checks: formatting, clippy, all tests (with the reference oracles)
+#
+# Builds share one cargo profile (release) and a target directory outside the checkout, so heavy
+# dependencies compile once per machine and survive fresh clones.
+
+SHELL := /bin/bash
+IOV_CACHE ?= $(HOME)/.cache/iov-gateway
+export CARGO_TARGET_DIR ?= $(IOV_CACHE)/target
+export IOV_ORACLE_PYTHON ?= $(IOV_CACHE)/venv/bin/python
+export IOV_CACHE
+CARGO ?= cargo
+PROFILE := --release
+
+GPS_DBC := fixtures/dbc/css-electronics/canmod-gps.dbc
+GPS_TRACE := fixtures/traces/canmod_gps_3BA199E2.log.gz
+
+.PHONY: demo test deps deps-system check lint unit bench fuzz-smoke clean-cache help
+
+help:
+	@sed -n '1,4p' Makefile
+
+demo: deps-system
+	$(CARGO) run $(PROFILE) -q -p iovctl -- decode --dbc $(GPS_DBC) --trace $(GPS_TRACE) --format summary
+
+test: deps lint unit fuzz-smoke
+
+deps:
+	scripts/deps.sh all
+
+deps-system:
+	scripts/deps.sh system
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy $(PROFILE) --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test $(PROFILE) --workspace --all-targets
+	$(CARGO) test $(PROFILE) --workspace --doc
+
+# Decode speed against cantools on the same frames; figures go to docs/BENCHMARKS.md by hand.
+bench: deps
+	$(CARGO) run $(PROFILE) -q -p can-decoders --example bench -- --dbc $(GPS_DBC) --trace $(GPS_TRACE)
+
+# A short coverage-guided run of every fuzz target (cargo-fuzz, stable toolchain).
+FUZZ_SECONDS ?= 10
+fuzz-smoke:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	set -o pipefail; cd fuzz && for t in $$(RUSTC_BOOTSTRAP=1 cargo fuzz list); do \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) 2>&1 | tail -4 || exit 1; \
+	done
+
+clean-cache:
+	rm -rf $(IOV_CACHE)
