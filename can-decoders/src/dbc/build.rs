@@ -14,9 +14,22 @@ const NO_NODE: &str = "Vector__XXX";
 const INDEPENDENT_SIG_MSG: &str = "VECTOR__INDEPENDENT_SIG_MSG";
 /// Labels of `VFrameFormat` when a file defines it as INT (cantools uses the same list).
 pub const VFRAMEFORMAT_LABELS: [&str; 16] = [
-    "StandardCAN", "ExtendedCAN", "reserved", "J1939PG", "reserved", "reserved", "reserved",
-    "reserved", "reserved", "reserved", "reserved", "reserved", "reserved", "reserved",
-    "StandardCAN_FD", "ExtendedCAN_FD",
+    "StandardCAN",
+    "ExtendedCAN",
+    "reserved",
+    "J1939PG",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "StandardCAN_FD",
+    "ExtendedCAN_FD",
 ];
 
 /// A DBC id as written to our id: bit 31 marks extended ids; ids above 0x7FF without it are
@@ -32,6 +45,9 @@ pub fn normalize_id(dbc_id: u64) -> Option<CanId> {
     }
 }
 
+/// `SG_MUL_VAL_` by (message index, signal name): the switch and its raw value ranges.
+pub type ExtendedMux = HashMap<(usize, String), (String, Vec<(u64, u64)>)>;
+
 struct Builder {
     db: Database,
     diags: Vec<Diagnostic>,
@@ -42,7 +58,7 @@ struct Builder {
     /// Raw `mN`/`M` markers per message and signal, for multiplexing.
     mux_markers: Vec<Vec<Option<String>>>,
     /// `SG_MUL_VAL_` per (message index, signal): switch and ranges.
-    mux_values: HashMap<(usize, String), (String, Vec<(u64, u64)>)>,
+    mux_values: ExtendedMux,
 }
 
 fn diag(severity: Severity, line: u32, column: u32, message: String) -> Diagnostic {
@@ -61,7 +77,12 @@ pub fn build(statements: Vec<Statement>, diags: Vec<Diagnostic>) -> Database {
     // Definitions first: values are typed by them wherever they appear in the file.
     for s in &statements {
         if let Stmt::AttrDef { object, name, kind } = &s.stmt {
-            let def = AttributeDef { name: name.clone(), object: *object, kind: kind.clone(), default: None };
+            let def = AttributeDef {
+                name: name.clone(),
+                object: *object,
+                kind: kind.clone(),
+                default: None,
+            };
             b.db.attribute_defs.insert(name.clone(), def);
         }
     }
@@ -133,7 +154,12 @@ impl Builder {
             u8::try_from(length).unwrap_or(64)
         };
         if sender.is_none() {
-            self.diags.push(diag(Severity::Warning, line, column, format!("message '{name}' has no sender")));
+            self.diags.push(diag(
+                Severity::Warning,
+                line,
+                column,
+                format!("message '{name}' has no sender"),
+            ));
         }
         let mut signals = Vec::with_capacity(defs.len());
         let mut markers = Vec::with_capacity(defs.len());
@@ -142,8 +168,22 @@ impl Builder {
                 signals.push(s);
             }
         }
+        for (i, s) in signals.iter().enumerate() {
+            if let Some(first) = signals.iter().take(i).find(|o| o.name == s.name) {
+                self.diags.push(diag(
+                    Severity::Warning,
+                    s.line,
+                    1,
+                    format!(
+                        "signal name '{}' repeats line {} in message '{name}'",
+                        s.name, first.line
+                    ),
+                ));
+            }
+        }
         if let Some(&first) = self.by_id.get(&id) {
-            let other = self.db.messages.get(first).map(|m| (m.name.clone(), m.line)).unwrap_or_default();
+            let other =
+                self.db.messages.get(first).map(|m| (m.name.clone(), m.line)).unwrap_or_default();
             self.diags.push(diag(
                 Severity::Warning,
                 line,
@@ -169,7 +209,11 @@ impl Builder {
             length,
             senders,
             signals,
-            frame_format: if id.is_extended() { FrameFormat::Extended } else { FrameFormat::Standard },
+            frame_format: if id.is_extended() {
+                FrameFormat::Extended
+            } else {
+                FrameFormat::Standard
+            },
             cycle_time_ms: None,
             comment: None,
             attributes: BTreeMap::new(),
@@ -177,7 +221,12 @@ impl Builder {
         });
     }
 
-    fn signal(&mut self, message: &str, d: SignalDef, markers: &mut Vec<Option<String>>) -> Option<Signal> {
+    fn signal(
+        &mut self,
+        message: &str,
+        d: SignalDef,
+        markers: &mut Vec<Option<String>>,
+    ) -> Option<Signal> {
         let length = match u16::try_from(d.length) {
             Ok(l @ 1..=64) => l,
             _ => {
@@ -195,7 +244,10 @@ impl Builder {
                 Severity::Error,
                 d.line,
                 d.column,
-                format!("signal '{}' of message '{message}' has start bit {}; signal dropped", d.name, d.start),
+                format!(
+                    "signal '{}' of message '{message}' has start bit {}; signal dropped",
+                    d.name, d.start
+                ),
             ));
             return None;
         };
@@ -204,7 +256,11 @@ impl Builder {
             name: d.name,
             start_bit,
             length,
-            byte_order: if d.little_endian { ByteOrder::LittleEndian } else { ByteOrder::BigEndian },
+            byte_order: if d.little_endian {
+                ByteOrder::LittleEndian
+            } else {
+                ByteOrder::BigEndian
+            },
             value_type: if d.signed { ValueType::Signed } else { ValueType::Unsigned },
             factor: d.factor,
             offset: d.offset,
@@ -236,7 +292,13 @@ impl Builder {
     }
 
     /// Types a written value by its definition (ENUM values stay indices or labels as written).
-    fn value(&mut self, line: u32, column: u32, name: &str, raw: &RawValue) -> Option<AttributeValue> {
+    fn value(
+        &mut self,
+        line: u32,
+        column: u32,
+        name: &str,
+        raw: &RawValue,
+    ) -> Option<AttributeValue> {
         let text = match raw {
             RawValue::Str(s) => return Some(AttributeValue::String(s.clone())),
             RawValue::Number(t) => t,
@@ -245,7 +307,9 @@ impl Builder {
         let v = match kind {
             Some(AttributeType::String) => Some(AttributeValue::String(text.clone())),
             Some(AttributeType::Float { .. }) => parse_f64(text).map(AttributeValue::Float),
-            _ => parse_i64(text).map(AttributeValue::Int).or_else(|| parse_f64(text).map(AttributeValue::Float)),
+            _ => parse_i64(text)
+                .map(AttributeValue::Int)
+                .or_else(|| parse_f64(text).map(AttributeValue::Float)),
         };
         if v.is_none() {
             self.diags.push(diag(
@@ -274,19 +338,46 @@ impl Builder {
         idx
     }
 
-    fn find_signal(&mut self, line: u32, column: u32, dbc_id: u64, name: &str, what: &str) -> Option<(usize, usize)> {
+    /// The message index and the signals named `name` in it (several when a file repeats a name:
+    /// references apply to all of them, as in cantools).
+    fn find_signal(
+        &mut self,
+        line: u32,
+        column: u32,
+        dbc_id: u64,
+        name: &str,
+        what: &str,
+    ) -> Option<(usize, Vec<usize>)> {
         let m = self.find_message(line, column, dbc_id, what)?;
         let msg = self.db.messages.get(m)?;
-        let s = msg.signals.iter().position(|s| s.name == name);
-        if s.is_none() {
-            let message = format!("{what} for unknown signal '{name}' of message '{}'; ignored", msg.name);
+        let found: Vec<usize> = msg
+            .signals
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.name == name)
+            .map(|(i, _)| i)
+            .collect();
+        if found.is_empty() {
+            let message =
+                format!("{what} for unknown signal '{name}' of message '{}'; ignored", msg.name);
             self.diags.push(diag(Severity::Warning, line, column, message));
+            return None;
         }
-        Some((m, s?))
+        Some((m, found))
     }
 
-    fn signal_mut(&mut self, at: (usize, usize)) -> Option<&mut Signal> {
-        self.db.messages.get_mut(at.0)?.signals.get_mut(at.1)
+    fn signals_mut<'s>(
+        &'s mut self,
+        at: &'s (usize, Vec<usize>),
+    ) -> impl Iterator<Item = &'s mut Signal> + 's {
+        let idx = &at.1;
+        self.db
+            .messages
+            .get_mut(at.0)
+            .into_iter()
+            .flat_map(|m| m.signals.iter_mut().enumerate())
+            .filter(move |(i, _)| idx.contains(i))
+            .map(|(_, s)| s)
     }
 
     fn reference(&mut self, s: Statement) {
@@ -339,8 +430,8 @@ impl Builder {
                     Target::Signal(id, sig) => {
                         let what = format!("attribute '{name}'");
                         if let Some(at) = self.find_signal(line, column, id, &sig, &what) {
-                            if let Some(signal) = self.signal_mut(at) {
-                                signal.attributes.insert(name, v);
+                            for signal in self.signals_mut(&at) {
+                                signal.attributes.insert(name.clone(), v.clone());
                             }
                         }
                     }
@@ -357,42 +448,59 @@ impl Builder {
                         None => table.push((v, label)),
                     }
                 }
-                if let Some(signal) = self.signal_mut(at) {
-                    signal.value_table = table;
+                for signal in self.signals_mut(&at) {
+                    signal.value_table.clone_from(&table);
                 }
             }
             Stmt::SigValType { id, signal, kind } => {
-                let Some(at) = self.find_signal(line, column, id, &signal, "SIG_VALTYPE_") else { return };
-                let Some(sig) = self.signal_mut(at) else { return };
+                let Some(at) = self.find_signal(line, column, id, &signal, "SIG_VALTYPE_") else {
+                    return;
+                };
                 let (want, ty) = match kind {
                     0 => return,
                     1 => (32, ValueType::Float32),
                     2 => (64, ValueType::Float64),
                     _ => {
-                        let message = format!("SIG_VALTYPE_ {kind} of signal '{signal}' is not 0, 1 or 2; ignored");
+                        let message = format!(
+                            "SIG_VALTYPE_ {kind} of signal '{signal}' is not 0, 1 or 2; ignored"
+                        );
                         self.diags.push(diag(Severity::Warning, line, column, message));
                         return;
                     }
                 };
-                if sig.length == want {
-                    sig.value_type = ty;
-                } else {
+                let mut bad = Vec::new();
+                for sig in self.signals_mut(&at) {
+                    if sig.length == want {
+                        sig.value_type = ty;
+                    } else {
+                        bad.push(sig.length);
+                    }
+                }
+                for len in bad {
                     let message = format!(
-                        "signal '{signal}' is declared float{want} (SIG_VALTYPE_ {kind}) but has {} bits; kept as an integer",
-                        sig.length
+                        "signal '{signal}' is declared float{want} (SIG_VALTYPE_ {kind}) but has {len} bits; kept as an integer"
                     );
                     self.diags.push(diag(Severity::Warning, line, column, message));
                 }
             }
             Stmt::MuxValues { id, signal, switch, ranges } => {
-                let Some(at) = self.find_signal(line, column, id, &signal, "SG_MUL_VAL_") else { return };
-                let switch_known = self.db.messages.get(at.0).is_some_and(|m| m.signals.iter().any(|s| s.name == switch));
+                let Some(at) = self.find_signal(line, column, id, &signal, "SG_MUL_VAL_") else {
+                    return;
+                };
+                let switch_known = self
+                    .db
+                    .messages
+                    .get(at.0)
+                    .is_some_and(|m| m.signals.iter().any(|s| s.name == switch));
                 if !switch_known {
                     let message = format!("SG_MUL_VAL_ of signal '{signal}' names unknown multiplexor '{switch}'; ignored");
                     self.diags.push(diag(Severity::Warning, line, column, message));
                     return;
                 }
-                let entry = self.mux_values.entry((at.0, signal)).or_insert_with(|| (switch.clone(), Vec::new()));
+                let entry = self
+                    .mux_values
+                    .entry((at.0, signal))
+                    .or_insert_with(|| (switch.clone(), Vec::new()));
                 if entry.0 == switch {
                     entry.1.extend(ranges);
                 } else {
@@ -428,8 +536,8 @@ impl Builder {
             }
             Target::Signal(id, sig) => {
                 if let Some(at) = self.find_signal(line, column, id, &sig, "comment") {
-                    if let Some(signal) = self.signal_mut(at) {
-                        signal.comment = Some(text);
+                    for signal in self.signals_mut(&at) {
+                        signal.comment = Some(text.clone());
                     }
                 }
             }
@@ -438,7 +546,12 @@ impl Builder {
     }
 
     fn finish(mut self) -> Database {
-        super::derive::multiplexing(&mut self.db, &self.mux_markers, &mut self.mux_values, &mut self.diags);
+        super::derive::multiplexing(
+            &mut self.db,
+            &self.mux_markers,
+            &self.mux_values,
+            &mut self.diags,
+        );
         super::derive::message_attributes(&mut self.db, &mut self.diags);
         super::derive::long_names(&mut self.db);
         for m in &self.db.messages {

@@ -28,7 +28,7 @@ fn merge(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
 pub fn multiplexing(
     db: &mut Database,
     markers: &[Vec<Option<String>>],
-    extended: &mut HashMap<(usize, String), (String, Vec<(u64, u64)>)>,
+    extended: &super::build::ExtendedMux,
     out: &mut Vec<Diagnostic>,
 ) {
     for (mi, (msg, marks)) in db.messages.iter_mut().zip(markers).enumerate() {
@@ -50,7 +50,7 @@ pub fn multiplexing(
                 .strip_prefix('m')
                 .map(|r| r.strip_suffix('M').unwrap_or(r))
                 .and_then(|d| d.parse::<u64>().ok());
-            let ext = extended.remove(&(mi, sig.name.clone()));
+            let ext = extended.get(&(mi, sig.name.clone())).cloned();
             let cond = match (ext, n, &simple) {
                 (Some((switch, mut ranges)), n, simple) => {
                     if let (Some(n), Some(s)) = (n, simple) {
@@ -60,7 +60,9 @@ pub fn multiplexing(
                     }
                     Some(MuxCondition { switch, values: merge(ranges) })
                 }
-                (None, Some(n), Some(s)) => Some(MuxCondition { switch: s.clone(), values: vec![(n, n)] }),
+                (None, Some(n), Some(s)) => {
+                    Some(MuxCondition { switch: s.clone(), values: vec![(n, n)] })
+                }
                 (None, Some(_), None) => {
                     let message = format!(
                         "multiplexed signal '{}' of message '{}' has {} multiplexors and no SG_MUL_VAL_; treated as not multiplexed",
@@ -74,7 +76,11 @@ pub fn multiplexing(
                 (None, None, _) => None,
             };
             if cond.as_ref().is_some_and(|c| c.switch == sig.name) {
-                warn(out, sig.line, format!("signal '{}' is multiplexed by itself; ignored", sig.name));
+                warn(
+                    out,
+                    sig.line,
+                    format!("signal '{}' is multiplexed by itself; ignored", sig.name),
+                );
                 continue;
             }
             sig.multiplexing.multiplexed_by = cond;
@@ -110,14 +116,14 @@ use super::build::VFRAMEFORMAT_LABELS;
 
 /// Frame format (`VFrameFormat`, `ProtocolType`), cycle time and initial values.
 pub fn message_attributes(db: &mut Database, out: &mut Vec<Diagnostic>) {
-    let j1939_db = db
-        .attributes
-        .get("ProtocolType")
-        .or_else(|| def_default(db, "ProtocolType"))
-        .is_some_and(|v| matches!(v, AttributeValue::String(s) if s.eq_ignore_ascii_case("J1939")));
+    let j1939_db =
+        db.attributes.get("ProtocolType").or_else(|| def_default(db, "ProtocolType")).is_some_and(
+            |v| matches!(v, AttributeValue::String(s) if s.eq_ignore_ascii_case("J1939")),
+        );
     let has_cycle_def = db.attribute_defs.contains_key("GenMsgCycleTime");
     let cycle_default = def_default(db, "GenMsgCycleTime").and_then(AttributeValue::as_f64);
-    let labels: Vec<Option<(String, bool)>> = db.messages.iter().map(|m| frame_format_label(db, m)).collect();
+    let labels: Vec<Option<(String, bool)>> =
+        db.messages.iter().map(|m| frame_format_label(db, m)).collect();
     for (msg, label) in db.messages.iter_mut().zip(labels) {
         let ext = msg.id.is_extended();
         let mut format = if ext { FrameFormat::Extended } else { FrameFormat::Standard };
@@ -131,7 +137,10 @@ pub fn message_attributes(db: &mut Database, out: &mut Vec<Diagnostic>) {
                 other if explicit => warn(
                     out,
                     msg.line,
-                    format!("message '{}' has VFrameFormat '{other}' for id {}; using the id", msg.name, msg.id),
+                    format!(
+                        "message '{}' has VFrameFormat '{other}' for id {}; using the id",
+                        msg.name, msg.id
+                    ),
                 ),
                 _ => {}
             }
@@ -146,12 +155,16 @@ pub fn message_attributes(db: &mut Database, out: &mut Vec<Diagnostic>) {
                 Some(v) => v.as_f64(),
                 None => cycle_default,
             };
-            msg.cycle_time_ms = v.filter(|v| *v > 0.0 && v.is_finite()).map(|v| v.min(f64::from(u32::MAX)) as u32);
+            msg.cycle_time_ms =
+                v.filter(|v| *v > 0.0 && v.is_finite()).map(|v| v.min(f64::from(u32::MAX)) as u32);
         }
         for sig in &mut msg.signals {
             match sig.attributes.get("GenSigStartValue") {
                 Some(AttributeValue::String(s)) => {
-                    let message = format!("GenSigStartValue '{s}' of signal '{}' is not a number; ignored", sig.name);
+                    let message = format!(
+                        "GenSigStartValue '{s}' of signal '{}' is not a number; ignored",
+                        sig.name
+                    );
                     warn(out, sig.line, message);
                 }
                 Some(v) => sig.initial_raw = v.as_f64(),
@@ -161,7 +174,10 @@ pub fn message_attributes(db: &mut Database, out: &mut Vec<Diagnostic>) {
     }
 }
 
-fn long_name(attrs: &std::collections::BTreeMap<String, AttributeValue>, key: &str) -> Option<String> {
+fn long_name(
+    attrs: &std::collections::BTreeMap<String, AttributeValue>,
+    key: &str,
+) -> Option<String> {
     match attrs.get(key) {
         Some(AttributeValue::String(s)) if !s.is_empty() => Some(s.clone()),
         _ => None,

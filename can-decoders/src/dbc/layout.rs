@@ -44,10 +44,9 @@ impl Bits {
 /// when their value ranges meet; under different switches we cannot tell, so assume not.
 fn coexist(a: &Multiplexing, b: &Multiplexing) -> bool {
     match (&a.multiplexed_by, &b.multiplexed_by) {
-        (Some(x), Some(y)) if x.switch == y.switch => x
-            .values
-            .iter()
-            .any(|&(lo, hi)| y.values.iter().any(|&(l2, h2)| lo <= h2 && l2 <= hi)),
+        (Some(x), Some(y)) if x.switch == y.switch => {
+            x.values.iter().any(|&(lo, hi)| y.values.iter().any(|&(l2, h2)| lo <= h2 && l2 <= hi))
+        }
         (Some(_), Some(_)) => false,
         _ => true,
     }
@@ -58,6 +57,7 @@ fn coexist(a: &Multiplexing, b: &Multiplexing) -> bool {
 pub fn check(message: &Message, out: &mut Vec<Diagnostic>) {
     let limit = u32::from(message.length) * 8;
     let bits: Vec<Bits> = message.signals.iter().map(Bits::of).collect();
+    let mut overlaps: Vec<(&str, &str)> = Vec::new();
     for (i, s) in message.signals.iter().enumerate() {
         if bit_positions(s).any(|p| p >= limit) {
             out.push(Diagnostic {
@@ -73,16 +73,25 @@ pub fn check(message: &Message, out: &mut Vec<Diagnostic>) {
         for (j, other) in message.signals.iter().enumerate().take(i) {
             let (Some(a), Some(b)) = (bits.get(i), bits.get(j)) else { continue };
             if a.intersects(b) && coexist(&s.multiplexing, &other.multiplexing) {
-                out.push(Diagnostic {
-                    severity: Severity::Warning,
-                    line: s.line,
-                    column: 1,
-                    message: format!(
-                        "signal '{}' overlaps signal '{}' (line {}) in message '{}'",
-                        s.name, other.name, other.line, message.name
-                    ),
-                });
+                overlaps.push((other.name.as_str(), s.name.as_str()));
             }
         }
+    }
+    // One finding per message: files with group signals spanning their members (GM) would
+    // otherwise drown the real problems.
+    if let Some((a, b)) = overlaps.first() {
+        let more = match overlaps.len() - 1 {
+            0 => String::new(),
+            n => format!(" (and {n} more overlapping pairs)"),
+        };
+        out.push(Diagnostic {
+            severity: Severity::Warning,
+            line: message.line,
+            column: 1,
+            message: format!(
+                "in message '{}', signal '{b}' overlaps signal '{a}'{more}",
+                message.name
+            ),
+        });
     }
 }

@@ -101,7 +101,9 @@ pub fn tokenize(text: &str) -> Result<Vec<Token<'_>>, UnterminatedString> {
                 let mut j = start;
                 loop {
                     match bytes.get(j) {
-                        None => return Err(UnterminatedString { line: start_line, column: start_col }),
+                        None => {
+                            return Err(UnterminatedString { line: start_line, column: start_col })
+                        }
                         Some(b'\\') if bytes.get(j + 1) == Some(&b'"') => j += 2,
                         Some(b'"') => break,
                         Some(b'\n') => {
@@ -129,20 +131,17 @@ pub fn tokenize(text: &str) -> Result<Vec<Token<'_>>, UnterminatedString> {
                 if is_word_char(first) {
                     let numeric = first.is_ascii_digit() || first == '.';
                     while let Some(&c) = bytes.get(i) {
-                        if is_word_char(char::from(c)) {
-                            i += 1;
-                        } else if numeric
+                        let exponent_sign = numeric
                             && (c == b'+' || c == b'-')
                             && matches!(bytes.get(i.wrapping_sub(1)), Some(b'e' | b'E'))
                             && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
                             && text.get(start..i.saturating_sub(1)).is_some_and(|m| {
                                 m.bytes().all(|d| d.is_ascii_digit() || d == b'.')
-                            })
-                        {
-                            i += 1;
-                        } else {
+                            });
+                        if !is_word_char(char::from(c)) && !exponent_sign {
                             break;
                         }
+                        i += 1;
                     }
                 } else {
                     i += first.len_utf8();
@@ -171,7 +170,10 @@ mod tests {
 
     #[test]
     fn numbers_with_exponent_and_leading_dot_are_one_word() {
-        assert_eq!(texts("(1e-06,-.5) @1+ 2-3"), ["(", "1e-06", ",", "-", ".5", ")", "@", "1", "+", "2", "-", "3"]);
+        assert_eq!(
+            texts("(1e-06,-.5) @1+ 2-3"),
+            ["(", "1e-06", ",", "-", ".5", ")", "@", "1", "+", "2", "-", "3"]
+        );
     }
 
     #[test]

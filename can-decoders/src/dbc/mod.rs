@@ -29,8 +29,8 @@ pub fn load_file(path: &Path) -> Result<Database, LoadError> {
 }
 
 pub fn load_file_with(path: &Path, options: &LoadOptions) -> Result<Database, LoadError> {
-    let bytes = std::fs::read(path)
-        .map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
+    let bytes =
+        std::fs::read(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
     parse_bytes(&bytes, Some(path), options)
 }
 

@@ -7,11 +7,40 @@ use super::model::{AttributeObject, AttributeType, Diagnostic, Severity, ValueTa
 
 /// Statement keywords that may start a top-level statement (`SG_` only inside a `BO_`).
 const KEYWORDS: &[&str] = &[
-    "VERSION", "NS_", "BS_", "BU_", "BO_", "BO_TX_BU_", "CM_", "BA_DEF_", "BA_DEF_DEF_",
-    "BA_DEF_REL_", "BA_DEF_DEF_REL_", "BA_", "BA_REL_", "VAL_TABLE_", "VAL_", "SIG_VALTYPE_",
-    "SG_MUL_VAL_", "EV_", "ENVVAR_DATA_", "EV_DATA_", "SGTYPE_", "SGTYPE_VAL_", "SIG_GROUP_",
-    "SIG_TYPE_REF_", "SIGTYPE_VALTYPE_", "CAT_DEF_", "CAT_", "FILTER", "BU_SG_REL_", "BU_EV_REL_",
-    "BU_BO_REL_", "BA_DEF_SGTYPE_", "BA_SGTYPE_", "NS_DESC_",
+    "VERSION",
+    "NS_",
+    "BS_",
+    "BU_",
+    "BO_",
+    "BO_TX_BU_",
+    "CM_",
+    "BA_DEF_",
+    "BA_DEF_DEF_",
+    "BA_DEF_REL_",
+    "BA_DEF_DEF_REL_",
+    "BA_",
+    "BA_REL_",
+    "VAL_TABLE_",
+    "VAL_",
+    "SIG_VALTYPE_",
+    "SG_MUL_VAL_",
+    "EV_",
+    "ENVVAR_DATA_",
+    "EV_DATA_",
+    "SGTYPE_",
+    "SGTYPE_VAL_",
+    "SIG_GROUP_",
+    "SIG_TYPE_REF_",
+    "SIGTYPE_VALTYPE_",
+    "CAT_DEF_",
+    "CAT_",
+    "FILTER",
+    "BU_SG_REL_",
+    "BU_EV_REL_",
+    "BU_BO_REL_",
+    "BA_DEF_SGTYPE_",
+    "BA_SGTYPE_",
+    "NS_DESC_",
 ];
 
 pub fn is_keyword(word: &str) -> bool {
@@ -59,16 +88,54 @@ pub struct SignalDef {
 pub enum Stmt {
     Version(String),
     Nodes(Vec<String>),
-    ValueTable { name: String, entries: ValueTable },
-    Message { id: u64, name: String, length: u64, sender: Option<String>, signals: Vec<SignalDef> },
-    Transmitters { id: u64, nodes: Vec<String> },
-    Comment { target: Target, text: String },
-    AttrDef { object: AttributeObject, name: String, kind: AttributeType },
-    AttrDefault { name: String, value: RawValue },
-    Attr { name: String, target: Target, value: RawValue },
-    ValueDescriptions { target: Target, entries: ValueTable },
-    SigValType { id: u64, signal: String, kind: u64 },
-    MuxValues { id: u64, signal: String, switch: String, ranges: Vec<(u64, u64)> },
+    ValueTable {
+        name: String,
+        entries: ValueTable,
+    },
+    Message {
+        id: u64,
+        name: String,
+        length: u64,
+        sender: Option<String>,
+        signals: Vec<SignalDef>,
+    },
+    Transmitters {
+        id: u64,
+        nodes: Vec<String>,
+    },
+    Comment {
+        target: Target,
+        text: String,
+    },
+    AttrDef {
+        object: AttributeObject,
+        name: String,
+        kind: AttributeType,
+    },
+    AttrDefault {
+        name: String,
+        value: RawValue,
+    },
+    Attr {
+        name: String,
+        target: Target,
+        value: RawValue,
+    },
+    ValueDescriptions {
+        target: Target,
+        entries: ValueTable,
+    },
+    SigValType {
+        id: u64,
+        signal: String,
+        kind: u64,
+    },
+    MuxValues {
+        id: u64,
+        signal: String,
+        switch: String,
+        ranges: Vec<(u64, u64)>,
+    },
     /// Parsed or skipped without effect on the model (`EV_`, `SIG_GROUP_`, `BA_REL_`, ...).
     Skipped,
 }
@@ -383,9 +450,7 @@ impl<'t, 'a> Parser<'t, 'a> {
         self.eat_punct(':');
         while let Some(t) = self.peek() {
             let next_is_colon = self.peek_at(1).is_some_and(|n| n.is_punct(':'));
-            if t.bol
-                && (next_is_colon || ["BS_", "BU_", "BO_", "VERSION"].contains(&t.text))
-            {
+            if t.bol && (next_is_colon || ["BS_", "BU_", "BO_", "VERSION"].contains(&t.text)) {
                 return;
             }
             self.pos += 1;
@@ -395,7 +460,8 @@ impl<'t, 'a> Parser<'t, 'a> {
     fn nodes(&mut self) -> PResult<Stmt> {
         self.punct(':', "':' after BU_")?;
         let mut nodes = Vec::new();
-        while !self.at_statement_start() {
+        // The node list ends at the line's end unless the next line is indented.
+        while !self.at_statement_start() && !self.peek().is_some_and(|t| t.bol && t.column == 1) {
             if self.eat_punct(',') {
                 continue;
             }
@@ -437,6 +503,16 @@ impl<'t, 'a> Parser<'t, 'a> {
         self.bump();
         let name = self.name("signal name after SG_")?;
         let mux = match self.peek() {
+            Some(t) if t.is_word("m") => {
+                // Seen in opendbc (vw_pq): a bare `m` where `M` (the multiplexor) is meant.
+                self.warn_at(
+                    t.line,
+                    t.column,
+                    format!("multiplexer indicator 'm' of signal '{name}' read as 'M'"),
+                );
+                self.pos += 1;
+                Some("M".to_string())
+            }
             Some(t) if t.kind == Kind::Word => {
                 if !is_mux_marker(t.text) {
                     return Err(self.expected("multiplexer indicator (M, mN or mNM) or ':'"));
@@ -546,7 +622,9 @@ impl<'t, 'a> Parser<'t, 'a> {
 
     fn attr_def(&mut self, relation: bool) -> PResult<Stmt> {
         let object = if relation {
-            if self.eat_word("BU_SG_REL_") || self.eat_word("BU_BO_REL_") || self.eat_word("BU_EV_REL_")
+            if self.eat_word("BU_SG_REL_")
+                || self.eat_word("BU_BO_REL_")
+                || self.eat_word("BU_EV_REL_")
             {
                 AttributeObject::Relation
             } else {
