@@ -39,9 +39,15 @@ const FD_FLAG_ESI: u32 = 0x4000;
 pub struct AscReader<R> {
     lines: LineReader<R>,
     policy: ErrorPolicy,
-    channels: ChannelTable,
     stats: ReadStats,
     done: bool,
+    st: AscState,
+}
+
+/// What the header lines set, and the channel table.
+#[derive(Default)]
+struct AscState {
+    channels: ChannelTable,
     hex: bool,
     relative: bool,
     header_start_ns: Option<u64>,
@@ -54,20 +60,15 @@ impl<R: BufRead> AscReader<R> {
         AscReader {
             lines: LineReader::new(input),
             policy,
-            channels: ChannelTable::default(),
             stats: ReadStats::default(),
             done: false,
-            hex: true,
-            relative: false,
-            header_start_ns: None,
-            block_start_ns: None,
-            last_ns: 0,
+            st: AscState { hex: true, ..AscState::default() },
         }
     }
 
     /// Channel numbers as written (`"1"`, `"2"`); a frame's `ChannelId` indexes this table.
     pub fn channels(&self) -> &[String] {
-        self.channels.names()
+        self.st.channels.names()
     }
 
     pub fn stats(&self) -> ReadStats {
@@ -77,7 +78,7 @@ impl<R: BufRead> AscReader<R> {
     /// Epoch nanoseconds (UTC) that line times are added to: the trigger block date, else the
     /// `date` header; `None` when no date has parsed (times are then relative).
     pub fn start_ns(&self) -> Option<u64> {
-        self.block_start_ns.or(self.header_start_ns)
+        self.st.start_ns()
     }
 
     fn malformed(&mut self, reason: &str) -> ReadError {
@@ -86,41 +87,6 @@ impl<R: BufRead> AscReader<R> {
             self.done = true;
         }
         ReadError::Malformed { line: self.lines.line, reason: reason.to_owned() }
-    }
-
-    /// Header and meta lines; `true` when the line was one.
-    fn header_line(&mut self, line: &[u8]) -> bool {
-        let lower_starts =
-            |p: &[u8]| line.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
-        if lower_starts(b"date ") {
-            if let Some(ns) = parse_date(line.get(5..).unwrap_or_default()) {
-                self.header_start_ns = Some(ns);
-            }
-        } else if lower_starts(b"begin triggerblock") {
-            if let Some(ns) = parse_date(line.get(18..).unwrap_or_default()) {
-                self.block_start_ns = Some(ns);
-            }
-        } else if lower_starts(b"base ") {
-            let mut words = line.split(u8::is_ascii_whitespace).filter(|w| !w.is_empty());
-            words.next();
-            match words.next() {
-                Some(w) if w.eq_ignore_ascii_case(b"dec") => self.hex = false,
-                Some(w) if w.eq_ignore_ascii_case(b"hex") => self.hex = true,
-                _ => {}
-            }
-            if let (Some(kw), Some(mode)) = (words.next(), words.next()) {
-                if kw.eq_ignore_ascii_case(b"timestamps") {
-                    self.relative = mode.eq_ignore_ascii_case(b"relative");
-                }
-            }
-        } else if !(lower_starts(b"//")
-            || lower_starts(b"end triggerblock")
-            || lower_starts(b"internal events logged")
-            || lower_starts(b"no internal events logged"))
-        {
-            return false;
-        }
-        true
     }
 }
 
@@ -144,18 +110,14 @@ impl<R: BufRead> Iterator for AscReader<R> {
                 Ok(Line::TooLong) => {
                     return Some(Err(self.malformed("line longer than 16384 bytes")));
                 }
-                Ok(Line::Ok) => {}
-            }
-            let buf = std::mem::take(&mut self.lines.buf);
-            let result = self.frame_line(buf.trim_ascii());
-            self.lines.buf = buf;
-            match result {
-                Ok(Some(frame)) => {
-                    self.stats.frames += 1;
-                    return Some(Ok(frame));
-                }
-                Ok(None) => self.stats.ignored += 1,
-                Err(reason) => return Some(Err(self.malformed(reason))),
+                Ok(Line::Ok(line)) => match self.st.frame_line(line.trim_ascii()) {
+                    Ok(Some(frame)) => {
+                        self.stats.frames += 1;
+                        return Some(Ok(frame));
+                    }
+                    Ok(None) => self.stats.ignored += 1,
+                    Err(reason) => return Some(Err(self.malformed(reason))),
+                },
             }
         }
     }
@@ -163,7 +125,7 @@ impl<R: BufRead> Iterator for AscReader<R> {
 
 impl<R: BufRead> TraceReader for AscReader<R> {
     fn channels(&self) -> &[String] {
-        self.channels.names()
+        self.st.channels.names()
     }
     fn stats(&self) -> ReadStats {
         self.stats
@@ -222,7 +184,46 @@ fn len2dlc(len: usize) -> usize {
     }
 }
 
-impl<R: BufRead> AscReader<R> {
+impl AscState {
+    fn start_ns(&self) -> Option<u64> {
+        self.block_start_ns.or(self.header_start_ns)
+    }
+
+    /// Header and meta lines; `true` when the line was one.
+    fn header_line(&mut self, line: &[u8]) -> bool {
+        let lower_starts =
+            |p: &[u8]| line.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
+        if lower_starts(b"date ") {
+            if let Some(ns) = parse_date(line.get(5..).unwrap_or_default()) {
+                self.header_start_ns = Some(ns);
+            }
+        } else if lower_starts(b"begin triggerblock") {
+            if let Some(ns) = parse_date(line.get(18..).unwrap_or_default()) {
+                self.block_start_ns = Some(ns);
+            }
+        } else if lower_starts(b"base ") {
+            let mut words = line.split(u8::is_ascii_whitespace).filter(|w| !w.is_empty());
+            words.next();
+            match words.next() {
+                Some(w) if w.eq_ignore_ascii_case(b"dec") => self.hex = false,
+                Some(w) if w.eq_ignore_ascii_case(b"hex") => self.hex = true,
+                _ => {}
+            }
+            if let (Some(kw), Some(mode)) = (words.next(), words.next()) {
+                if kw.eq_ignore_ascii_case(b"timestamps") {
+                    self.relative = mode.eq_ignore_ascii_case(b"relative");
+                }
+            }
+        } else if !(lower_starts(b"//")
+            || lower_starts(b"end triggerblock")
+            || lower_starts(b"internal events logged")
+            || lower_starts(b"no internal events logged"))
+        {
+            return false;
+        }
+        true
+    }
+
     fn num(&self, t: &[u8]) -> Option<u32> {
         if self.hex {
             text::parse_hex_u32(t)

@@ -91,7 +91,7 @@ impl<R: BufRead> Iterator for CandumpReader<R> {
                 Ok(Line::TooLong) => {
                     return Some(Err(self.malformed("line longer than 16384 bytes")));
                 }
-                Ok(Line::Ok) => match parse_line(&self.lines.buf, &mut self.channels) {
+                Ok(Line::Ok(line)) => match parse_line(line, &mut self.channels) {
                     Ok(Some(frame)) => {
                         self.stats.frames += 1;
                         return Some(Ok(frame));

@@ -10,33 +10,77 @@ use crate::frame::ChannelId;
 pub(crate) const MAX_LINE: usize = 16 * 1024;
 
 /// What [`LineReader::next_line`] found.
-pub(crate) enum Line {
-    /// A line is in the buffer (without its `\n` / `\r\n`).
-    Ok,
+pub(crate) enum Line<'a> {
+    /// A line (without its `\n` / `\r\n`).
+    Ok(&'a [u8]),
     /// The line was longer than [`MAX_LINE`]; it has been consumed and dropped.
     TooLong,
     Eof,
 }
 
-/// Reads lines into one reused buffer and counts them.
+/// Reads lines and counts them. A line that lies whole in the input's buffer is handed out in
+/// place (no copy); one that straddles a buffer refill is copied into one reused buffer.
 pub(crate) struct LineReader<R> {
     inner: R,
-    pub(crate) buf: Vec<u8>,
-    /// 1-based number of the line in `buf`.
+    buf: Vec<u8>,
+    /// Bytes of the input's buffer handed out as the last line, consumed on the next call.
+    pending: usize,
+    /// 1-based number of the last line returned.
     pub(crate) line: u64,
+}
+
+/// Position of the first `\n`, a word at a time.
+#[inline]
+fn find_newline(s: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const NL: u64 = LO * b'\n' as u64;
+    let mut chunks = s.chunks_exact(8);
+    let mut base = 0;
+    for c in chunks.by_ref() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let x = u64::from_le_bytes(w) ^ NL;
+        let z = x.wrapping_sub(LO) & !x & HI;
+        if z != 0 {
+            return Some(base + (z.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks.remainder().iter().position(|&c| c == b'\n').map(|i| base + i)
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 impl<R: BufRead> LineReader<R> {
     pub(crate) fn new(inner: R) -> Self {
-        LineReader { inner, buf: Vec::with_capacity(256), line: 0 }
+        LineReader { inner, buf: Vec::with_capacity(256), pending: 0, line: 0 }
     }
 
-    pub(crate) fn next_line(&mut self) -> io::Result<Line> {
-        self.buf.clear();
-        let n = (&mut self.inner).take(MAX_LINE as u64).read_until(b'\n', &mut self.buf)?;
-        if n == 0 {
+    pub(crate) fn next_line(&mut self) -> io::Result<Line<'_>> {
+        if self.pending > 0 {
+            self.inner.consume(self.pending);
+            self.pending = 0;
+        }
+        let avail = self.inner.fill_buf()?;
+        if avail.is_empty() {
             return Ok(Line::Eof);
         }
+        if let Some(i) = find_newline(avail) {
+            self.line += 1;
+            if i >= MAX_LINE {
+                self.inner.consume(i + 1);
+                return Ok(Line::TooLong);
+            }
+            self.pending = i + 1;
+            // The buffer is still filled, so this returns the same bytes without reading.
+            let avail = self.inner.fill_buf()?;
+            return Ok(Line::Ok(strip_cr(avail.get(..i).unwrap_or_default())));
+        }
+        self.buf.clear();
+        let n = (&mut self.inner).take(MAX_LINE as u64).read_until(b'\n', &mut self.buf)?;
         self.line += 1;
         if self.buf.last() == Some(&b'\n') {
             self.buf.pop();
@@ -52,10 +96,7 @@ impl<R: BufRead> LineReader<R> {
             self.buf.clear();
             return Ok(Line::TooLong);
         }
-        if self.buf.last() == Some(&b'\r') {
-            self.buf.pop();
-        }
-        Ok(Line::Ok)
+        Ok(Line::Ok(strip_cr(&self.buf)))
     }
 }
 
@@ -100,6 +141,9 @@ pub(crate) fn parse_decimal_ns(text: &[u8]) -> Result<u64, &'static str> {
     };
     if int.is_empty() || int.len() > 11 {
         return Err("timestamp seconds must be 1 to 11 digits");
+    }
+    if frac.is_empty() && text.contains(&b'.') {
+        return Err("timestamp has a '.' but no fraction digits");
     }
     if frac.len() > 9 {
         return Err("timestamp has more than 9 fraction digits");
@@ -248,6 +292,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn lines_are_found_in_place_or_across_buffer_refills() {
+        for cap in [1, 3, 8, 64] {
+            let input = b"first\r\nsecond line that is long\n\nlast";
+            let mut r = LineReader::new(std::io::BufReader::with_capacity(cap, &input[..]));
+            let mut got = Vec::new();
+            while let Ok(Line::Ok(l)) = r.next_line() {
+                got.push(String::from_utf8_lossy(l).into_owned());
+            }
+            assert_eq!(got, ["first", "second line that is long", "", "last"], "capacity {cap}");
+            assert_eq!(r.line, 4);
+        }
+        assert_eq!(find_newline(b"0123456789abcdef\n"), Some(16));
+        assert_eq!(find_newline(b"0123\n"), Some(4));
+        assert_eq!(find_newline(b"\x8a\x0b\n"), Some(2));
+        assert_eq!(find_newline(b"no newline here"), None);
+    }
+
+    #[test]
     fn decimal_timestamps_become_exact_nanoseconds() {
         assert_eq!(parse_decimal_ns(b"1627274455.012500"), Ok(1_627_274_455_012_500_000));
         assert_eq!(parse_decimal_ns(b"1.000000001"), Ok(1_000_000_001));
@@ -256,7 +318,9 @@ mod tests {
         assert!(parse_decimal_ns(b"1.0000000001").is_err());
         assert!(parse_decimal_ns(b"1.2x").is_err());
         assert!(parse_decimal_ns(b".5").is_err());
-        assert!(parse_decimal_ns(b"99999999999.999999999").is_ok());
+        assert!(parse_decimal_ns(b"1.").is_err());
+        assert_eq!(parse_decimal_ns(b"18446744073.709551615"), Ok(u64::MAX));
+        assert!(parse_decimal_ns(b"18446744073.709551616").is_err());
     }
 
     #[test]
