@@ -23,8 +23,10 @@ import can  # noqa: E402
 def main() -> None:
     path = sys.argv[1]
     absolute = "--absolute" in sys.argv[2:]
-    if path.endswith(".asc") or path.endswith(".asc.gz"):
+    if path.endswith(".asc"):
         reader = can.ASCReader(path, relative_timestamp=not absolute)
+    elif path.endswith(".asc.gz"):
+        reader = can.LogReader(path, relative_timestamp=not absolute)
     elif path.endswith(".blf"):
         reader = can.BLFReader(path)
     elif path.endswith(".log"):
@@ -32,6 +34,7 @@ def main() -> None:
     else:
         reader = can.LogReader(path)
     out = sys.stdout
+    # Python-can's readers may stop at the first line they cannot parse; report it and exit 0.
     try:
         for msg in reader:
             out.write(
