@@ -1,5 +1,5 @@
 //! Builds DBC model values in code for the decode tests (the DBC parser lives elsewhere).
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::PathBuf;
 
