@@ -22,22 +22,29 @@ def load(path, cache={}):
     """The database, strictly loaded if cantools can, else leniently, else None."""
     if path not in cache:
         cache[path] = None
+        # cantools reads every DBC as cp1252 by default; we read UTF-8 when the file is valid
+        # UTF-8 (opendbc's are) and cp1252 otherwise. Give cantools the same text.
+        with open(path, "rb") as f:
+            raw = f.read()
+        try:
+            raw.decode("utf-8")
+            encoding = "utf-8"
+        except UnicodeDecodeError:
+            encoding = "cp1252"
         for strict in (True, False):
             try:
-                cache[path] = cantools.database.load_file(path, database_format="dbc", strict=strict)
+                cache[path] = cantools.database.load_file(
+                    path, database_format="dbc", encoding=encoding, strict=strict)
                 break
             except Exception:
                 continue
     return cache[path]
 
 
-def choices_of(message, values):
-    out = {}
-    for name, value in values.items():
-        sig = message.get_signal_by_name(name)
-        if sig.choices and value in sig.choices:
-            out[name] = str(sig.choices[value])
-    return out
+def choices_of(message, data, **kw):
+    """Value-table labels exactly as cantools picks them (on the raw value), via decode_choices."""
+    named = message.decode(data, decode_choices=True, **kw)
+    return {k: str(v) for k, v in named.items() if not isinstance(v, (int, float))}
 
 
 def plain(v):
@@ -94,7 +101,7 @@ def cmd_trace(args):
                 rec["msg"] = message.name
                 values = message.decode(data, decode_choices=False, allow_truncated=True)
                 rec["sig"] = {k: plain(v) for k, v in values.items()}
-                rec["choice"] = choices_of(message, values)
+                rec["choice"] = choices_of(message, data, allow_truncated=True)
             out.write(json.dumps(rec) + "\n")
             i += 1
 
@@ -114,9 +121,10 @@ def cmd_frames(_args):
         if message is not None:
             rec["msg"] = message.name
             try:
-                values = message.decode(bytes.fromhex(data), decode_choices=False)
+                payload = bytes.fromhex(data)
+                values = message.decode(payload, decode_choices=False)
                 rec["sig"] = {k: plain(v) for k, v in values.items()}
-                rec["choice"] = choices_of(message, values)
+                rec["choice"] = choices_of(message, payload)
             except Exception as e:  # cantools refuses, e.g. an unknown multiplexer value
                 rec["error"] = f"{type(e).__name__}: {e}"
         sys.stdout.write(json.dumps(rec) + "\n")

@@ -61,7 +61,9 @@ fn decode_rate(decoder: &Decoder, frames: &[CanFrame]) -> f64 {
 }
 
 fn cantools_rate(dbc: &Path, trace: &Path) -> anyhow::Result<f64> {
-    let python = std::env::var_os("IOV_ORACLE_PYTHON").map(PathBuf::from).unwrap_or_else(|| workspace().join(".venv/bin/python"));
+    let python = std::env::var_os("IOV_ORACLE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join(".venv/bin/python"));
     let out = Command::new(&python)
         .arg(workspace().join("scripts/bench_cantools.py"))
         .arg("--dbc")
@@ -74,7 +76,10 @@ fn cantools_rate(dbc: &Path, trace: &Path) -> anyhow::Result<f64> {
         bail!("bench_cantools.py failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).with_context(|| format!("unexpected output {text:?}"))
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("unexpected output {text:?}"))
 }
 
 /// Random payloads for every message of `db`, deterministic.
@@ -90,7 +95,11 @@ fn random_frames(db: &dbc::Database, per_message: usize) -> Vec<CanFrame> {
                 state ^= state << 17;
                 *b = state as u8;
             }
-            let kind = if m.length > 8 { FrameKind::Fd { brs: true, esi: false } } else { FrameKind::Data };
+            let kind = if m.length > 8 {
+                FrameKind::Fd { brs: true, esi: false }
+            } else {
+                FrameKind::Data
+            };
             if let Ok(f) = CanFrame::new(m.id, kind, &data) {
                 frames.push(f);
             }
@@ -101,7 +110,10 @@ fn random_frames(db: &dbc::Database, per_message: usize) -> Vec<CanFrame> {
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let (mut dbc_path, mut trace_path) = (workspace().join("fixtures/dbc/css-electronics/canmod-gps.dbc"), workspace().join("fixtures/traces/canmod_gps_3BA199E2.log.gz"));
+    let (mut dbc_path, mut trace_path) = (
+        workspace().join("fixtures/dbc/css-electronics/canmod-gps.dbc"),
+        workspace().join("fixtures/traces/canmod_gps_3BA199E2.log.gz"),
+    );
     let mut motorola_path = workspace().join("fixtures/dbc/opendbc/ford_lincoln_base_pt.dbc");
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -143,15 +155,30 @@ fn main() -> anyhow::Result<()> {
     {
         let mut w = CandumpWriter::new(std::io::BufWriter::new(std::fs::File::create(&tmp)?));
         for (i, f) in mframes.iter().enumerate() {
-            let t = TimedFrame { t_ns: i as u64 * 1000, channel: ChannelId(0), direction: Direction::Rx, frame: *f };
+            let t = TimedFrame {
+                t_ns: i as u64 * 1000,
+                channel: ChannelId(0),
+                direction: Direction::Rx,
+                frame: *f,
+            };
             w.write(&t, "can1")?;
         }
         w.flush()?;
     }
 
     println!("can-decoders benchmark (one core, release build)");
-    println!("  candump parse   {:>12.0} lines/s   ({} lines of {})", parse_rate, lines, trace_path.display());
-    println!("  decode GPS      {:>12.0} frames/s  ({} frames, {} messages)", gps_rate, frames.len(), db.messages.len());
+    println!(
+        "  candump parse   {:>12.0} lines/s   ({} lines of {})",
+        parse_rate,
+        lines,
+        trace_path.display()
+    );
+    println!(
+        "  decode GPS      {:>12.0} frames/s  ({} frames, {} messages)",
+        gps_rate,
+        frames.len(),
+        db.messages.len()
+    );
     println!("  decode Motorola {:>12.0} frames/s  ({} random frames over {} messages, {} signals of {})", moto_rate, mframes.len(), mdb.messages.len(), moto_signals, motorola_path.display());
 
     let gps_ct = cantools_rate(&dbc_path, &trace_path);

@@ -44,6 +44,11 @@ fn decode_ours(dbc_rel: &str, trace_rel: &str, j1939: bool) -> anyhow::Result<Ve
             d.sa = decoded.j1939_source_address;
             for v in &decoded.values {
                 let s = &m.signals()[v.signal];
+                // A real DBC (canmatrix j1939.dbc, EBC4) names two signals alike; cantools'
+                // decode keeps the first, and so does our JSON output.
+                if d.sig.contains_key(s.name()) {
+                    continue;
+                }
                 d.sig.insert(s.name().to_string(), v.value);
                 if let Some(label) = s.label(&v.raw) {
                     d.label.insert(s.name().to_string(), label.to_string());
@@ -96,7 +101,11 @@ fn compare(ours: &[Decode], oracle: &[Decode], check_time: bool) -> anyhow::Resu
         for (name, x) in &a.sig {
             let y = b.sig.get(name).with_context(|| format!("frame {i}: oracle lacks {name}"))?;
             if !same_f64(*x, *y) {
-                bail!("frame {i} signal {name}: ours {x:?} ({:#x}) != cantools {y:?} ({:#x})", x.to_bits(), y.to_bits());
+                bail!(
+                    "frame {i} signal {name}: ours {x:?} ({:#x}) != cantools {y:?} ({:#x})",
+                    x.to_bits(),
+                    y.to_bits()
+                );
             }
             values += 1;
         }
@@ -119,8 +128,13 @@ fn run_oracle(args: &[&str]) -> anyhow::Result<Vec<Decode>> {
 
 #[test]
 fn gps_trace_first_100k_frames_equal_the_committed_cantools_decode() -> anyhow::Result<()> {
-    let ours = decode_ours("dbc/css-electronics/canmod-gps.dbc", "traces/canmod_gps_3BA199E2.log.gz", false)?;
-    let file = std::fs::File::open(fixture("oracle/canmod_gps_3BA199E2_first100k__canmod-gps.jsonl.gz"))?;
+    let ours = decode_ours(
+        "dbc/css-electronics/canmod-gps.dbc",
+        "traces/canmod_gps_3BA199E2.log.gz",
+        false,
+    )?;
+    let file =
+        std::fs::File::open(fixture("oracle/canmod_gps_3BA199E2_first100k__canmod-gps.jsonl.gz"))?;
     let oracle = BufReader::new(flate2::read::GzDecoder::new(file))
         .lines()
         .map(|l| parse_oracle_line(&l?))
@@ -138,7 +152,11 @@ fn gps_trace_every_frame_equals_live_cantools() -> anyhow::Result<()> {
     let dbc = fixture("dbc/css-electronics/canmod-gps.dbc");
     let trace = fixture("traces/canmod_gps_3BA199E2.log.gz");
     let oracle = run_oracle(&["trace", "--dbc", path(&dbc)?, "--trace", path(&trace)?])?;
-    let ours = decode_ours("dbc/css-electronics/canmod-gps.dbc", "traces/canmod_gps_3BA199E2.log.gz", false)?;
+    let ours = decode_ours(
+        "dbc/css-electronics/canmod-gps.dbc",
+        "traces/canmod_gps_3BA199E2.log.gz",
+        false,
+    )?;
     let (frames, values) = compare(&ours, &oracle, true)?;
     println!("{frames} frames and {values} signal values equal to cantools");
     assert_eq!(frames, 640_067);
@@ -154,7 +172,9 @@ fn j1939_truck_trace_matches_by_pgn_like_cantools() -> anyhow::Result<()> {
     let (frames, values) = compare(&ours, &oracle, true)?;
     let matched = ours.iter().filter(|d| d.msg.is_some()).count();
     let sources: std::collections::BTreeSet<u8> = ours.iter().filter_map(|d| d.sa).collect();
-    println!("{frames} frames, {matched} matched by PGN, {values} values, source addresses {sources:?}");
+    println!(
+        "{frames} frames, {matched} matched by PGN, {values} values, source addresses {sources:?}"
+    );
     assert_eq!(frames, 150_411);
     // The DBC knows each PGN with source address 0 only: every match is by PGN, from real senders.
     assert!(matched > 50_000, "only {matched} frames matched by PGN");

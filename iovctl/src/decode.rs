@@ -1,7 +1,7 @@
 //! `iovctl decode`: a trace file through the same decoder the gateway runs, printed for people
 //! (`table`, `summary`) or for scripts (`jsonl`, `csv`).
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;

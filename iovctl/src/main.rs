@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "iovctl", version, about = "Fleet and operator tool for the IoV gateway and ledgers")]
+#[command(
+    name = "iovctl",
+    version,
+    about = "Fleet and operator tool for the IoV gateway and ledgers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

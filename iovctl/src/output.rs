@@ -45,7 +45,7 @@ pub trait Sink {
 
 pub fn sink<'a, W: Write + 'a>(format: OutputFormat, out: W) -> Box<dyn Sink + 'a> {
     match format {
-        OutputFormat::Jsonl => Box::new(Jsonl { out }),
+        OutputFormat::Jsonl => Box::new(Jsonl { out, shadowed: Shadowed::default() }),
         OutputFormat::Csv => Box::new(Csv { out, header_written: false }),
         OutputFormat::Table => Box::new(Table { out }),
         OutputFormat::Summary => Box::new(Summary { out, messages: BTreeMap::new() }),
@@ -78,6 +78,24 @@ fn kind_name(kind: FrameKind) -> Option<&'static str> {
 
 struct Jsonl<W> {
     out: W,
+    shadowed: Shadowed,
+}
+
+/// Signals whose name repeats an earlier signal of the same message (real DBCs have them, e.g.
+/// truncated J1939 names). A JSON object cannot hold a key twice: like cantools, the first wins.
+#[derive(Default)]
+struct Shadowed {
+    /// By message address (stable for the decoder's lifetime): which signal indexes are shadowed.
+    by_message: std::collections::HashMap<usize, Vec<bool>>,
+}
+
+impl Shadowed {
+    fn of(&mut self, m: &CompiledMessage) -> &[bool] {
+        self.by_message.entry(m as *const CompiledMessage as usize).or_insert_with(|| {
+            let mut seen = std::collections::HashSet::new();
+            m.signals().iter().map(|s| !seen.insert(s.name())).collect()
+        })
+    }
 }
 
 impl<W: Write> Sink for Jsonl<W> {
@@ -89,6 +107,7 @@ impl<W: Write> Sink for Jsonl<W> {
         decoded: &Decoded,
     ) -> io::Result<()> {
         let out = &mut self.out;
+        let shadowed = message.map(|m| self.shadowed.of(m)).unwrap_or(&[]);
         write!(out, "{{\"t_ns\":{},\"iface\":", record.t_ns)?;
         write_json_string(out, iface)?;
         let id = record.frame.id;
@@ -103,10 +122,15 @@ impl<W: Write> Sink for Jsonl<W> {
         }
         out.write_all(b",\"sig\":{")?;
         if let Some(m) = message {
-            for (i, v) in decoded.values.iter().enumerate() {
-                if i > 0 {
+            let mut first = true;
+            for v in &decoded.values {
+                if shadowed.get(v.signal).copied().unwrap_or(false) {
+                    continue;
+                }
+                if !first {
                     out.write_all(b",")?;
                 }
+                first = false;
                 write_json_string(out, m.signals()[v.signal].name())?;
                 out.write_all(b":")?;
                 write_json_number(out, v.value)?;
@@ -116,6 +140,9 @@ impl<W: Write> Sink for Jsonl<W> {
         if let Some(m) = message {
             let mut first = true;
             for v in &decoded.values {
+                if shadowed.get(v.signal).copied().unwrap_or(false) {
+                    continue;
+                }
                 let signal = &m.signals()[v.signal];
                 if let Some(label) = signal.label(&v.raw) {
                     if !first {
@@ -213,7 +240,14 @@ impl<W: Write> Sink for Table<W> {
     ) -> io::Result<()> {
         let out = &mut self.out;
         let name = message.map_or("?", |m| m.name());
-        write!(out, "{:>18}  {:<6} {:>8}  {:<24}", format_time(record.t_ns), iface, record.frame.id.to_string(), name)?;
+        write!(
+            out,
+            "{:>18}  {:<6} {:>8}  {:<24}",
+            format_time(record.t_ns),
+            iface,
+            record.frame.id.to_string(),
+            name
+        )?;
         if let Some(kind) = kind_name(record.frame.kind) {
             write!(out, " [{kind}]")?;
         }
@@ -333,14 +367,22 @@ impl<W: Write> Sink for Summary<W> {
         writeln!(out)?;
         for (name, m) in &self.messages {
             writeln!(out, "{name} (id {}): {} frames", m.id, m.frames)?;
-            writeln!(out, "  {:<24} {:>10} {:>16} {:>16} {:>16} {:>16}  unit / last label", "signal", "samples", "min", "mean", "max", "last")?;
+            writeln!(
+                out,
+                "  {:<24} {:>10} {:>16} {:>16} {:>16} {:>16}  unit / last label",
+                "signal", "samples", "min", "mean", "max", "last"
+            )?;
             for s in &m.signals {
                 if s.count == 0 {
                     writeln!(out, "  {:<24} {:>10}", s.name, 0)?;
                     continue;
                 }
                 let mean = s.sum / s.count as f64;
-                write!(out, "  {:<24} {:>10} {:>16.6} {:>16.6} {:>16.6} {:>16.6}  {}", s.name, s.count, s.min, mean, s.max, s.last, s.unit)?;
+                write!(
+                    out,
+                    "  {:<24} {:>10} {:>16.6} {:>16.6} {:>16.6} {:>16.6}  {}",
+                    s.name, s.count, s.min, mean, s.max, s.last, s.unit
+                )?;
                 if let Some(label) = &s.last_label {
                     write!(out, " ({label})")?;
                 }

@@ -243,6 +243,8 @@ impl CompiledMessage {
                 }
             }
             if usize::from(step.plan.bits.need_bytes) > len {
+                // Also when the DBC declares a length its own signals do not fit in.
+                out.truncated = true;
                 continue;
             }
             let raw = step.plan.raw(buf);

@@ -113,7 +113,8 @@ pub struct SignalValue {
 pub struct Decoded {
     /// Decoded signals, multiplexors before the signals they select, otherwise in database order.
     pub values: Vec<SignalValue>,
-    /// The frame was shorter than the message: signals not entirely received were skipped.
+    /// Signals not entirely received were skipped: the frame was shorter than the message, or
+    /// (in a malformed DBC) a signal lies beyond the message's declared length.
     pub truncated: bool,
     /// A decoded multiplexor had a value that selects no signal (and is not in its value table).
     pub mux_unknown: bool,

@@ -127,7 +127,8 @@ pub fn database(source: &str, messages: Vec<Message>) -> Database {
 
 /// A data frame (CAN FD when longer than 8 bytes).
 pub fn frame(id: CanId, data: &[u8]) -> CanFrame {
-    let kind = if data.len() > 8 { FrameKind::Fd { brs: true, esi: false } } else { FrameKind::Data };
+    let kind =
+        if data.len() > 8 { FrameKind::Fd { brs: true, esi: false } } else { FrameKind::Data };
     CanFrame::new(id, kind, data).expect("valid frame")
 }
 
@@ -142,7 +143,11 @@ pub fn decoder(messages: Vec<Message>) -> Decoder {
 
 /// Decodes `data` with `id` on the default bus: (message name, [(signal name, value)]) and the
 /// full output.
-pub fn decode(d: &Decoder, id: CanId, data: &[u8]) -> Option<(String, Vec<(String, f64)>, Decoded)> {
+pub fn decode(
+    d: &Decoder,
+    id: CanId,
+    data: &[u8],
+) -> Option<(String, Vec<(String, f64)>, Decoded)> {
     let mut out = Decoded::default();
     let key = d.decode(d.bus("any"), &frame(id, data), &mut out)?;
     let m = d.message(key);
