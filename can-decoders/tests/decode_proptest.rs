@@ -28,9 +28,8 @@ fn layout(specs: &[Spec], bytes: usize) -> Vec<Signal> {
         let len = usize::from(len);
         let first = usize::from(first) % (bytes * 8 - len + 1);
         let order = if big { ByteOrder::BigEndian } else { ByteOrder::LittleEndian };
-        let phys: Vec<usize> = (first..first + len)
-            .map(|j| if big { 8 * (j / 8) + 7 - j % 8 } else { j })
-            .collect();
+        let phys: Vec<usize> =
+            (first..first + len).map(|j| if big { 8 * (j / 8) + 7 - j % 8 } else { j }).collect();
         if phys.iter().any(|&b| taken[b]) {
             continue;
         }
@@ -39,7 +38,8 @@ fn layout(specs: &[Spec], bytes: usize) -> Vec<Signal> {
         }
         let start = if big { 8 * (first / 8) + 7 - first % 8 } else { first };
         let (factor, offset) = SCALES[scale % SCALES.len()];
-        let mut s = signal(&format!("S{i}"), start as u16, len as u16, order).scaled(factor, offset);
+        let mut s =
+            signal(&format!("S{i}"), start as u16, len as u16, order).scaled(factor, offset);
         s.value_type = value_type;
         signals.push(s);
     }
@@ -73,7 +73,10 @@ fn same_raw(a: RawValue, b: RawValue) -> bool {
 
 fn specs() -> impl Strategy<Value = (Vec<Spec>, bool)> {
     (
-        prop::collection::vec((any::<bool>(), any::<u8>(), 1u16..=64, 0u16..512, any::<usize>()), 1..10),
+        prop::collection::vec(
+            (any::<bool>(), any::<u8>(), 1u16..=64, 0u16..512, any::<usize>()),
+            1..10,
+        ),
         any::<bool>(),
     )
 }

@@ -22,10 +22,7 @@ fn intel_signals_decode_at_byte_boundaries_and_odd_positions() {
         ],
     )]);
     let v = values(&d, std_id(0x100), &[0x12, 0x34, 0x56, 0xF8, 0xA0, 0xBC, 0x00, 0x80]);
-    assert_eq!(
-        v,
-        named(&[("A", 18.0), ("B", 22068.0), ("C", 31.0), ("D", 3018.0), ("E", 1.0)])
-    );
+    assert_eq!(v, named(&[("A", 18.0), ("B", 22068.0), ("C", 31.0), ("D", 3018.0), ("E", 1.0)]));
 }
 
 #[test]
@@ -76,9 +73,13 @@ fn signed_signals_are_twos_complement_over_their_length() {
         std_id(0x20),
         "Signed",
         8,
-        vec![signal("S12", 0, 12, LE).signed(), signal("S16", 23, 16, BE).signed().scaled(0.5, 0.0)],
+        vec![
+            signal("S12", 0, 12, LE).signed(),
+            signal("S16", 23, 16, BE).signed().scaled(0.5, 0.0),
+        ],
     )]);
-    let (_, v, out) = decode(&d, std_id(0x20), &[0xFF, 0x0F, 0x80, 0x00, 0, 0, 0, 0]).expect("known");
+    let (_, v, out) =
+        decode(&d, std_id(0x20), &[0xFF, 0x0F, 0x80, 0x00, 0, 0, 0, 0]).expect("known");
     assert_eq!(v, named(&[("S12", -1.0), ("S16", -16384.0)]));
     assert_eq!(out.values[1].raw, RawValue::Int(-32768));
 }
@@ -148,10 +149,22 @@ fn mux_message() -> can_decoders::dbc::Message {
 fn simple_and_extended_multiplexing_decode_only_the_selected_signals() {
     let d = decoder(vec![mux_message()]);
     let id = std_id(0x300);
-    assert_eq!(values(&d, id, &[0, 5, 6, 8, 0, 0, 0, 9]), named(&[("Mux", 0.0), ("C", 9.0), ("A", 5.0)]));
-    assert_eq!(values(&d, id, &[1, 5, 6, 8, 0, 0, 0, 9]), named(&[("Mux", 1.0), ("C", 9.0), ("B", 1541.0)]));
-    assert_eq!(values(&d, id, &[4, 5, 6, 8, 0, 0, 0, 9]), named(&[("Mux", 4.0), ("C", 9.0), ("D", 8.0)]));
-    assert_eq!(values(&d, id, &[7, 5, 6, 8, 0, 0, 0, 9]), named(&[("Mux", 7.0), ("C", 9.0), ("D", 8.0)]));
+    assert_eq!(
+        values(&d, id, &[0, 5, 6, 8, 0, 0, 0, 9]),
+        named(&[("Mux", 0.0), ("C", 9.0), ("A", 5.0)])
+    );
+    assert_eq!(
+        values(&d, id, &[1, 5, 6, 8, 0, 0, 0, 9]),
+        named(&[("Mux", 1.0), ("C", 9.0), ("B", 1541.0)])
+    );
+    assert_eq!(
+        values(&d, id, &[4, 5, 6, 8, 0, 0, 0, 9]),
+        named(&[("Mux", 4.0), ("C", 9.0), ("D", 8.0)])
+    );
+    assert_eq!(
+        values(&d, id, &[7, 5, 6, 8, 0, 0, 0, 9]),
+        named(&[("Mux", 7.0), ("C", 9.0), ("D", 8.0)])
+    );
 }
 
 #[test]
@@ -178,8 +191,14 @@ fn nested_multiplexors_must_themselves_be_active() {
         ],
     )]);
     let id = std_id(0x310);
-    assert_eq!(values(&d, id, &[1, 2, 42, 0, 0, 0, 0, 0]), named(&[("S1", 1.0), ("S2", 2.0), ("X", 42.0)]));
-    assert_eq!(values(&d, id, &[1, 3, 42, 0, 0, 0, 0, 0]), named(&[("S1", 1.0), ("S2", 3.0), ("Y", 42.0)]));
+    assert_eq!(
+        values(&d, id, &[1, 2, 42, 0, 0, 0, 0, 0]),
+        named(&[("S1", 1.0), ("S2", 2.0), ("X", 42.0)])
+    );
+    assert_eq!(
+        values(&d, id, &[1, 3, 42, 0, 0, 0, 0, 0]),
+        named(&[("S1", 1.0), ("S2", 3.0), ("Y", 42.0)])
+    );
     // S1 = 0 has a label but selects nothing: S2, X and Y are absent and nothing is unknown.
     let (_, v, out) = decode(&d, id, &[0, 2, 42, 0, 0, 0, 0, 0]).expect("known id");
     assert_eq!(v, named(&[("S1", 0.0)]));
@@ -237,8 +256,10 @@ fn j1939_messages_match_by_pgn_ignoring_priority_source_and_pdu1_destination() {
 
 #[test]
 fn duplicate_ids_across_databases_warn_naming_both_and_the_first_wins() {
-    let a = database("a.dbc", vec![message(std_id(0x123), "First", 8, vec![signal("X", 0, 8, LE)])]);
-    let b = database("b.dbc", vec![message(std_id(0x123), "Second", 8, vec![signal("Y", 0, 8, LE)])]);
+    let a =
+        database("a.dbc", vec![message(std_id(0x123), "First", 8, vec![signal("X", 0, 8, LE)])]);
+    let b =
+        database("b.dbc", vec![message(std_id(0x123), "Second", 8, vec![signal("Y", 0, 8, LE)])]);
     let mut builder = Decoder::builder();
     builder.add_database(&a, &[]).add_database(&b, &[]);
     let (d, warnings) = builder.build().expect("builds");
@@ -257,8 +278,12 @@ fn duplicate_ids_across_databases_warn_naming_both_and_the_first_wins() {
 
 #[test]
 fn databases_added_for_a_channel_apply_only_to_that_channel() {
-    let all = database("all.dbc", vec![message(std_id(0x1), "Everywhere", 1, vec![signal("X", 0, 8, LE)])]);
-    let one = database("one.dbc", vec![message(std_id(0x2), "Can1Only", 1, vec![signal("Y", 0, 8, LE)])]);
+    let all = database(
+        "all.dbc",
+        vec![message(std_id(0x1), "Everywhere", 1, vec![signal("X", 0, 8, LE)])],
+    );
+    let one =
+        database("one.dbc", vec![message(std_id(0x2), "Can1Only", 1, vec![signal("Y", 0, 8, LE)])]);
     let mut b = Decoder::builder();
     b.add_database(&all, &[]).add_database(&one, &["can1"]);
     let (d, warnings) = b.build().expect("builds");
@@ -334,20 +359,34 @@ fn encoding_rounds_physical_values_to_the_nearest_raw_and_decodes_back() {
     let d = decoder(vec![gnss()]);
     let k = key(&d, "Gnss");
     let f = d
-        .encode_by_name(k, &[("Valid", 1.0), ("Lat", 48.137154), ("Lon", 11.576124), ("Sats", 9.0)], &STRICT)
+        .encode_by_name(
+            k,
+            &[("Valid", 1.0), ("Lat", 48.137154), ("Lon", 11.576124), ("Sats", 9.0)],
+            &STRICT,
+        )
         .expect("encodes");
     let mut out = Decoded::default();
     d.decode(d.bus("x"), &f, &mut out).expect("decodes");
     let raws: Vec<RawValue> = out.values.iter().map(|v| v.raw).collect();
     assert_eq!(
         raws,
-        vec![RawValue::UInt(1), RawValue::UInt(138_137_154), RawValue::UInt(191_576_124), RawValue::UInt(9)]
+        vec![
+            RawValue::UInt(1),
+            RawValue::UInt(138_137_154),
+            RawValue::UInt(191_576_124),
+            RawValue::UInt(9)
+        ]
     );
 }
 
 #[test]
 fn encoding_rounds_halves_to_even_like_python() {
-    let d = decoder(vec![message(std_id(0x71), "Half", 2, vec![signal("H", 0, 8, LE), signal("S", 8, 8, LE).signed()])]);
+    let d = decoder(vec![message(
+        std_id(0x71),
+        "Half",
+        2,
+        vec![signal("H", 0, 8, LE), signal("S", 8, 8, LE).signed()],
+    )]);
     let k = key(&d, "Half");
     let f = d.encode(k, &[(0, 2.5), (1, -1.5)], &STRICT).expect("encodes");
     assert_eq!(f.data(), &[2, 0xFE]);
@@ -359,27 +398,48 @@ fn encoding_rounds_halves_to_even_like_python() {
 fn encoding_a_multiplexed_message_writes_the_signals_its_multiplexor_selects() {
     let d = decoder(vec![mux_message()]);
     let k = key(&d, "Mux");
-    let f = d.encode_by_name(k, &[("Mux", 1.0), ("B", 1541.0), ("C", 9.0)], &STRICT).expect("encodes");
+    let f =
+        d.encode_by_name(k, &[("Mux", 1.0), ("B", 1541.0), ("C", 9.0)], &STRICT).expect("encodes");
     assert_eq!(f.data(), &[1, 5, 6, 0, 0, 0, 0, 9]);
     let missing = d.encode_by_name(k, &[("Mux", 1.0), ("C", 9.0)], &STRICT);
-    assert!(matches!(missing, Err(EncodeError::MissingSignal { ref signal, .. }) if signal == "B"), "{missing:?}");
+    assert!(
+        matches!(missing, Err(EncodeError::MissingSignal { ref signal, .. }) if signal == "B"),
+        "{missing:?}"
+    );
     let extra = d.encode_by_name(k, &[("Mux", 1.0), ("B", 1.0), ("A", 2.0), ("C", 9.0)], &STRICT);
-    assert!(matches!(extra, Err(EncodeError::UnusedSignals { ref signals, .. }) if signals == &["A"]), "{extra:?}");
-    assert!(d.encode_by_name(k, &[("Mux", 1.0), ("B", 1.0), ("A", 2.0), ("C", 9.0)], &LENIENT).is_ok());
+    assert!(
+        matches!(extra, Err(EncodeError::UnusedSignals { ref signals, .. }) if signals == &["A"]),
+        "{extra:?}"
+    );
+    assert!(d
+        .encode_by_name(k, &[("Mux", 1.0), ("B", 1.0), ("A", 2.0), ("C", 9.0)], &LENIENT)
+        .is_ok());
     let bad = d.encode_by_name(k, &[("Mux", 9.0), ("C", 9.0)], &STRICT);
-    assert!(matches!(bad, Err(EncodeError::InvalidMuxValue { ref signal, .. }) if signal == "Mux"), "{bad:?}");
+    assert!(
+        matches!(bad, Err(EncodeError::InvalidMuxValue { ref signal, .. }) if signal == "Mux"),
+        "{bad:?}"
+    );
 }
 
 #[test]
 fn out_of_range_values_are_refused_unless_not_strict_but_raw_overflow_always_is() {
-    let d = decoder(vec![message(std_id(0x72), "Ranged", 1, vec![signal("P", 0, 8, LE).range(0.0, 100.0)])]);
+    let d = decoder(vec![message(
+        std_id(0x72),
+        "Ranged",
+        1,
+        vec![signal("P", 0, 8, LE).range(0.0, 100.0)],
+    )]);
     let k = key(&d, "Ranged");
     let err = d.encode(k, &[(0, 150.0)], &STRICT);
-    assert!(matches!(err, Err(EncodeError::OutOfRange { ref signal, .. }) if signal == "P"), "{err:?}");
+    assert!(
+        matches!(err, Err(EncodeError::OutOfRange { ref signal, .. }) if signal == "P"),
+        "{err:?}"
+    );
     assert_eq!(d.encode(k, &[(0, 150.0)], &LENIENT).map(|f| f.data().to_vec()), Ok(vec![150]));
     let err = d.encode(k, &[(0, 300.0)], &LENIENT);
     assert!(matches!(err, Err(EncodeError::RawOverflow { .. })), "{err:?}");
-    let text = d.encode(k, &[(0, 300.0)], &LENIENT).err().map(|e| e.to_string()).unwrap_or_default();
+    let text =
+        d.encode(k, &[(0, 300.0)], &LENIENT).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(text.contains("Ranged") && text.contains('P'), "{text}");
 }
 

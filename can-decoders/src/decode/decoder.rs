@@ -232,8 +232,21 @@ impl CompiledMessage {
         }
         let len = frame.data().len();
         out.truncated = len < usize::from(self.length);
-        out.mux.resize(usize::from(self.mux_slots), None);
         let buf = frame.padded_data();
+        if self.mux_slots == 0 && len >= usize::from(self.need_bytes) {
+            // Plain message, every signal received: no conditions, no per-signal length check.
+            out.values.reserve(self.steps.len());
+            for step in self.steps.iter() {
+                let raw = step.plan.raw(buf);
+                out.values.push(SignalValue {
+                    signal: usize::from(step.signal),
+                    raw,
+                    value: step.plan.conversion.physical(raw),
+                });
+            }
+            return;
+        }
+        out.mux.resize(usize::from(self.mux_slots), None);
         for step in self.steps.iter() {
             if let Some((slot, cond)) = step.condition {
                 let Some(Some(n)) = out.mux.get(usize::from(slot)) else { continue };
@@ -263,7 +276,7 @@ impl CompiledMessage {
                 out.values.push(SignalValue {
                     signal: usize::from(step.signal),
                     raw,
-                    value: step.plan.conversion.to_physical(raw),
+                    value: step.plan.conversion.physical(raw),
                 });
             }
         }
@@ -479,6 +492,7 @@ fn compile_message(m: &Message, db: &Database) -> (CompiledMessage, Vec<BuildWar
         signals,
         order,
         steps: Box::new([]),
+        need_bytes: 0,
         conditions: Box::new([]),
         mux_slots: slots,
     };
@@ -543,6 +557,7 @@ fn compile_steps(m: &mut CompiledMessage, selected: &[bool]) {
             output: selected.get(usize::from(i)).copied().unwrap_or(false),
         });
     }
+    m.need_bytes = steps.iter().map(|s| s.plan.bits.need_bytes).max().unwrap_or(0);
     m.steps = steps.into_boxed_slice();
     m.conditions = conditions.into_boxed_slice();
 }

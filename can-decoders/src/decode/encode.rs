@@ -171,7 +171,7 @@ impl CompiledMessage {
             if options.strict {
                 let scaled = match input {
                     Input::Physical(v) => v,
-                    Input::Raw(r) => plan.conversion.to_physical(r),
+                    Input::Raw(r) => plan.conversion.physical(r),
                 };
                 self.check_range(s, raw, scaled, plan.conversion.factor())?;
             }
@@ -235,7 +235,7 @@ impl CompiledMessage {
                 if !v.is_finite() {
                     return Err(self.not_finite(s, v));
                 }
-                let r = conversion.to_raw_unrounded(v);
+                let r = conversion.raw_unrounded(v);
                 if kind.is_float() {
                     return Ok(RawValue::Float(r));
                 }

@@ -51,6 +51,9 @@ pub use encode::EncodeOptions;
 
 use plan::SignalPlan;
 
+/// Inclusive ranges of multiplexer numbers.
+pub(crate) type Ranges = Box<[(u64, u64)]>;
+
 /// A raw (unscaled) signal value as read from the frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RawValue {
@@ -80,8 +83,9 @@ impl RawValue {
             RawValue::UInt(u) => i64::try_from(u).ok(),
             RawValue::Float(f) => {
                 let t = f.trunc();
-                (f.is_finite() && t >= -9.223_372_036_854_776e18 && t < 9.223_372_036_854_776e18)
-                    .then_some(t as i64)
+                (f.is_finite()
+                    && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&t))
+                .then_some(t as i64)
             }
         }
     }
@@ -187,7 +191,7 @@ pub struct CompiledSignal {
     /// `None` when the signal cannot be decoded (reported as a [`BuildWarning`]).
     pub(crate) plan: Option<SignalPlan>,
     /// Switch index and raw ranges, when multiplexed by a usable switch.
-    pub(crate) condition: Option<(usize, Box<[(u64, u64)]>)>,
+    pub(crate) condition: Option<(usize, Ranges)>,
     /// For a multiplexor: its slot in the multiplexer-number scratch.
     pub(crate) mux_slot: Option<u16>,
     /// For a multiplexor: the multiplexer numbers that select something (children's ranges and
@@ -278,7 +282,9 @@ pub struct CompiledMessage {
     pub(crate) order: Vec<u16>,
     /// The decode program for the selected signals.
     pub(crate) steps: Box<[Step]>,
-    pub(crate) conditions: Box<[Box<[(u64, u64)]>]>,
+    pub(crate) conditions: Box<[Ranges]>,
+    /// Payload bytes the decode program needs to read every step without a length check.
+    pub(crate) need_bytes: u8,
     pub(crate) mux_slots: u16,
 }
 

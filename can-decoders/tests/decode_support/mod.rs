@@ -127,7 +127,8 @@ pub fn database(source: &str, messages: Vec<Message>) -> Database {
 
 /// A data frame (CAN FD when longer than 8 bytes).
 pub fn frame(id: CanId, data: &[u8]) -> CanFrame {
-    let kind = if data.len() > 8 { FrameKind::Fd { brs: true, esi: false } } else { FrameKind::Data };
+    let kind =
+        if data.len() > 8 { FrameKind::Fd { brs: true, esi: false } } else { FrameKind::Data };
     CanFrame::new(id, kind, data).expect("valid frame")
 }
 
@@ -140,9 +141,12 @@ pub fn decoder(messages: Vec<Message>) -> Decoder {
     d
 }
 
+/// Signal values by name, in decode order.
+pub type Named = Vec<(String, f64)>;
+
 /// Decodes `data` with `id` on the default bus: (message name, [(signal name, value)]) and the
 /// full output.
-pub fn decode(d: &Decoder, id: CanId, data: &[u8]) -> Option<(String, Vec<(String, f64)>, Decoded)> {
+pub fn decode(d: &Decoder, id: CanId, data: &[u8]) -> Option<(String, Named, Decoded)> {
     let mut out = Decoded::default();
     let key = d.decode(d.bus("any"), &frame(id, data), &mut out)?;
     let m = d.message(key);
@@ -156,7 +160,7 @@ pub fn values(d: &Decoder, id: CanId, data: &[u8]) -> Vec<(String, f64)> {
     decode(d, id, data).map(|(_, v, _)| v).unwrap_or_default()
 }
 
-pub fn named(pairs: &[(&str, f64)]) -> Vec<(String, f64)> {
+pub fn named(pairs: &[(&str, f64)]) -> Named {
     pairs.iter().map(|(n, v)| ((*n).to_owned(), *v)).collect()
 }
 
