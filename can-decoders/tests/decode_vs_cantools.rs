@@ -134,7 +134,12 @@ fn random_message(rng: &mut Rng, index: usize) -> Message {
             let switch_name = name("Mux");
             let mut switch = signal(&switch_name, start, switch_len, order).switch();
             if rng.chance(40) {
-                switch = switch.labels(&[(0, "Zero"), (3, "Three")]);
+                // A duplicate label: cantools maps raw 0 back to 2 for the multiplexer number.
+                switch = if rng.chance(50) {
+                    switch.labels(&[(0, "Zero"), (3, "Three")])
+                } else {
+                    switch.labels(&[(0, "Zero"), (3, "Three"), (2, "Zero")])
+                };
             }
             signals.push(switch);
             let branches: &[&[(u64, u64)]] = &[&[(1, 1)], &[(2, 2), (3, 3)], &[(0, 0)], &[(5, 6)]];
@@ -173,8 +178,10 @@ fn random_message(rng: &mut Rng, index: usize) -> Message {
 fn dbc_text(messages: &[Message]) -> String {
     let mut t = String::from("VERSION \"\"\n\nNS_ :\n\nBS_:\n\nBU_:\n\n");
     let dbc_id = |id: CanId| if id.is_extended() { id.raw() | 0x8000_0000 } else { id.raw() };
-    for m in messages {
+    for (i, m) in messages.iter().enumerate() {
         let _ = writeln!(t, "BO_ {} {}: {} Vector__XXX", dbc_id(m.id), m.name, m.length);
+        // Half the messages write integral factors as "3", half as "3.0" (int vs float in Python).
+        let num = |x: f64| if i % 2 == 0 { format!("{x}") } else { format!("{x:?}") };
         for s in &m.signals {
             let mux = match (&s.multiplexing.multiplexed_by, s.multiplexing.is_multiplexor) {
                 (None, false) => String::new(),
@@ -186,7 +193,14 @@ fn dbc_text(messages: &[Message]) -> String {
             let _ = writeln!(
                 t,
                 " SG_ {}{} : {}|{}@{}{} ({},{}) [0|0] \"\" Vector__XXX",
-                s.name, mux, s.start_bit, s.length, order, sign, s.factor, s.offset
+                s.name,
+                mux,
+                s.start_bit,
+                s.length,
+                order,
+                sign,
+                num(s.factor),
+                num(s.offset)
             );
         }
         t.push('\n');
