@@ -119,7 +119,28 @@ fn main() {
             sig("H", 61, 6, BE, S, 1.0, 0.0),
         ],
     );
-    let db = Database { messages: vec![gnss, moto], ..Database::default() };
+    let when = |mut s: Signal, v: u64| {
+        s.multiplexing.multiplexed_by =
+            Some(can_decoders::dbc::MuxCondition { switch: "Sel".into(), values: vec![(v, v)] });
+        s
+    };
+    let mut sel = sig("Sel", 0, 1, LE, U, 1.0, 0.0);
+    sel.multiplexing.is_multiplexor = true;
+    let mux = msg(
+        0x300,
+        "Mux",
+        vec![
+            sel,
+            sig("Counter", 60, 4, LE, U, 1.0, 0.0),
+            when(sig("A0", 8, 16, LE, S, 0.1, 0.0), 0),
+            when(sig("B0", 24, 16, LE, U, 0.01, -100.0), 0),
+            when(sig("C0", 40, 16, LE, U, 1.0, 0.0), 0),
+            when(sig("A1", 15, 16, BE, S, 0.1, 0.0), 1),
+            when(sig("B1", 31, 16, BE, U, 0.01, -100.0), 1),
+            when(sig("C1", 47, 16, BE, U, 1.0, 0.0), 1),
+        ],
+    );
+    let db = Database { messages: vec![gnss, moto, mux], ..Database::default() };
     let mut b = Decoder::builder();
     b.add_database(&db, &[]);
     let (decoder, warnings) = b.build().expect("builds");
@@ -139,12 +160,14 @@ fn main() {
     };
     let gnss_frames = frames(0x100);
     let moto_frames = frames(0x200);
+    let mux_frames = frames(0x300);
     let mut mixed: Vec<CanFrame> =
         gnss_frames.iter().zip(&moto_frames).flat_map(|(a, b)| [*a, *b]).collect();
     mixed.extend(frames(0x300)); // unknown id
     for _ in 0..3 {
         run(&decoder, &gnss_frames, "GNSS 8 bytes, 4 Intel signals");
         run(&decoder, &moto_frames, "8 bytes, 8 Motorola signals  ");
+        run(&decoder, &mux_frames, "multiplexed, 1+1+3 signals   ");
         run(&decoder, &mixed, "mixed incl. 1/3 unknown ids  ");
     }
 }

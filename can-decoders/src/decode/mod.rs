@@ -256,13 +256,22 @@ impl CompiledSignal {
     }
 }
 
+/// "Decode only when switch slot `slot` holds a number in `lo..=hi` or in `conditions[more]`."
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Condition {
+    pub(crate) slot: u16,
+    pub(crate) lo: u64,
+    pub(crate) hi: u64,
+    /// Index into `CompiledMessage::conditions` of all the ranges, or `u16::MAX` for one range.
+    pub(crate) more: u16,
+}
+
 /// One step of a message's decode program.
 #[derive(Debug, Clone)]
 pub(crate) struct Step {
     pub(crate) plan: SignalPlan,
     pub(crate) signal: u16,
-    /// Switch slot and index into `CompiledMessage::conditions`.
-    pub(crate) condition: Option<(u16, u16)>,
+    pub(crate) condition: Option<Condition>,
     /// Where to store the multiplexer number, when this signal is a needed switch.
     pub(crate) mux_slot: Option<u16>,
     pub(crate) output: bool,
