@@ -34,6 +34,11 @@ impl Decoder {
     /// Encodes physical values, by signal index, into a frame of the message's id and length
     /// (a CAN FD frame for FD messages). Every signal of the active multiplexing must be given,
     /// including the multiplexors, whose values choose which multiplexed signals are written.
+    ///
+    /// Physical to raw is cantools' `numeric_scaled_to_raw`: `(value - offset) / factor`, rounded
+    /// half to even for integer signals; float signals store the quotient (`Float32` rounded to
+    /// nearest `f32`, overflowing to infinity where cantools raises). Encoding allocates a few
+    /// small scratch vectors; it is not meant for a per-frame hot path.
     pub fn encode(
         &self,
         key: MessageKey,
