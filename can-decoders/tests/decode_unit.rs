@@ -532,3 +532,16 @@ fn a_decoder_can_be_shared_between_threads() {
     assert_send_sync::<Decoder>();
     assert_send_sync::<Decoded>();
 }
+
+#[test]
+fn float32_signals_refuse_finite_values_beyond_f32_but_take_infinity() {
+    let d = decoder(vec![message(std_id(0x32), "F", 4, vec![signal("F", 0, 32, LE).float32()])]);
+    let k = key(&d, "F");
+    let err = d.encode(k, &[(0, 1e300)], &STRICT);
+    assert!(
+        matches!(err, Err(EncodeError::RawOverflow { ref signal, .. }) if signal == "F"),
+        "{err:?}"
+    );
+    let f = d.encode(k, &[(0, f64::INFINITY)], &STRICT).expect("infinity is an f32");
+    assert_eq!(f.data(), &f32::INFINITY.to_le_bytes());
+}

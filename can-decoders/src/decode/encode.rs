@@ -37,7 +37,7 @@ impl Decoder {
     ///
     /// Physical to raw is cantools' `numeric_scaled_to_raw`: `(value - offset) / factor`, rounded
     /// half to even for integer signals; float signals store the quotient (`Float32` rounded to
-    /// nearest `f32`, overflowing to infinity where cantools raises). Encoding allocates a few
+    /// nearest `f32`; a finite value beyond `f32` is refused, as cantools does). Encoding allocates a few
     /// small scratch vectors; it is not meant for a per-frame hot path.
     pub fn encode(
         &self,
@@ -237,12 +237,13 @@ impl CompiledMessage {
     ) -> Result<RawValue, EncodeError> {
         let unrounded = match input {
             Input::Physical(v) => {
-                if !v.is_finite() {
-                    return Err(self.not_finite(s, v));
-                }
+                // Float signals take any value, infinities and NaN included (as cantools).
                 let r = conversion.raw_unrounded(v);
                 if kind.is_float() {
                     return Ok(RawValue::Float(r));
+                }
+                if !v.is_finite() {
+                    return Err(self.not_finite(s, v));
                 }
                 r
             }

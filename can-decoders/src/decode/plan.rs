@@ -241,7 +241,11 @@ impl SignalPlan {
     pub(crate) fn raw_bits(&self, raw: RawValue) -> Option<u64> {
         let len = self.bits.length();
         match (self.kind, raw) {
-            (RawKind::Float32, RawValue::Float(f)) => Some(u64::from((f as f32).to_bits())),
+            (RawKind::Float32, RawValue::Float(f)) => {
+                // Python's struct refuses a finite value that rounds to an f32 infinity.
+                let single = f as f32;
+                (single.is_finite() || !f.is_finite()).then_some(u64::from(single.to_bits()))
+            }
             (RawKind::Float64, RawValue::Float(f)) => Some(f.to_bits()),
             (RawKind::Unsigned, RawValue::UInt(u)) => (len == 64 || u >> len == 0).then_some(u),
             (RawKind::Unsigned, RawValue::Int(i)) => {
