@@ -1,7 +1,7 @@
 //! Decoding CAN frames into physical signal values, and encoding them back, exactly as cantools
 //! 45 does.
 //!
-//! One or more [`Database`]s are compiled by a [`DecoderBuilder`] into per-message plans: every
+//! One or more [`Database`](crate::dbc::Database)s are compiled by a [`DecoderBuilder`] into per-message plans: every
 //! signal's byte window, shift and mask are precomputed, so decoding a frame is a table lookup
 //! plus a few loads, shifts and multiplies per signal, and writes into a caller-owned [`Decoded`]
 //! buffer (no allocation once the buffer has grown to the largest message).
