@@ -7,6 +7,10 @@ Each stdin line is "<message name> <hex payload>" (the payload may be shorter th
 it is decoded like cantools' ``decode(allow_truncated=True)``). Each output line is one JSON object:
 ``{"values": {signal: ["i", "<python int>"] | ["f", "<float.hex()>"]}, "mux_unknown": bool}``.
 
+A line "!encode <message name> <JSON object of physical values>" is encoded with
+``Message.encode(values, strict=True)`` instead; the output is ``{"hex": "<payload>"}`` or
+``{"error": "<message>"}``.
+
 Where cantools' ``Message.decode`` raises on a multiplexer value that selects nothing, this walks
 the same codec tree, skips that branch, keeps everything else and reports ``mux_unknown``, which
 is what the Rust decoder does. Values are decoded with ``decode_choices=False``; multiplexer
@@ -48,6 +52,14 @@ def main():
     for line in sys.stdin:
         line = line.strip()
         if not line:
+            continue
+        if line.startswith('!encode '):
+            name, _, values = line[len('!encode '):].partition(' ')
+            try:
+                data = by_name[name].encode(json.loads(values), strict=True)
+                print(json.dumps({'hex': data.hex()}))
+            except Exception as e:  # noqa: BLE001 - any refusal is an outcome to compare
+                print(json.dumps({'error': f'{type(e).__name__}: {e}'}))
             continue
         name, _, payload = line.partition(' ')
         msg = by_name[name]

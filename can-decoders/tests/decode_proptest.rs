@@ -167,4 +167,25 @@ proptest! {
             prop_assert_eq!(out.truncated, data.len() < bytes);
         }
     }
+
+    #[test]
+    fn encoding_arbitrary_values_never_panics(
+        (specs, fd) in specs(),
+        values in prop::collection::vec(prop_oneof![any::<f64>(), -1e6f64..1e6, Just(f64::NAN), Just(f64::INFINITY)], 10),
+        strict in any::<bool>(),
+        padding in any::<bool>(),
+    ) {
+        let bytes = if fd { 64 } else { 8 };
+        let signals = layout(&specs, bytes);
+        let n = signals.len();
+        let d = build(message(std_id(0x123), "P", bytes as u8, signals));
+        let k = d.message_by_name("P").expect("exists");
+        let given: Vec<(usize, f64)> = values.iter().copied().enumerate().take(n).collect();
+        let options = can_decoders::decode::EncodeOptions { strict, padding };
+        if let Ok(f) = d.encode(k, &given, &options) {
+            prop_assert_eq!(f.len(), bytes);
+        }
+        let raws: Vec<(usize, RawValue)> = values.iter().enumerate().take(n).map(|(i, v)| (i, RawValue::Float(*v))).collect();
+        let _ = d.encode_raw(k, &raws, &options);
+    }
 }

@@ -469,3 +469,79 @@ fn raw_encoding_skips_scaling_and_floats_round_trip_bit_exactly() {
     assert_eq!(out.values[0].value, 4.0);
     assert_eq!(out.values[1].raw, RawValue::Float(-0.1));
 }
+
+#[test]
+fn a_scaled_multiplexor_selects_by_its_scaled_value_as_cantools_does() {
+    // cantools: `SG_ Sw M : 0|4@1+ (2,0)`, payload 01 07 decodes {'Sw': 2, 'A': 7}; 02 07 is an
+    // unknown multiplexer id 4.
+    let d = decoder(vec![message(
+        std_id(0x1),
+        "M",
+        2,
+        vec![
+            signal("Sw", 0, 4, LE).switch().scaled(2.0, 0.0),
+            signal("A", 8, 8, LE).when("Sw", &[(2, 2)]),
+            signal("B", 8, 8, LE).when("Sw", &[(1, 1)]),
+        ],
+    )]);
+    assert_eq!(values(&d, std_id(0x1), &[1, 7]), named(&[("Sw", 2.0), ("A", 7.0)]));
+    let (_, v, out) = decode(&d, std_id(0x1), &[2, 7]).expect("known id");
+    assert_eq!((v, out.mux_unknown), (named(&[("Sw", 4.0)]), true));
+    let f = d.encode_by_name(key(&d, "M"), &[("Sw", 2.0), ("A", 7.0)], &STRICT).expect("encodes");
+    assert_eq!(f.data(), &[1, 7]);
+}
+
+#[test]
+fn unusable_signals_are_reported_and_skipped_without_failing_the_build() {
+    let db = database(
+        "bad.dbc",
+        vec![message(
+            std_id(0x2),
+            "Bad",
+            8,
+            vec![
+                signal("Ok", 0, 8, LE),
+                signal("ShortFloat", 8, 16, LE).float32(),
+                signal("Orphan", 24, 8, LE).when("NoSuchSwitch", &[(1, 1)]),
+                signal("PastEnd", 60, 8, LE),
+            ],
+        )],
+    );
+    let mut b = Decoder::builder();
+    b.add_database(&db, &[]);
+    let (d, warnings) = b.build().expect("builds despite bad signals");
+    let unusable: Vec<&str> = warnings
+        .iter()
+        .filter_map(|w| match w {
+            BuildWarning::SignalUnusable { signal, .. } => Some(signal.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(unusable, ["ShortFloat", "Orphan"]);
+    assert!(warnings
+        .iter()
+        .any(|w| matches!(w, BuildWarning::SignalPastEnd { signal, .. } if signal == "PastEnd")));
+    assert!(warnings.iter().all(|w| w.to_string().contains("Bad")));
+    // PastEnd needs 9 bytes: an 8-byte frame leaves it out.
+    assert_eq!(values(&d, std_id(0x2), &[5; 8]), named(&[("Ok", 5.0)]));
+}
+
+#[test]
+fn a_decoder_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Decoder>();
+    assert_send_sync::<Decoded>();
+}
+
+#[test]
+fn float32_signals_refuse_finite_values_beyond_f32_but_take_infinity() {
+    let d = decoder(vec![message(std_id(0x32), "F", 4, vec![signal("F", 0, 32, LE).float32()])]);
+    let k = key(&d, "F");
+    let err = d.encode(k, &[(0, 1e300)], &STRICT);
+    assert!(
+        matches!(err, Err(EncodeError::RawOverflow { ref signal, .. }) if signal == "F"),
+        "{err:?}"
+    );
+    let f = d.encode(k, &[(0, f64::INFINITY)], &STRICT).expect("infinity is an f32");
+    assert_eq!(f.data(), &f32::INFINITY.to_le_bytes());
+}

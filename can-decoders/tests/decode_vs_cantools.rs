@@ -134,7 +134,12 @@ fn random_message(rng: &mut Rng, index: usize) -> Message {
             let switch_name = name("Mux");
             let mut switch = signal(&switch_name, start, switch_len, order).switch();
             if rng.chance(40) {
-                switch = switch.labels(&[(0, "Zero"), (3, "Three")]);
+                // A duplicate label: cantools maps raw 0 back to 2 for the multiplexer number.
+                switch = if rng.chance(50) {
+                    switch.labels(&[(0, "Zero"), (3, "Three")])
+                } else {
+                    switch.labels(&[(0, "Zero"), (3, "Three"), (2, "Zero")])
+                };
             }
             signals.push(switch);
             let branches: &[&[(u64, u64)]] = &[&[(1, 1)], &[(2, 2), (3, 3)], &[(0, 0)], &[(5, 6)]];
@@ -173,8 +178,10 @@ fn random_message(rng: &mut Rng, index: usize) -> Message {
 fn dbc_text(messages: &[Message]) -> String {
     let mut t = String::from("VERSION \"\"\n\nNS_ :\n\nBS_:\n\nBU_:\n\n");
     let dbc_id = |id: CanId| if id.is_extended() { id.raw() | 0x8000_0000 } else { id.raw() };
-    for m in messages {
+    for (i, m) in messages.iter().enumerate() {
         let _ = writeln!(t, "BO_ {} {}: {} Vector__XXX", dbc_id(m.id), m.name, m.length);
+        // Half the messages write integral factors as "3", half as "3.0" (int vs float in Python).
+        let num = |x: f64| if i % 2 == 0 { format!("{x}") } else { format!("{x:?}") };
         for s in &m.signals {
             let mux = match (&s.multiplexing.multiplexed_by, s.multiplexing.is_multiplexor) {
                 (None, false) => String::new(),
@@ -186,7 +193,14 @@ fn dbc_text(messages: &[Message]) -> String {
             let _ = writeln!(
                 t,
                 " SG_ {}{} : {}|{}@{}{} ({},{}) [0|0] \"\" Vector__XXX",
-                s.name, mux, s.start_bit, s.length, order, sign, s.factor, s.offset
+                s.name,
+                mux,
+                s.start_bit,
+                s.length,
+                order,
+                sign,
+                num(s.factor),
+                num(s.offset)
             );
         }
         t.push('\n');
@@ -318,20 +332,87 @@ fn python_style_hex(v: f64) -> String {
     }
 }
 
+/// Runs the oracle on `input` lines against the DBC at `dbc_path`; one output line per input line.
+fn run_oracle(dbc_path: &std::path::Path, input: String) -> Vec<String> {
+    let python = oracle_python();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/cantools_decode.py");
+    let expected = input.lines().count();
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .arg(dbc_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}; run `make deps`", python.display()));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let output = child.wait_with_output().expect("oracle runs");
+    writer.join().expect("writer thread").expect("write payloads");
+    assert!(output.status.success(), "oracle failed: {}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), expected, "one oracle line per input line");
+    lines
+}
+
+/// Generated messages written as a DBC file for the oracle, and our decoder for them.
+struct Generated {
+    messages: Vec<Message>,
+    decoder: Decoder,
+    dir: PathBuf,
+    dbc_path: PathBuf,
+}
+
+impl Generated {
+    fn new(seed: u64, tag: &str) -> (Generated, Rng) {
+        let mut rng = Rng(seed);
+        let messages: Vec<Message> = (0..100).map(|i| random_message(&mut rng, i)).collect();
+        let dir =
+            std::env::temp_dir().join(format!("decode_vs_cantools_{tag}_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let dbc_path = dir.join("generated.dbc");
+        std::fs::write(&dbc_path, dbc_text(&messages)).expect("write DBC");
+        let mut builder = Decoder::builder();
+        builder.add_database(&database("generated.dbc", messages.clone()), &[]);
+        let (decoder, warnings) = builder.build().expect("builds");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        (Generated { messages, decoder, dir, dbc_path }, rng)
+    }
+
+    fn frame(&self, i: usize, data: &[u8]) -> CanFrame {
+        let m = &self.messages[i];
+        let kind = if data.len() > 8 || m.length > 8 {
+            FrameKind::Fd { brs: true, esi: false }
+        } else {
+            FrameKind::Data
+        };
+        CanFrame::new(m.id, kind, data).expect("valid frame")
+    }
+}
+
+impl Drop for Generated {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn random_payload(rng: &mut Rng, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|_| match rng.below(10) {
+            0 => 0xFF,
+            1 => 0x00,
+            2 => 0x80,
+            _ => rng.next() as u8,
+        })
+        .collect()
+}
+
 #[test]
 fn random_payloads_decode_bit_equal_to_cantools() {
-    let python = oracle_python();
-    let mut rng = Rng(0x10_7E57_DEC0DE);
-    let messages: Vec<Message> = (0..100).map(|i| random_message(&mut rng, i)).collect();
-    let dir = std::env::temp_dir().join(format!("decode_vs_cantools_{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let dbc_path = dir.join("generated.dbc");
-    std::fs::write(&dbc_path, dbc_text(&messages)).expect("write DBC");
-
-    let mut builder = Decoder::builder();
-    builder.add_database(&database("generated.dbc", messages.clone()), &[]);
-    let (decoder, warnings) = builder.build().expect("builds");
-    assert!(warnings.is_empty(), "{warnings:?}");
+    let (g, mut rng) = Generated::new(0x107E_57DE_C0DE, "decode");
+    let messages = &g.messages;
+    let decoder = &g.decoder;
 
     // Payloads: full length mostly, some truncated; bytes uniform or saturated.
     let mut cases: Vec<(usize, Vec<u8>)> = Vec::new();
@@ -347,15 +428,7 @@ fn random_payloads_decode_bit_equal_to_cantools() {
                     .collect();
                 rng.pick(&valid)
             };
-            let data = (0..len)
-                .map(|_| match rng.below(10) {
-                    0 => 0xFF,
-                    1 => 0x00,
-                    2 => 0x80,
-                    _ => rng.next() as u8,
-                })
-                .collect();
-            cases.push((i, data));
+            cases.push((i, random_payload(&mut rng, len)));
         }
     }
 
@@ -364,35 +437,14 @@ fn random_payloads_decode_bit_equal_to_cantools() {
         let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
         let _ = writeln!(input, "{} {}", messages[*i].name, hex);
     }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/cantools_decode.py");
-    let mut child = Command::new(&python)
-        .arg(&script)
-        .arg(&dbc_path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}; run `make deps`", python.display()));
-    let mut stdin = child.stdin.take().expect("stdin");
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let output = child.wait_with_output().expect("oracle runs");
-    writer.join().expect("writer thread").expect("write payloads");
-    assert!(output.status.success(), "oracle failed: {}", String::from_utf8_lossy(&output.stderr));
-    let stdout = String::from_utf8(output.stdout).expect("utf-8");
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), cases.len(), "one oracle line per payload");
+    let lines = run_oracle(&g.dbc_path, input);
 
     let mut out = Decoded::default();
     let mut mismatches = Vec::new();
     let (mut compared_values, mut unknown_mux, mut truncated) = (0usize, 0usize, 0usize);
     for ((i, data), line) in cases.iter().zip(&lines) {
         let m = &messages[*i];
-        let kind = if data.len() > 8 || m.length > 8 {
-            FrameKind::Fd { brs: true, esi: false }
-        } else {
-            FrameKind::Data
-        };
-        let frame = CanFrame::new(m.id, kind, data).expect("valid frame");
+        let frame = g.frame(*i, data);
         let key = decoder.decode(decoder.bus("can0"), &frame, &mut out).expect("known id");
         let compiled = decoder.message(key);
         let ours = Outcome {
@@ -414,7 +466,6 @@ fn random_payloads_decode_bit_equal_to_cantools() {
             ));
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
     eprintln!(
         "{} payloads, {compared_values} values, {unknown_mux} unknown mux, {truncated} truncated",
         cases.len()
@@ -426,5 +477,75 @@ fn random_payloads_decode_bit_equal_to_cantools() {
         unknown_mux > 100 && truncated > 500,
         "coverage: {unknown_mux} unknown mux, {truncated} truncated"
     );
-    eprintln!("{} payloads, {compared_values} values bit-equal to cantools", cases.len());
+}
+
+#[test]
+fn physical_values_encode_to_the_same_bytes_as_cantools() {
+    let (g, mut rng) = Generated::new(0x0E4C_0DE5, "encode");
+    let decoder = &g.decoder;
+    let mut out = Decoded::default();
+    // (message index, physical values by name) from decoding random payloads, integer signals
+    // nudged by fractions of their factor to exercise rounding.
+    let mut cases: Vec<(usize, Vec<(String, f64)>)> = Vec::new();
+    for i in 0..g.messages.len() {
+        for _ in 0..60 {
+            let data = random_payload(&mut rng, usize::from(g.messages[i].length));
+            let key =
+                decoder.decode(decoder.bus("can0"), &g.frame(i, &data), &mut out).expect("known");
+            if out.mux_unknown || out.values.iter().any(|v| !v.value.is_finite()) {
+                continue;
+            }
+            let m = decoder.message(key);
+            let values = out
+                .values
+                .iter()
+                .map(|v| {
+                    let s = &m.signals()[v.signal];
+                    let nudge = if matches!(v.raw, can_decoders::decode::RawValue::Float(_)) {
+                        0.0
+                    } else {
+                        rng.pick(&[0.0, 0.0, 0.5, -0.5, 0.25, 0.75, 0.4999]) * s.factor()
+                    };
+                    (s.name().to_owned(), v.value + nudge)
+                })
+                .collect();
+            cases.push((i, values));
+        }
+    }
+    let mut input = String::new();
+    for (i, values) in &cases {
+        let map: serde_json::Map<String, serde_json::Value> =
+            values.iter().map(|(n, v)| (n.clone(), serde_json::json!(v))).collect();
+        let _ =
+            writeln!(input, "!encode {} {}", g.messages[*i].name, serde_json::Value::Object(map));
+    }
+    let lines = run_oracle(&g.dbc_path, input);
+    let (mut same_bytes, mut both_refused, mut mismatches) = (0usize, 0usize, Vec::new());
+    for ((i, values), line) in cases.iter().zip(&lines) {
+        let key = decoder.message_by_name(&g.messages[*i].name).expect("exists");
+        let named: Vec<(&str, f64)> = values.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+        let ours = decoder.encode_by_name(key, &named, &STRICT);
+        let theirs: serde_json::Value = serde_json::from_str(line).expect("JSON");
+        match (&ours, theirs["hex"].as_str()) {
+            (Ok(f), Some(hex)) => {
+                let ours_hex: String = f.data().iter().map(|b| format!("{b:02x}")).collect();
+                if ours_hex == hex {
+                    same_bytes += 1;
+                } else if mismatches.len() < 10 {
+                    mismatches
+                        .push(format!("{values:?}\n  ours:     {ours_hex}\n  cantools: {hex}"));
+                }
+            }
+            (Err(_), None) => both_refused += 1,
+            _ => {
+                if mismatches.len() < 10 {
+                    mismatches
+                        .push(format!("{values:?}\n  ours:     {ours:?}\n  cantools: {theirs}"));
+                }
+            }
+        }
+    }
+    eprintln!("{} encodes: {same_bytes} same bytes, {both_refused} refused by both", cases.len());
+    assert!(mismatches.is_empty(), "encodes differ from cantools:\n{}", mismatches.join("\n"));
+    assert!(same_bytes > 3000, "only {same_bytes} encodes compared");
 }

@@ -8,11 +8,13 @@ use crate::frame::{CanFrame, FrameKind};
 
 use super::plan::{BitPlan, Conversion, RawKind, SignalPlan};
 use super::{
-    BuildError, BuildWarning, BusId, CompiledMessage, CompiledSignal, Decoded, Decoder,
+    BuildError, BuildWarning, BusId, CompiledMessage, CompiledSignal, Condition, Decoded, Decoder,
     DecoderBuilder, MessageKey, SignalValue, Step,
 };
 
 const NONE: u32 = u32::MAX;
+/// `Condition::more` when the condition has a single range.
+const NO_MORE: u16 = u16::MAX;
 
 /// A database as added to the builder: which compiled messages it contributed, and where.
 #[derive(Debug, Clone)]
@@ -232,13 +234,31 @@ impl CompiledMessage {
         }
         let len = frame.data().len();
         out.truncated = len < usize::from(self.length);
-        out.mux.resize(usize::from(self.mux_slots), None);
         let buf = frame.padded_data();
+        if self.mux_slots == 0 && len >= usize::from(self.need_bytes) {
+            // Plain message, every signal received: no conditions, no per-signal length check.
+            out.values.reserve(self.steps.len());
+            for step in self.steps.iter() {
+                let raw = step.plan.raw(buf);
+                out.values.push(SignalValue {
+                    signal: usize::from(step.signal),
+                    raw,
+                    value: step.plan.conversion.physical(raw),
+                });
+            }
+            return;
+        }
+        out.mux.resize(usize::from(self.mux_slots), None);
         for step in self.steps.iter() {
-            if let Some((slot, cond)) = step.condition {
-                let Some(Some(n)) = out.mux.get(usize::from(slot)) else { continue };
-                let Some(ranges) = self.conditions.get(usize::from(cond)) else { continue };
-                if !in_ranges(*n, ranges) {
+            if let Some(c) = &step.condition {
+                let Some(&Some(n)) = out.mux.get(usize::from(c.slot)) else { continue };
+                let hit = (i128::from(c.lo) <= n && n <= i128::from(c.hi))
+                    || (c.more != NO_MORE
+                        && self
+                            .conditions
+                            .get(usize::from(c.more))
+                            .is_some_and(|r| in_ranges(n, r)));
+                if !hit {
                     continue;
                 }
             }
@@ -265,7 +285,7 @@ impl CompiledMessage {
                 out.values.push(SignalValue {
                     signal: usize::from(step.signal),
                     raw,
-                    value: step.plan.conversion.to_physical(raw),
+                    value: step.plan.conversion.physical(raw),
                 });
             }
         }
@@ -481,6 +501,7 @@ fn compile_message(m: &Message, db: &Database) -> (CompiledMessage, Vec<BuildWar
         signals,
         order,
         steps: Box::new([]),
+        need_bytes: 0,
         conditions: Box::new([]),
         mux_slots: slots,
     };
@@ -534,8 +555,15 @@ fn compile_steps(m: &mut CompiledMessage, selected: &[bool]) {
         }
         let condition = s.condition.as_ref().and_then(|(sw, ranges)| {
             let slot = m.signals.get(*sw)?.mux_slot?;
-            conditions.push(ranges.clone());
-            Some((slot, (conditions.len() - 1) as u16))
+            // The first range inline (the common `mN` case); the rest, if any, out of line.
+            let (lo, hi) = ranges.first().copied().unwrap_or((1, 0));
+            let more = if ranges.len() > 1 {
+                conditions.push(ranges.clone());
+                u16::try_from(conditions.len() - 1).unwrap_or(NO_MORE)
+            } else {
+                NO_MORE
+            };
+            Some(Condition { slot, lo, hi, more })
         });
         steps.push(Step {
             plan,
@@ -545,6 +573,7 @@ fn compile_steps(m: &mut CompiledMessage, selected: &[bool]) {
             output: selected.get(usize::from(i)).copied().unwrap_or(false),
         });
     }
+    m.need_bytes = steps.iter().map(|s| s.plan.bits.need_bytes).max().unwrap_or(0);
     m.steps = steps.into_boxed_slice();
     m.conditions = conditions.into_boxed_slice();
 }

@@ -34,6 +34,11 @@ impl Decoder {
     /// Encodes physical values, by signal index, into a frame of the message's id and length
     /// (a CAN FD frame for FD messages). Every signal of the active multiplexing must be given,
     /// including the multiplexors, whose values choose which multiplexed signals are written.
+    ///
+    /// Physical to raw is cantools' `numeric_scaled_to_raw`: `(value - offset) / factor`, rounded
+    /// half to even for integer signals; float signals store the quotient (`Float32` rounded to
+    /// nearest `f32`; a finite value beyond `f32` is refused, as cantools does). Encoding allocates a few
+    /// small scratch vectors; it is not meant for a per-frame hot path.
     pub fn encode(
         &self,
         key: MessageKey,
@@ -171,7 +176,7 @@ impl CompiledMessage {
             if options.strict {
                 let scaled = match input {
                     Input::Physical(v) => v,
-                    Input::Raw(r) => plan.conversion.to_physical(r),
+                    Input::Raw(r) => plan.conversion.physical(r),
                 };
                 self.check_range(s, raw, scaled, plan.conversion.factor())?;
             }
@@ -232,12 +237,13 @@ impl CompiledMessage {
     ) -> Result<RawValue, EncodeError> {
         let unrounded = match input {
             Input::Physical(v) => {
-                if !v.is_finite() {
-                    return Err(self.not_finite(s, v));
-                }
-                let r = conversion.to_raw_unrounded(v);
+                // Float signals take any value, infinities and NaN included (as cantools).
+                let r = conversion.raw_unrounded(v);
                 if kind.is_float() {
                     return Ok(RawValue::Float(r));
+                }
+                if !v.is_finite() {
+                    return Err(self.not_finite(s, v));
                 }
                 r
             }

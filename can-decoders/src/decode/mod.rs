@@ -1,7 +1,7 @@
 //! Decoding CAN frames into physical signal values, and encoding them back, exactly as cantools
 //! 45 does.
 //!
-//! One or more [`Database`]s are compiled by a [`DecoderBuilder`] into per-message plans: every
+//! One or more [`Database`](crate::dbc::Database)s are compiled by a [`DecoderBuilder`] into per-message plans: every
 //! signal's byte window, shift and mask are precomputed, so decoding a frame is a table lookup
 //! plus a few loads, shifts and multiplies per signal, and writes into a caller-owned [`Decoded`]
 //! buffer (no allocation once the buffer has grown to the largest message).
@@ -51,6 +51,9 @@ pub use encode::EncodeOptions;
 
 use plan::SignalPlan;
 
+/// Inclusive ranges of multiplexer numbers.
+pub(crate) type Ranges = Box<[(u64, u64)]>;
+
 /// A raw (unscaled) signal value as read from the frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RawValue {
@@ -80,8 +83,9 @@ impl RawValue {
             RawValue::UInt(u) => i64::try_from(u).ok(),
             RawValue::Float(f) => {
                 let t = f.trunc();
-                (f.is_finite() && t >= -9.223_372_036_854_776e18 && t < 9.223_372_036_854_776e18)
-                    .then_some(t as i64)
+                (f.is_finite()
+                    && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&t))
+                .then_some(t as i64)
             }
         }
     }
@@ -188,7 +192,7 @@ pub struct CompiledSignal {
     /// `None` when the signal cannot be decoded (reported as a [`BuildWarning`]).
     pub(crate) plan: Option<SignalPlan>,
     /// Switch index and raw ranges, when multiplexed by a usable switch.
-    pub(crate) condition: Option<(usize, Box<[(u64, u64)]>)>,
+    pub(crate) condition: Option<(usize, Ranges)>,
     /// For a multiplexor: its slot in the multiplexer-number scratch.
     pub(crate) mux_slot: Option<u16>,
     /// For a multiplexor: the multiplexer numbers that select something (children's ranges and
@@ -253,13 +257,22 @@ impl CompiledSignal {
     }
 }
 
+/// "Decode only when switch slot `slot` holds a number in `lo..=hi` or in `conditions[more]`."
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Condition {
+    pub(crate) slot: u16,
+    pub(crate) lo: u64,
+    pub(crate) hi: u64,
+    /// Index into `CompiledMessage::conditions` of all the ranges, or `u16::MAX` for one range.
+    pub(crate) more: u16,
+}
+
 /// One step of a message's decode program.
 #[derive(Debug, Clone)]
 pub(crate) struct Step {
     pub(crate) plan: SignalPlan,
     pub(crate) signal: u16,
-    /// Switch slot and index into `CompiledMessage::conditions`.
-    pub(crate) condition: Option<(u16, u16)>,
+    pub(crate) condition: Option<Condition>,
     /// Where to store the multiplexer number, when this signal is a needed switch.
     pub(crate) mux_slot: Option<u16>,
     pub(crate) output: bool,
@@ -279,7 +292,9 @@ pub struct CompiledMessage {
     pub(crate) order: Vec<u16>,
     /// The decode program for the selected signals.
     pub(crate) steps: Box<[Step]>,
-    pub(crate) conditions: Box<[Box<[(u64, u64)]>]>,
+    pub(crate) conditions: Box<[Ranges]>,
+    /// Payload bytes the decode program needs to read every step without a length check.
+    pub(crate) need_bytes: u8,
     pub(crate) mux_slots: u16,
 }
 

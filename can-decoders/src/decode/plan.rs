@@ -65,12 +65,13 @@ impl BitPlan {
     /// The signal's raw bits, right-aligned.
     #[inline(always)]
     pub(crate) fn extract(&self, buf: &[u8; MAX_DATA_LEN]) -> u64 {
-        let base = usize::from(self.base);
-        let window =
-            buf.get(base..base + 16).and_then(|w| <[u8; 16]>::try_from(w).ok()).unwrap_or([0; 16]);
+        let window = match buf.get(usize::from(self.base)..).and_then(|w| w.first_chunk::<16>()) {
+            Some(w) => *w,
+            None => [0; 16],
+        };
         let word =
             if self.big_endian { u128::from_be_bytes(window) } else { u128::from_le_bytes(window) };
-        ((word >> self.shift) as u64) & self.mask
+        (word.wrapping_shr(u32::from(self.shift)) as u64) & self.mask
     }
 
     /// ORs the low `length` bits of `raw` into the buffer at the signal's position.
@@ -123,15 +124,15 @@ impl RawKind {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Conversion {
     Identity,
-    Int { factor: i128, offset: i128 },
+    Int { factor: i64, offset: i64 },
     Float { factor: f64, offset: f64 },
 }
 
 const I63: f64 = 9_223_372_036_854_775_808.0;
 
-fn integral_i128(x: f64) -> Option<i128> {
+fn integral_i64(x: f64) -> Option<i64> {
     if x.is_finite() && x.fract() == 0.0 && x.abs() < I63 {
-        Some(x as i128)
+        Some(x as i64)
     } else {
         None
     }
@@ -143,7 +144,7 @@ impl Conversion {
             return Conversion::Identity;
         }
         if !is_float {
-            if let (Some(factor), Some(offset)) = (integral_i128(factor), integral_i128(offset)) {
+            if let (Some(factor), Some(offset)) = (integral_i64(factor), integral_i64(offset)) {
                 return Conversion::Int { factor, offset };
             }
         }
@@ -152,15 +153,17 @@ impl Conversion {
 
     /// The physical value of a raw value, bit-exact with cantools' `raw_to_scaled`.
     #[inline(always)]
-    pub(crate) fn to_physical(&self, raw: RawValue) -> f64 {
-        match (*self, raw) {
+    pub(crate) fn physical(self, raw: RawValue) -> f64 {
+        match (self, raw) {
             (Conversion::Identity, r) => r.as_f64(),
             (Conversion::Int { factor, offset }, RawValue::UInt(u)) => {
                 // |u| < 2^64, |factor|, |offset| < 2^63: the result stays below 2^127.
-                i128::from(u).wrapping_mul(factor).wrapping_add(offset) as f64
+                i128::from(u).wrapping_mul(i128::from(factor)).wrapping_add(i128::from(offset))
+                    as f64
             }
             (Conversion::Int { factor, offset }, RawValue::Int(i)) => {
-                i128::from(i).wrapping_mul(factor).wrapping_add(offset) as f64
+                i128::from(i).wrapping_mul(i128::from(factor)).wrapping_add(i128::from(offset))
+                    as f64
             }
             (Conversion::Int { factor, offset }, RawValue::Float(f)) => {
                 f * factor as f64 + offset as f64
@@ -171,18 +174,18 @@ impl Conversion {
 
     /// cantools' multiplexer number for a switch without a matching value-table entry:
     /// `int(scaled)`, truncating toward zero. `None` when the scaled value is not finite.
-    pub(crate) fn mux_number(&self, raw: RawValue) -> Option<i128> {
-        match (*self, raw) {
+    pub(crate) fn mux_number(self, raw: RawValue) -> Option<i128> {
+        match (self, raw) {
             (Conversion::Identity, RawValue::UInt(u)) => Some(i128::from(u)),
             (Conversion::Identity, RawValue::Int(i)) => Some(i128::from(i)),
-            (Conversion::Int { factor, offset }, RawValue::UInt(u)) => {
-                Some(i128::from(u).wrapping_mul(factor).wrapping_add(offset))
-            }
-            (Conversion::Int { factor, offset }, RawValue::Int(i)) => {
-                Some(i128::from(i).wrapping_mul(factor).wrapping_add(offset))
-            }
+            (Conversion::Int { factor, offset }, RawValue::UInt(u)) => Some(
+                i128::from(u).wrapping_mul(i128::from(factor)).wrapping_add(i128::from(offset)),
+            ),
+            (Conversion::Int { factor, offset }, RawValue::Int(i)) => Some(
+                i128::from(i).wrapping_mul(i128::from(factor)).wrapping_add(i128::from(offset)),
+            ),
             _ => {
-                let v = self.to_physical(raw);
+                let v = self.physical(raw);
                 v.is_finite().then_some(v.trunc() as i128)
             }
         }
@@ -190,8 +193,8 @@ impl Conversion {
 
     /// Physical to raw for an integer signal, as cantools' `numeric_scaled_to_raw`; returns the
     /// unrounded raw value (the caller rounds half to even, like Python's `round`).
-    pub(crate) fn to_raw_unrounded(&self, value: f64) -> f64 {
-        match *self {
+    pub(crate) fn raw_unrounded(self, value: f64) -> f64 {
+        match self {
             Conversion::Identity => value,
             // cantools: `divmod(value - offset, scale)`; when the remainder is 0 it takes the
             // quotient, otherwise `(value - offset) / scale`. Both equal the correctly rounded
@@ -201,8 +204,8 @@ impl Conversion {
         }
     }
 
-    pub(crate) fn factor(&self) -> f64 {
-        match *self {
+    pub(crate) fn factor(self) -> f64 {
+        match self {
             Conversion::Identity => 1.0,
             Conversion::Int { factor, .. } => factor as f64,
             Conversion::Float { factor, .. } => factor,
@@ -226,8 +229,8 @@ impl SignalPlan {
         match self.kind {
             RawKind::Unsigned => RawValue::UInt(bits),
             RawKind::Signed => {
-                let unused = 64 - self.bits.length();
-                RawValue::Int(((bits << unused) as i64) >> unused)
+                let unused = 64u32.wrapping_sub(self.bits.length());
+                RawValue::Int((bits.wrapping_shl(unused) as i64).wrapping_shr(unused))
             }
             RawKind::Float32 => RawValue::Float(f64::from(f32::from_bits(bits as u32))),
             RawKind::Float64 => RawValue::Float(f64::from_bits(bits)),
@@ -238,7 +241,11 @@ impl SignalPlan {
     pub(crate) fn raw_bits(&self, raw: RawValue) -> Option<u64> {
         let len = self.bits.length();
         match (self.kind, raw) {
-            (RawKind::Float32, RawValue::Float(f)) => Some(u64::from((f as f32).to_bits())),
+            (RawKind::Float32, RawValue::Float(f)) => {
+                // Python's struct refuses a finite value that rounds to an f32 infinity.
+                let single = f as f32;
+                (single.is_finite() || !f.is_finite()).then_some(u64::from(single.to_bits()))
+            }
             (RawKind::Float64, RawValue::Float(f)) => Some(f.to_bits()),
             (RawKind::Unsigned, RawValue::UInt(u)) => (len == 64 || u >> len == 0).then_some(u),
             (RawKind::Unsigned, RawValue::Int(i)) => {

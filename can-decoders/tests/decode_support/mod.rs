@@ -141,13 +141,12 @@ pub fn decoder(messages: Vec<Message>) -> Decoder {
     d
 }
 
+/// Signal values by name, in decode order.
+pub type Named = Vec<(String, f64)>;
+
 /// Decodes `data` with `id` on the default bus: (message name, [(signal name, value)]) and the
 /// full output.
-pub fn decode(
-    d: &Decoder,
-    id: CanId,
-    data: &[u8],
-) -> Option<(String, Vec<(String, f64)>, Decoded)> {
+pub fn decode(d: &Decoder, id: CanId, data: &[u8]) -> Option<(String, Named, Decoded)> {
     let mut out = Decoded::default();
     let key = d.decode(d.bus("any"), &frame(id, data), &mut out)?;
     let m = d.message(key);
@@ -161,7 +160,7 @@ pub fn values(d: &Decoder, id: CanId, data: &[u8]) -> Vec<(String, f64)> {
     decode(d, id, data).map(|(_, v, _)| v).unwrap_or_default()
 }
 
-pub fn named(pairs: &[(&str, f64)]) -> Vec<(String, f64)> {
+pub fn named(pairs: &[(&str, f64)]) -> Named {
     pairs.iter().map(|(n, v)| ((*n).to_owned(), *v)).collect()
 }
 
