@@ -194,14 +194,19 @@ impl<R: Read> BlfReader<R> {
                 io::copy(&mut (&mut self.input).take(body_len + padding), &mut io::sink())
                     .map_err(io_err)?;
             self.file_pos += skipped;
-            if skipped < body_len {
-                return Err(self.fatal("file ends inside an object"));
+            let truncated = skipped < body_len;
+            if kind == LOG_CONTAINER {
+                let reason = format!(
+                    "log container of {size} bytes is above the 16 MiB limit{}",
+                    if truncated { " (and the file ends inside it)" } else { "" }
+                );
+                if truncated {
+                    self.done = true;
+                }
+                return Err(self.malformed(offset, reason));
             }
-            if size > MAX_OBJECT_SIZE {
-                return Err(self.malformed(
-                    offset,
-                    format!("object of {size} bytes is above the 16 MiB limit"),
-                ));
+            if truncated {
+                return Err(self.fatal("file ends inside an object"));
             }
             self.stats.ignored += 1;
             return Ok(true);
