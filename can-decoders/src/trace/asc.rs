@@ -316,12 +316,9 @@ impl AscState {
         let id = self.can_id(id)?;
         let kind = words.next().ok_or("frame has no 'd' or 'r' after the direction")?;
         if kind.first().is_some_and(|c| c.eq_ignore_ascii_case(&b'r')) {
-            let dlc = match words.next() {
-                Some(w) if w.iter().all(u8::is_ascii_digit) => {
-                    self.num(w).ok_or("remote DLC is not a number")?
-                }
-                _ => 0,
-            };
+            // An optional DLC (python-can takes only decimal digits; we take a number in the
+            // file's base, so the raw DLCs A..F that AscWriter writes read back).
+            let dlc = words.next().and_then(|w| self.num(w)).unwrap_or(0);
             let mut frame =
                 CanFrame::remote(id, dlc2len(dlc).min(8) as u8).map_err(|_| "bad remote")?;
             if (9..=15).contains(&dlc) {
