@@ -134,7 +134,7 @@ fn events_statistics_and_j1939_lines_are_skipped_and_counted() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/python-can/logfile.asc");
     let file = std::fs::File::open(path).expect("fixture");
     let mut r = AscReader::new(std::io::BufReader::new(file), ErrorPolicy::Strict);
-    let n = r.by_ref().map(|f| f.expect("valid")).count();
+    let n = r.by_ref().inspect(|f| assert!(f.is_ok(), "{f:?}")).count();
     let stats = r.stats();
     assert_eq!(stats.frames, n as u64);
     assert_eq!(stats.malformed, 0);

@@ -229,7 +229,7 @@ fn issue_1299_keeps_the_raw_dlc_13_of_an_eight_byte_classic_frame() {
 fn gzipped_asc_opens_through_the_generic_entry_point() {
     let path = workspace().join("fixtures/python-can/test_CanMessage.asc.gz");
     let mut r = can_decoders::trace::open(&path, ErrorPolicy::Strict).expect("opens");
-    let n = r.by_ref().map(|f| f.expect("valid")).count();
+    let n = r.by_ref().inspect(|f| assert!(f.is_ok(), "{f:?}")).count();
     assert_eq!(n, 2);
     assert_eq!(r.channels(), ["2", "1"]);
     let mut text = String::new();
