@@ -145,3 +145,30 @@ pub fn open(path: &Path, policy: ErrorPolicy) -> Result<Box<dyn TraceReader>, Op
         })?),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_format_follows_the_extension_with_or_without_gz() {
+        let f = |p: &str| Format::from_path(Path::new(p));
+        assert_eq!(f("a/b/trace.log"), Some(Format::Candump));
+        assert_eq!(f("trace.LOG.gz"), Some(Format::Candump));
+        assert_eq!(f("x.asc"), Some(Format::Asc));
+        assert_eq!(f("x.asc.gz"), Some(Format::Asc));
+        assert_eq!(f("x.blf"), Some(Format::Blf));
+        assert_eq!(f("x.blf.gz"), Some(Format::Blf));
+        assert_eq!(f("x.trc"), None);
+        assert_eq!(f("x.gz"), None);
+        assert_eq!(f("log"), None);
+    }
+
+    #[test]
+    fn open_names_the_path_when_the_format_is_unknown_or_the_file_is_missing() {
+        let err = open(Path::new("/nonexistent/x.trc"), ErrorPolicy::Skip).err();
+        assert!(matches!(err, Some(OpenError::UnknownFormat { .. })));
+        let err = open(Path::new("/nonexistent/x.log"), ErrorPolicy::Skip).err();
+        assert!(err.is_some_and(|e| e.to_string().starts_with("/nonexistent/x.log: ")));
+    }
+}

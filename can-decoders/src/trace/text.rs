@@ -272,7 +272,14 @@ pub(crate) fn epoch_ns(
     sec: u32,
     ns: u64,
 ) -> Option<u64> {
-    if !(1..=12).contains(&month) || day == 0 || day > 31 || hour > 23 || min > 59 || sec > 60 {
+    if !(1..=12).contains(&month)
+        || day == 0
+        || day > 31
+        || hour > 23
+        || min > 59
+        || sec > 59
+        || ns >= 1_000_000_000
+    {
         return None;
     }
     if !(1970..=9999).contains(&year) {
