@@ -267,7 +267,7 @@ fn parse_data<'a>(
             [] => return Ok((n, rest)),
             [b'_', ..] => return Ok((n, rest)),
             [hi, lo, tail @ ..] => {
-                let (Some(hi), Some(lo)) = (text::hex_val(*hi), text::hex_val(*lo)) else {
+                let Some(byte) = text::hex_byte(*hi, *lo) else {
                     return Err("data is not pairs of hex digits");
                 };
                 if n >= max {
@@ -278,7 +278,7 @@ fn parse_data<'a>(
                     });
                 }
                 if let Some(slot) = out.get_mut(n) {
-                    *slot = (hi << 4) | lo;
+                    *slot = byte;
                 }
                 n += 1;
                 rest = tail;
