@@ -109,6 +109,8 @@ fn remote_requests_carry_an_optional_length_and_raw_dlc() {
     assert_eq!((r.len(), r.len8_dlc), (8, 12));
     assert!(malformed("(1.0) can0 123#R9").1.contains("remote length must be 0..=8"));
     assert!(malformed("(1.0) can0 123#R5_C").1.contains("only valid after 8 data bytes"));
+    // lib.c silently reads `R_9` as a remote request of length 0; we say what is wrong.
+    assert!(malformed("(1.0) can0 123#R_9").1.contains("remote length must be 0..=8"));
 }
 
 #[test]

@@ -23,7 +23,7 @@
 use std::io::{self, BufRead, Write};
 
 use super::text::{self, ChannelTable, Line, LineReader, HEX_UPPER};
-use super::{ErrorPolicy, ReadError, ReadStats, TraceReader};
+use super::{dlc2len, ErrorPolicy, ReadError, ReadStats, TraceReader};
 use crate::frame::{
     is_valid_fd_len, CanFrame, CanId, Direction, FrameKind, TimedFrame, MAX_DATA_LEN,
 };
@@ -154,20 +154,6 @@ fn direction(t: &[u8]) -> Option<Direction> {
         Some(Direction::Tx)
     } else {
         None
-    }
-}
-
-/// Classic DLC to length (python-can's `dlc2len`: 9..=15 map to the CAN FD lengths, above 15 to 64).
-fn dlc2len(dlc: u32) -> usize {
-    match dlc {
-        0..=8 => dlc as usize,
-        9 => 12,
-        10 => 16,
-        11 => 20,
-        12 => 24,
-        13 => 32,
-        14 => 48,
-        _ => 64,
     }
 }
 
@@ -480,6 +466,9 @@ fn format_date(t_ns: u64) -> String {
 ///
 /// The ASC channel is a number: a channel name of digits is written as is; otherwise its
 /// trailing number plus one (`can0` → 1, python-can's convention for 0-based interfaces), or 1.
+///
+/// ASC has no room for some of what a [`TimedFrame`] holds: an error frame is written as a bare
+/// `ErrorFrame` (its class, data and direction are lost; it reads back as `CAN_ERR_BUSERROR`, Rx).
 pub struct AscWriter<W: Write> {
     out: W,
     line: Vec<u8>,

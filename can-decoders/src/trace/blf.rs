@@ -24,7 +24,7 @@ use flate2::read::ZlibDecoder;
 
 use super::asc::error_frame;
 use super::text::{self, ChannelTable};
-use super::{ErrorPolicy, ReadError, ReadStats, TraceReader};
+use super::{dlc2len, ErrorPolicy, ReadError, ReadStats, TraceReader};
 use crate::frame::{is_valid_fd_len, CanFrame, CanId, Direction, FrameKind, TimedFrame};
 
 /// Largest object or inflated container accepted.
@@ -411,19 +411,6 @@ fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-fn dlc2len(dlc: u8) -> usize {
-    match dlc {
-        0..=8 => dlc.into(),
-        9 => 12,
-        10 => 16,
-        11 => 20,
-        12 => 24,
-        13 => 32,
-        14 => 48,
-        _ => 64,
-    }
-}
-
 fn can_id(raw: u32) -> Result<CanId, &'static str> {
     if raw & CAN_MSG_EXT != 0 {
         CanId::extended(raw & 0x1FFF_FFFF).ok_or("extended id above 29 bits")
@@ -435,7 +422,8 @@ fn can_id(raw: u32) -> Result<CanId, &'static str> {
 type Parsed = Result<(u32, Direction, CanFrame), &'static str>;
 
 fn remote(id: CanId, dlc: u8) -> Result<CanFrame, &'static str> {
-    let mut f = CanFrame::remote(id, dlc2len(dlc).min(8) as u8).map_err(|_| "bad remote frame")?;
+    let mut f =
+        CanFrame::remote(id, dlc2len(dlc.into()).min(8) as u8).map_err(|_| "bad remote frame")?;
     if (9..=15).contains(&dlc) {
         f.len8_dlc = dlc;
     }

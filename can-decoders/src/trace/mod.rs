@@ -123,6 +123,21 @@ pub trait TraceReader: Iterator<Item = Result<TimedFrame, ReadError>> {
     fn stats(&self) -> ReadStats;
 }
 
+/// Payload length of a DLC as python-can's `dlc2len` has it: 9..=15 map to the CAN FD lengths,
+/// anything above 15 to 64. Classic readers then keep at most 8 bytes.
+pub(crate) fn dlc2len(dlc: u32) -> usize {
+    match dlc {
+        0..=8 => dlc as usize,
+        9 => 12,
+        10 => 16,
+        11 => 20,
+        12 => 24,
+        13 => 32,
+        14 => 48,
+        _ => 64,
+    }
+}
+
 /// Opens `path` with the reader its extension names, gunzipping `.gz` on the fly.
 pub fn open(path: &Path, policy: ErrorPolicy) -> Result<Box<dyn TraceReader>, OpenError> {
     let format =
