@@ -229,3 +229,14 @@ fn top_level_objects_other_than_containers_are_skipped() {
     assert_eq!(r.by_ref().inspect(|f| assert!(f.is_ok(), "{f:?}")).count(), 1);
     assert_eq!(r.stats().ignored, 1);
 }
+
+#[test]
+fn a_file_ending_inside_an_object_that_spans_containers_says_so() {
+    let s = stream();
+    let mut file = file_header(START);
+    file.extend(container(&s[..40], true)); // the first object is 48 bytes
+    let items = read(&file, ErrorPolicy::Skip);
+    assert_eq!(items.len(), 1);
+    let err = items[0].as_ref().expect_err("truncated object");
+    assert!(err.to_string().contains("file ends inside an object (40 bytes"), "{err}");
+}

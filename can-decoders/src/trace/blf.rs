@@ -363,6 +363,17 @@ impl<R: Read> Iterator for BlfReader<R> {
                     Ok(true) => {}
                     Ok(false) => {
                         self.done = true;
+                        let rest = self.buf.get(self.cur..).unwrap_or_default();
+                        if rest.windows(4).any(|w| w == b"LOBJ") {
+                            self.stats.malformed += 1;
+                            return Some(Err(ReadError::MalformedBinary {
+                                offset: self.file_pos,
+                                reason: format!(
+                                    "file ends inside an object ({} bytes of it were read)",
+                                    rest.len()
+                                ),
+                            }));
+                        }
                         return None;
                     }
                     Err(e) => return Some(Err(e)),
