@@ -260,6 +260,21 @@ fn the_writer_writes_what_can_utils_writes() {
 }
 
 #[test]
+fn the_writer_pads_seconds_to_ten_digits_like_candump() {
+    let mut w = CandumpWriter::new(Vec::new());
+    let mut f = one("(0.5) can0 123#");
+    w.write(&f, "can0").expect("write");
+    f.t_ns = 12_345_678_901_000_000_000; // 11 digits: no padding, no truncation
+    w.write(&f, "can0").expect("write");
+    let text = String::from_utf8(w.into_inner().expect("flush")).expect("ASCII");
+    assert_eq!(text, "(0000000000.500000) can0 123# R\n(12345678901.000000) can0 123# R\n");
+    let back: Vec<u64> = CandumpReader::new(text.as_bytes(), ErrorPolicy::Strict)
+        .map(|r| r.expect("valid").t_ns)
+        .collect();
+    assert_eq!(back, [500_000_000, 12_345_678_901_000_000_000]);
+}
+
+#[test]
 fn the_writer_refuses_channel_names_that_would_not_read_back() {
     let mut w = CandumpWriter::new(Vec::new());
     let f = one("(1.0) can0 123#");
@@ -267,5 +282,5 @@ fn the_writer_refuses_channel_names_that_would_not_read_back() {
     assert!(w.write(&f, "").is_err());
     let mut w = CandumpWriter::new(Vec::new()).with_direction(false);
     w.write(&f, "can0").expect("write");
-    assert_eq!(w.into_inner().expect("flush"), b"(1.000000) can0 123#\n");
+    assert_eq!(w.into_inner().expect("flush"), b"(0000000001.000000) can0 123#\n");
 }
