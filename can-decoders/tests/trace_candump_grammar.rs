@@ -168,6 +168,8 @@ fn channel_names_are_interned_in_order_of_appearance() {
     let ids: Vec<u16> = items.iter().map(|r| r.as_ref().expect("valid").channel.0).collect();
     assert_eq!(ids, [0, 1, 0]);
     assert_eq!(channels, ["can0", "vcan1"]);
+    let long = "n".repeat(65);
+    assert!(malformed(&format!("(1.0) {long} 123#")).1.contains("longer than 64 bytes"));
 }
 
 #[test]

@@ -252,6 +252,10 @@ pub(crate) fn push_u64(out: &mut Vec<u8>, mut v: u64) {
     out.extend_from_slice(tmp.get(i..).unwrap_or(&[]));
 }
 
+/// Longest channel name accepted, so a hostile file cannot make the table large (65,536 names
+/// of at most 64 bytes).
+const MAX_CHANNEL_NAME: usize = 64;
+
 /// Interned channel names; the last hit is checked first, so a trace of one or two interfaces
 /// costs one comparison per frame and no allocation.
 #[derive(Default, Debug)]
@@ -274,6 +278,9 @@ impl ChannelTable {
         if let Some(i) = self.names.iter().position(|n| n.as_bytes() == name) {
             self.last = i;
             return Ok(ChannelId(i as u16));
+        }
+        if name.len() > MAX_CHANNEL_NAME {
+            return Err("channel name longer than 64 bytes");
         }
         if self.names.len() > usize::from(u16::MAX) {
             return Err("more than 65536 distinct channel names");
