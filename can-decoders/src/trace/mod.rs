@@ -9,6 +9,17 @@
 //! A malformed record yields `Some(Err(ReadError::Malformed { .. }))`; with [`ErrorPolicy::Skip`]
 //! the reader then goes on with the next record, with [`ErrorPolicy::Strict`] it ends. An I/O
 //! error always ends the iteration. [`open`] picks the reader by extension and gunzips `.gz`.
+//!
+//! Choices that hold across formats (details in each module):
+//! - Channel names are kept as the file writes them: `can1` in candump, the channel number `"1"`
+//!   in ASC and BLF (python-can returns ASC/BLF numbers minus one).
+//! - ASC dates and the BLF start time are read as UTC.
+//! - Error frames from ASC and BLF carry no SocketCAN class; they become
+//!   [`FrameKind::Error`](crate::FrameKind::Error) with `CAN_ERR_BUSERROR` (0x80) and no data.
+//! - Readers are strict where can-utils and python-can are silently lenient (trailing text, odd
+//!   hex digits, impossible ids): such a record is malformed, with its line or offset and reason.
+//! - Every size is bounded: text lines (16 KiB), channel names (64 bytes, 65,536 of them), BLF
+//!   objects and inflated containers (16 MiB).
 
 mod asc;
 mod blf;
