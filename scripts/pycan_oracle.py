@@ -2,6 +2,10 @@
 """Differential-test oracle: print every message python-can reads from a trace, one JSON line each.
 
 Usage: pycan_oracle.py FILE [--absolute]
+       pycan_oracle.py --convert SRC DEST [--limit N]
+
+The second form rewrites the first N messages (default all) of SRC with python-can's own writer
+for DEST's extension (e.g. .blf, .asc), so our readers can be checked on files python-can wrote.
 
 ASC files are read with python-can's default relative timestamps (seconds from the trigger block
 start) unless --absolute is given; then the trigger block date is applied in UTC (TZ is forced to
@@ -20,7 +24,19 @@ time.tzset()
 import can  # noqa: E402
 
 
+def convert(src: str, dest: str, limit: int) -> None:
+    with can.Logger(dest) as writer:
+        for i, msg in enumerate(can.LogReader(src)):
+            if i >= limit:
+                break
+            writer.on_message_received(msg)
+
+
 def main() -> None:
+    if sys.argv[1] == "--convert":
+        limit = int(sys.argv[5]) if len(sys.argv) > 5 and sys.argv[4] == "--limit" else 1 << 62
+        convert(sys.argv[2], sys.argv[3], limit)
+        return
     path = sys.argv[1]
     absolute = "--absolute" in sys.argv[2:]
     if path.endswith(".asc"):

@@ -134,7 +134,7 @@ fn events_statistics_and_j1939_lines_are_skipped_and_counted() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/python-can/logfile.asc");
     let file = std::fs::File::open(path).expect("fixture");
     let mut r = AscReader::new(std::io::BufReader::new(file), ErrorPolicy::Strict);
-    let n = r.by_ref().map(|f| f.expect("valid")).count();
+    let n = r.by_ref().inspect(|f| assert!(f.is_ok(), "{f:?}")).count();
     let stats = r.stats();
     assert_eq!(stats.frames, n as u64);
     assert_eq!(stats.malformed, 0);
@@ -166,4 +166,44 @@ fn a_frame_line_that_does_not_parse_is_malformed_with_its_line_number() {
     let mut strict = AscReader::new(text.as_bytes(), ErrorPolicy::Strict);
     assert!(strict.next().expect("error").is_err());
     assert!(strict.next().is_none());
+}
+
+/// Ad-hoc figure: `cargo test --release --test trace_asc -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement, not a check"]
+fn asc_throughput_on_the_gps_log_rewritten_as_asc() {
+    use can_decoders::trace::CandumpReader;
+    use std::io::Read;
+    let path =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/traces/canmod_gps_3BA199E2.log.gz");
+    let mut text = Vec::new();
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(path).expect("fixture"))
+        .read_to_end(&mut text)
+        .expect("gunzip");
+    let mut r = CandumpReader::new(&text[..], ErrorPolicy::Strict);
+    let frames: Vec<TimedFrame> = r.by_ref().map(|f| f.expect("valid")).collect();
+    let names = r.channels().to_vec();
+    let cpu = || -> f64 {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(0.0, |ns| ns / 1e9)
+    };
+    let t = cpu();
+    let mut w = AscWriter::new(Vec::new());
+    for f in &frames {
+        w.write(f, &names[usize::from(f.channel.0)]).expect("write");
+    }
+    let asc = w.finish().expect("finish");
+    let write_s = cpu() - t;
+    let t = cpu();
+    let n = AscReader::new(&asc[..], ErrorPolicy::Strict).inspect(|f| assert!(f.is_ok())).count();
+    let read_s = cpu() - t;
+    assert_eq!(n, frames.len());
+    println!(
+        "ASC ({} MB): write {:.2} M frames/s, read {:.2} M frames/s (thread CPU time)",
+        asc.len() / 1_000_000,
+        n as f64 / write_s / 1e6,
+        n as f64 / read_s / 1e6
+    );
 }

@@ -109,6 +109,8 @@ fn remote_requests_carry_an_optional_length_and_raw_dlc() {
     assert_eq!((r.len(), r.len8_dlc), (8, 12));
     assert!(malformed("(1.0) can0 123#R9").1.contains("remote length must be 0..=8"));
     assert!(malformed("(1.0) can0 123#R5_C").1.contains("only valid after 8 data bytes"));
+    // lib.c silently reads `R_9` as a remote request of length 0; we say what is wrong.
+    assert!(malformed("(1.0) can0 123#R_9").1.contains("remote length must be 0..=8"));
 }
 
 #[test]
@@ -166,6 +168,8 @@ fn channel_names_are_interned_in_order_of_appearance() {
     let ids: Vec<u16> = items.iter().map(|r| r.as_ref().expect("valid").channel.0).collect();
     assert_eq!(ids, [0, 1, 0]);
     assert_eq!(channels, ["can0", "vcan1"]);
+    let long = "n".repeat(65);
+    assert!(malformed(&format!("(1.0) {long} 123#")).1.contains("longer than 64 bytes"));
 }
 
 #[test]
@@ -258,6 +262,21 @@ fn the_writer_writes_what_can_utils_writes() {
 }
 
 #[test]
+fn the_writer_pads_seconds_to_ten_digits_like_candump() {
+    let mut w = CandumpWriter::new(Vec::new());
+    let mut f = one("(0.5) can0 123#");
+    w.write(&f, "can0").expect("write");
+    f.t_ns = 12_345_678_901_000_000_000; // 11 digits: no padding, no truncation
+    w.write(&f, "can0").expect("write");
+    let text = String::from_utf8(w.into_inner().expect("flush")).expect("ASCII");
+    assert_eq!(text, "(0000000000.500000) can0 123# R\n(12345678901.000000) can0 123# R\n");
+    let back: Vec<u64> = CandumpReader::new(text.as_bytes(), ErrorPolicy::Strict)
+        .map(|r| r.expect("valid").t_ns)
+        .collect();
+    assert_eq!(back, [500_000_000, 12_345_678_901_000_000_000]);
+}
+
+#[test]
 fn the_writer_refuses_channel_names_that_would_not_read_back() {
     let mut w = CandumpWriter::new(Vec::new());
     let f = one("(1.0) can0 123#");
@@ -265,5 +284,5 @@ fn the_writer_refuses_channel_names_that_would_not_read_back() {
     assert!(w.write(&f, "").is_err());
     let mut w = CandumpWriter::new(Vec::new()).with_direction(false);
     w.write(&f, "can0").expect("write");
-    assert_eq!(w.into_inner().expect("flush"), b"(1.000000) can0 123#\n");
+    assert_eq!(w.into_inner().expect("flush"), b"(0000000001.000000) can0 123#\n");
 }

@@ -23,7 +23,7 @@
 use std::io::{self, BufRead, Write};
 
 use super::text::{self, ChannelTable, Line, LineReader, HEX_UPPER};
-use super::{ErrorPolicy, ReadError, ReadStats, TraceReader};
+use super::{dlc2len, ErrorPolicy, ReadError, ReadStats, TraceReader};
 use crate::frame::{
     is_valid_fd_len, CanFrame, CanId, Direction, FrameKind, TimedFrame, MAX_DATA_LEN,
 };
@@ -154,20 +154,6 @@ fn direction(t: &[u8]) -> Option<Direction> {
         Some(Direction::Tx)
     } else {
         None
-    }
-}
-
-/// Classic DLC to length (python-can's `dlc2len`: 9..=15 map to the CAN FD lengths, above 15 to 64).
-fn dlc2len(dlc: u32) -> usize {
-    match dlc {
-        0..=8 => dlc as usize,
-        9 => 12,
-        10 => 16,
-        11 => 20,
-        12 => 24,
-        13 => 32,
-        14 => 48,
-        _ => 64,
     }
 }
 
@@ -316,12 +302,9 @@ impl AscState {
         let id = self.can_id(id)?;
         let kind = words.next().ok_or("frame has no 'd' or 'r' after the direction")?;
         if kind.first().is_some_and(|c| c.eq_ignore_ascii_case(&b'r')) {
-            let dlc = match words.next() {
-                Some(w) if w.iter().all(u8::is_ascii_digit) => {
-                    self.num(w).ok_or("remote DLC is not a number")?
-                }
-                _ => 0,
-            };
+            // An optional DLC (python-can takes only decimal digits; we take a number in the
+            // file's base, so the raw DLCs A..F that AscWriter writes read back).
+            let dlc = words.next().and_then(|w| self.num(w)).unwrap_or(0);
             let mut frame =
                 CanFrame::remote(id, dlc2len(dlc).min(8) as u8).map_err(|_| "bad remote")?;
             if (9..=15).contains(&dlc) {
@@ -483,6 +466,9 @@ fn format_date(t_ns: u64) -> String {
 ///
 /// The ASC channel is a number: a channel name of digits is written as is; otherwise its
 /// trailing number plus one (`can0` → 1, python-can's convention for 0-based interfaces), or 1.
+///
+/// ASC has no room for some of what a [`TimedFrame`] holds: an error frame is written as a bare
+/// `ErrorFrame` (its class, data and direction are lost; it reads back as `CAN_ERR_BUSERROR`, Rx).
 pub struct AscWriter<W: Write> {
     out: W,
     line: Vec<u8>,

@@ -24,7 +24,7 @@ use flate2::read::ZlibDecoder;
 
 use super::asc::error_frame;
 use super::text::{self, ChannelTable};
-use super::{ErrorPolicy, ReadError, ReadStats, TraceReader};
+use super::{dlc2len, ErrorPolicy, ReadError, ReadStats, TraceReader};
 use crate::frame::{is_valid_fd_len, CanFrame, CanId, Direction, FrameKind, TimedFrame};
 
 /// Largest object or inflated container accepted.
@@ -194,14 +194,19 @@ impl<R: Read> BlfReader<R> {
                 io::copy(&mut (&mut self.input).take(body_len + padding), &mut io::sink())
                     .map_err(io_err)?;
             self.file_pos += skipped;
-            if skipped < body_len {
-                return Err(self.fatal("file ends inside an object"));
+            let truncated = skipped < body_len;
+            if kind == LOG_CONTAINER {
+                let reason = format!(
+                    "log container of {size} bytes is above the 16 MiB limit{}",
+                    if truncated { " (and the file ends inside it)" } else { "" }
+                );
+                if truncated {
+                    self.done = true;
+                }
+                return Err(self.malformed(offset, reason));
             }
-            if size > MAX_OBJECT_SIZE {
-                return Err(self.malformed(
-                    offset,
-                    format!("object of {size} bytes is above the 16 MiB limit"),
-                ));
+            if truncated {
+                return Err(self.fatal("file ends inside an object"));
             }
             self.stats.ignored += 1;
             return Ok(true);
@@ -358,6 +363,17 @@ impl<R: Read> Iterator for BlfReader<R> {
                     Ok(true) => {}
                     Ok(false) => {
                         self.done = true;
+                        let rest = self.buf.get(self.cur..).unwrap_or_default();
+                        if rest.windows(4).any(|w| w == b"LOBJ") {
+                            self.stats.malformed += 1;
+                            return Some(Err(ReadError::MalformedBinary {
+                                offset: self.file_pos,
+                                reason: format!(
+                                    "file ends inside an object ({} bytes of it were read)",
+                                    rest.len()
+                                ),
+                            }));
+                        }
                         return None;
                     }
                     Err(e) => return Some(Err(e)),
@@ -406,19 +422,6 @@ fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-fn dlc2len(dlc: u8) -> usize {
-    match dlc {
-        0..=8 => dlc.into(),
-        9 => 12,
-        10 => 16,
-        11 => 20,
-        12 => 24,
-        13 => 32,
-        14 => 48,
-        _ => 64,
-    }
-}
-
 fn can_id(raw: u32) -> Result<CanId, &'static str> {
     if raw & CAN_MSG_EXT != 0 {
         CanId::extended(raw & 0x1FFF_FFFF).ok_or("extended id above 29 bits")
@@ -430,7 +433,8 @@ fn can_id(raw: u32) -> Result<CanId, &'static str> {
 type Parsed = Result<(u32, Direction, CanFrame), &'static str>;
 
 fn remote(id: CanId, dlc: u8) -> Result<CanFrame, &'static str> {
-    let mut f = CanFrame::remote(id, dlc2len(dlc).min(8) as u8).map_err(|_| "bad remote frame")?;
+    let mut f =
+        CanFrame::remote(id, dlc2len(dlc.into()).min(8) as u8).map_err(|_| "bad remote frame")?;
     if (9..=15).contains(&dlc) {
         f.len8_dlc = dlc;
     }

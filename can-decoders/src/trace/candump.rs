@@ -267,7 +267,7 @@ fn parse_data<'a>(
             [] => return Ok((n, rest)),
             [b'_', ..] => return Ok((n, rest)),
             [hi, lo, tail @ ..] => {
-                let (Some(hi), Some(lo)) = (text::hex_val(*hi), text::hex_val(*lo)) else {
+                let Some(byte) = text::hex_byte(*hi, *lo) else {
                     return Err("data is not pairs of hex digits");
                 };
                 if n >= max {
@@ -278,7 +278,7 @@ fn parse_data<'a>(
                     });
                 }
                 if let Some(slot) = out.get_mut(n) {
-                    *slot = (hi << 4) | lo;
+                    *slot = byte;
                 }
                 n += 1;
                 rest = tail;
@@ -298,7 +298,7 @@ pub enum TimePrecision {
     Nanos,
 }
 
-/// Writes candump `-L` lines as can-utils does: uppercase hex, `_<dlc>` for a raw classic DLC,
+/// Writes candump `-L` lines as can-utils does: seconds padded to 10 digits, uppercase hex, `_<dlc>` for a raw classic DLC,
 /// `##<flags>` for CAN FD (with the FDF bit, as current can-utils), error frames with
 /// `CAN_ERR_FLAG`, and a trailing `R`/`T` direction (can be turned off).
 pub struct CandumpWriter<W: Write> {
@@ -345,6 +345,9 @@ impl<W: Write> CandumpWriter<W> {
             TimePrecision::Micros => 6,
             TimePrecision::Nanos => 9,
         };
+        // candump prints the seconds as `%010llu`.
+        let secs_digits = decimal_digits(frame.t_ns / 1_000_000_000);
+        line.extend(std::iter::repeat_n(b'0', 10usize.saturating_sub(secs_digits)));
         text::push_decimal_ns(line, frame.t_ns, digits);
         line.extend_from_slice(b") ");
         line.extend_from_slice(channel_name.as_bytes());
@@ -369,6 +372,16 @@ impl<W: Write> CandumpWriter<W> {
         self.out.flush()?;
         Ok(self.out)
     }
+}
+
+/// Number of decimal digits of `v` (1 for 0).
+fn decimal_digits(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 10 {
+        v /= 10;
+        n += 1;
+    }
+    n
 }
 
 fn push_hex(out: &mut Vec<u8>, v: u32, digits: u32) {

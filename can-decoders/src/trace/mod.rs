@@ -9,6 +9,17 @@
 //! A malformed record yields `Some(Err(ReadError::Malformed { .. }))`; with [`ErrorPolicy::Skip`]
 //! the reader then goes on with the next record, with [`ErrorPolicy::Strict`] it ends. An I/O
 //! error always ends the iteration. [`open`] picks the reader by extension and gunzips `.gz`.
+//!
+//! Choices that hold across formats (details in each module):
+//! - Channel names are kept as the file writes them: `can1` in candump, the channel number `"1"`
+//!   in ASC and BLF (python-can returns ASC/BLF numbers minus one).
+//! - ASC dates and the BLF start time are read as UTC.
+//! - Error frames from ASC and BLF carry no SocketCAN class; they become
+//!   [`FrameKind::Error`](crate::FrameKind::Error) with `CAN_ERR_BUSERROR` (0x80) and no data.
+//! - Readers are strict where can-utils and python-can are silently lenient (trailing text, odd
+//!   hex digits, impossible ids): such a record is malformed, with its line or offset and reason.
+//! - Every size is bounded: text lines (16 KiB), channel names (64 bytes, 65,536 of them), BLF
+//!   objects and inflated containers (16 MiB).
 
 mod asc;
 mod blf;
@@ -123,6 +134,21 @@ pub trait TraceReader: Iterator<Item = Result<TimedFrame, ReadError>> {
     fn stats(&self) -> ReadStats;
 }
 
+/// Payload length of a DLC as python-can's `dlc2len` has it: 9..=15 map to the CAN FD lengths,
+/// anything above 15 to 64. Classic readers then keep at most 8 bytes.
+pub(crate) fn dlc2len(dlc: u32) -> usize {
+    match dlc {
+        0..=8 => dlc as usize,
+        9 => 12,
+        10 => 16,
+        11 => 20,
+        12 => 24,
+        13 => 32,
+        14 => 48,
+        _ => 64,
+    }
+}
+
 /// Opens `path` with the reader its extension names, gunzipping `.gz` on the fly.
 pub fn open(path: &Path, policy: ErrorPolicy) -> Result<Box<dyn TraceReader>, OpenError> {
     let format =
@@ -144,4 +170,31 @@ pub fn open(path: &Path, policy: ErrorPolicy) -> Result<Box<dyn TraceReader>, Op
             other => OpenError::BadHeader { path: path.into(), reason: other.to_string() },
         })?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_format_follows_the_extension_with_or_without_gz() {
+        let f = |p: &str| Format::from_path(Path::new(p));
+        assert_eq!(f("a/b/trace.log"), Some(Format::Candump));
+        assert_eq!(f("trace.LOG.gz"), Some(Format::Candump));
+        assert_eq!(f("x.asc"), Some(Format::Asc));
+        assert_eq!(f("x.asc.gz"), Some(Format::Asc));
+        assert_eq!(f("x.blf"), Some(Format::Blf));
+        assert_eq!(f("x.blf.gz"), Some(Format::Blf));
+        assert_eq!(f("x.trc"), None);
+        assert_eq!(f("x.gz"), None);
+        assert_eq!(f("log"), None);
+    }
+
+    #[test]
+    fn open_names_the_path_when_the_format_is_unknown_or_the_file_is_missing() {
+        let err = open(Path::new("/nonexistent/x.trc"), ErrorPolicy::Skip).err();
+        assert!(matches!(err, Some(OpenError::UnknownFormat { .. })));
+        let err = open(Path::new("/nonexistent/x.log"), ErrorPolicy::Skip).err();
+        assert!(err.is_some_and(|e| e.to_string().starts_with("/nonexistent/x.log: ")));
+    }
 }

@@ -100,15 +100,35 @@ impl<R: BufRead> LineReader<R> {
     }
 }
 
+/// Hex digit values, 0xFF for anything else.
+static HEX_TABLE: [u8; 256] = {
+    let mut t = [0xFF; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => 0xFF,
+        };
+        i += 1;
+    }
+    t
+};
+
 /// Value of one hex digit, or `None`.
 #[inline]
 pub(crate) fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
+    let v = HEX_TABLE[usize::from(c)];
+    (v != 0xFF).then_some(v)
+}
+
+/// Value of two hex digits, or `None`.
+#[inline]
+pub(crate) fn hex_byte(hi: u8, lo: u8) -> Option<u8> {
+    let (h, l) = (HEX_TABLE[usize::from(hi)], HEX_TABLE[usize::from(lo)]);
+    ((h | l) & 0xF0 == 0).then_some((h << 4) | l)
 }
 
 /// `digits` (1..=8 hex digits) as a number.
@@ -135,40 +155,68 @@ pub(crate) const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
 /// `secs.frac` (1..=9 fraction digits, or none and no dot) as nanoseconds, without floats.
 pub(crate) fn parse_decimal_ns(text: &[u8]) -> Result<u64, &'static str> {
-    let (int, frac) = match text.iter().position(|&c| c == b'.') {
-        Some(dot) => (text.get(..dot).unwrap_or(&[]), text.get(dot + 1..).unwrap_or(&[])),
-        None => (text, &[][..]),
-    };
-    if int.is_empty() || int.len() > 11 {
+    let mut secs = 0u64;
+    let mut int_digits = 0usize;
+    let mut iter = text.iter();
+    let mut dot = false;
+    for &c in iter.by_ref() {
+        match c {
+            b'0'..=b'9' => {
+                int_digits += 1;
+                if int_digits > 11 {
+                    return Err("timestamp seconds must be 1 to 11 digits");
+                }
+                secs = secs * 10 + u64::from(c - b'0');
+            }
+            b'.' => {
+                dot = true;
+                break;
+            }
+            _ => return Err("timestamp is not a decimal number"),
+        }
+    }
+    if int_digits == 0 {
         return Err("timestamp seconds must be 1 to 11 digits");
     }
-    if frac.is_empty() && text.contains(&b'.') {
-        return Err("timestamp has a '.' but no fraction digits");
-    }
-    if frac.len() > 9 {
-        return Err("timestamp has more than 9 fraction digits");
-    }
-    let mut secs = 0u64;
-    for &c in int {
+    let mut ns = 0u64;
+    let mut frac_digits = 0u32;
+    for &c in iter {
         if !c.is_ascii_digit() {
             return Err("timestamp is not a decimal number");
         }
-        secs = secs * 10 + u64::from(c - b'0');
-    }
-    let mut ns = 0u64;
-    for &c in frac {
-        if !c.is_ascii_digit() {
-            return Err("timestamp is not a decimal number");
+        frac_digits += 1;
+        if frac_digits > 9 {
+            return Err("timestamp has more than 9 fraction digits");
         }
         ns = ns * 10 + u64::from(c - b'0');
     }
-    for _ in frac.len()..9 {
-        ns *= 10;
+    if dot && frac_digits == 0 {
+        return Err("timestamp has a '.' but no fraction digits");
     }
+    ns *= POW10[(9 - frac_digits) as usize & 15];
     secs.checked_mul(1_000_000_000)
         .and_then(|s| s.checked_add(ns))
         .ok_or("timestamp does not fit in 64-bit nanoseconds")
 }
+
+const POW10: [u64; 16] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+    1_000_000_000,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+];
 
 /// Appends `t_ns` as `secs.fraction` with `digits` (6 or 9) fraction digits, truncating.
 pub(crate) fn push_decimal_ns(out: &mut Vec<u8>, t_ns: u64, digits: u32) {
@@ -204,6 +252,10 @@ pub(crate) fn push_u64(out: &mut Vec<u8>, mut v: u64) {
     out.extend_from_slice(tmp.get(i..).unwrap_or(&[]));
 }
 
+/// Longest channel name accepted, so a hostile file cannot make the table large (65,536 names
+/// of at most 64 bytes).
+const MAX_CHANNEL_NAME: usize = 64;
+
 /// Interned channel names; the last hit is checked first, so a trace of one or two interfaces
 /// costs one comparison per frame and no allocation.
 #[derive(Default, Debug)]
@@ -226,6 +278,9 @@ impl ChannelTable {
         if let Some(i) = self.names.iter().position(|n| n.as_bytes() == name) {
             self.last = i;
             return Ok(ChannelId(i as u16));
+        }
+        if name.len() > MAX_CHANNEL_NAME {
+            return Err("channel name longer than 64 bytes");
         }
         if self.names.len() > usize::from(u16::MAX) {
             return Err("more than 65536 distinct channel names");
@@ -272,7 +327,14 @@ pub(crate) fn epoch_ns(
     sec: u32,
     ns: u64,
 ) -> Option<u64> {
-    if !(1..=12).contains(&month) || day == 0 || day > 31 || hour > 23 || min > 59 || sec > 60 {
+    if !(1..=12).contains(&month)
+        || day == 0
+        || day > 31
+        || hour > 23
+        || min > 59
+        || sec > 59
+        || ns >= 1_000_000_000
+    {
         return None;
     }
     if !(1970..=9999).contains(&year) {
