@@ -88,6 +88,11 @@ impl Cosigner {
         self.key_id
     }
 
+    /// The raw key, for [`crate::keys`] to encode. Crate-private so it cannot leak by accident.
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+
     pub fn verifier(&self) -> CosignatureVerifier {
         CosignatureVerifier {
             name: self.name.clone(),
