@@ -44,6 +44,12 @@ pub enum TileError {
     BundleCountMismatch { entries: usize, hashes: usize },
     #[error("entry {entry} of the bundle does not hash to the level-0 tile's hash {entry}")]
     BundleEntryMismatch { entry: usize },
+    #[error("tiles of tree size {tree_size} hash to {computed:?}, checkpoint says {expected:?}")]
+    RootMismatch { tree_size: u64, computed: Hash, expected: Hash },
+    #[error("full tile {path} does not hash to its entry in the tile above")]
+    ParentMismatch { path: String },
+    #[error("reading tiles: {0}")]
+    Read(#[from] ReadError),
 }
 
 /// One tile: level, index within the level, and width (256 for a full tile).
@@ -310,6 +316,42 @@ impl<S: TileSource> HashReader for TileReader<S> {
         }
         hashes.pop().ok_or_else(missing)
     }
+}
+
+/// Checks that the tiles of a tree of `tree_size` are exactly the tree with `expected_root`
+/// (e.g. from a verified checkpoint): partial tiles feed the root directly, and every full
+/// tile must hash to its entry in the tile above. Checked top-down, so the error names the
+/// tile that is wrong, not its children.
+pub fn verify_tiles<S: TileSource>(
+    source: S,
+    tree_size: u64,
+    expected_root: &Hash,
+) -> Result<(), TileError> {
+    let reader = TileReader::new(source, tree_size);
+    let computed = reader.root()?;
+    if computed != *expected_root {
+        return Err(TileError::RootMismatch { tree_size, computed, expected: *expected_root });
+    }
+    let mut tiles = tiles_for_size(tree_size);
+    tiles.retain(|t| !t.is_partial());
+    tiles.sort_by_key(|t| std::cmp::Reverse(t.level));
+    for t in tiles {
+        let bytes = reader.source.read_tile(&t)?;
+        if bytes.len() != t.byte_len() {
+            return Err(TileError::WrongSize { path: t.path(), len: bytes.len(), want: t.byte_len() });
+        }
+        let mut hashes: Vec<Hash> =
+            bytes.chunks_exact(HASH_SIZE).filter_map(|c| Hash::from_slice(c).ok()).collect();
+        while hashes.len() > 1 {
+            hashes = hashes.chunks_exact(2).map(|p| node_hash(&p[0], &p[1])).collect();
+        }
+        // A full tile has level <= 6 (a full level-7 tile would need 2^64 leaves): no overflow.
+        let parent = reader.node((t.level + 1) * TILE_HEIGHT, t.index)?;
+        if hashes.first() != Some(&parent) {
+            return Err(TileError::ParentMismatch { path: t.path() });
+        }
+    }
+    Ok(())
 }
 
 /// Entry bundle: each entry as big-endian uint16 length, then its bytes.
