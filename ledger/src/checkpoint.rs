@@ -224,7 +224,8 @@ mod tests {
         let log = Ed25519Signer::new("example.com/log", SigningKey::from_bytes(&[4; 32])).unwrap();
         let c = Checkpoint::new("example.com/log", 5, Hash([9; 32])).unwrap();
         let signed = SignedCheckpoint::sign(c.clone(), &log).unwrap();
-        let (back, verified) = SignedCheckpoint::verify(&signed.to_bytes(), &[&log.verifier()]).unwrap();
+        let (back, verified) =
+            SignedCheckpoint::verify(&signed.to_bytes(), &[&log.verifier()]).unwrap();
         assert_eq!(back.checkpoint(), &c);
         assert_eq!(verified.len(), 1);
         let stranger =

@@ -102,7 +102,11 @@ impl Cosigner {
     }
 
     /// Cosigns `checkpoint` as of `timestamp` (POSIX seconds, supplied by the caller).
-    pub fn cosign(&self, checkpoint: &Checkpoint, timestamp: u64) -> Result<Signature, CosignatureError> {
+    pub fn cosign(
+        &self,
+        checkpoint: &Checkpoint,
+        timestamp: u64,
+    ) -> Result<Signature, CosignatureError> {
         if timestamp > MAX_TIMESTAMP {
             return Err(CosignatureError::TimestampTooLarge { timestamp });
         }
@@ -188,7 +192,11 @@ impl CosignatureVerifier {
             });
         }
         if timestamp > now.saturating_add(max_skew) {
-            return Err(CosignatureError::FromTheFuture { name: self.name.clone(), timestamp, now });
+            return Err(CosignatureError::FromTheFuture {
+                name: self.name.clone(),
+                timestamp,
+                now,
+            });
         }
         Ok(timestamp)
     }
@@ -231,7 +239,8 @@ mod tests {
 
     #[test]
     fn signed_message_matches_the_spec_layout() {
-        let text = "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
+        let text =
+            "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
         assert_eq!(
             signed_message(text, 1679315147),
             b"cosignature/v1\ntime 1679315147\nexample.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
@@ -263,7 +272,8 @@ mod tests {
     fn cosignature_on_another_checkpoint_is_refused() {
         let w = witness();
         let sig = w.cosign(&cp(), 10).unwrap();
-        let other = Checkpoint::new("example.com/behind-the-sofa", 20852164, Hash([3; 32])).unwrap();
+        let other =
+            Checkpoint::new("example.com/behind-the-sofa", 20852164, Hash([3; 32])).unwrap();
         assert_eq!(
             w.verifier().verify(&other, &sig, 10, 0),
             Err(CosignatureError::BadSignature {
@@ -287,8 +297,9 @@ mod tests {
 
     #[test]
     fn log_signature_and_cosignature_verify_together_in_one_note() {
-        let log = Ed25519Signer::new("example.com/behind-the-sofa", SigningKey::from_bytes(&[1; 32]))
-            .unwrap();
+        let log =
+            Ed25519Signer::new("example.com/behind-the-sofa", SigningKey::from_bytes(&[1; 32]))
+                .unwrap();
         let mut signed = SignedCheckpoint::sign(cp(), &log).unwrap();
         signed.add_signature(witness().cosign(&cp(), 5).unwrap());
         let note = Note::parse(&signed.to_bytes()).unwrap();

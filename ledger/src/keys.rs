@@ -112,15 +112,13 @@ fn decode_private<'a>(
     Ok((name, id, raw))
 }
 
-fn ed25519_seed(
-    name: &str,
-    raw: &[u8],
-    sig_type: u8,
-) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+fn ed25519_seed(name: &str, raw: &[u8], sig_type: u8) -> Result<Zeroizing<[u8; 32]>, KeyError> {
     let malformed = |what| KeyError::Malformed { name: name.to_owned(), what };
     let (&ty, seed) = raw.split_first().ok_or(malformed("empty key"))?;
     if ty != sig_type {
-        return Err(KeyParseError::WrongType { name: name.to_owned(), got: ty, want: sig_type }.into());
+        return Err(
+            KeyParseError::WrongType { name: name.to_owned(), got: ty, want: sig_type }.into()
+        );
     }
     let seed: [u8; 32] = seed.try_into().map_err(|_| malformed("seed is not 32 bytes"))?;
     Ok(Zeroizing::new(seed))
@@ -128,7 +126,9 @@ fn ed25519_seed(
 
 fn check_id(name: &str, claimed: u32, computed: u32) -> Result<(), KeyError> {
     if claimed != computed {
-        return Err(KeyParseError::KeyIdMismatch { name: name.to_owned(), claimed, computed }.into());
+        return Err(
+            KeyParseError::KeyIdMismatch { name: name.to_owned(), claimed, computed }.into()
+        );
     }
     Ok(())
 }
@@ -248,11 +248,8 @@ pub fn write_secret_file(path: &Path, contents: &[u8]) -> Result<(), KeyError> {
         return Err(KeyError::Exists { path: path.to_owned() });
     }
     let file_name = path.file_name().ok_or(KeyError::NotAKeyFile { path: path.to_owned() })?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp =
+        path.with_file_name(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
@@ -271,7 +268,9 @@ pub fn write_secret_file(path: &Path, contents: &[u8]) -> Result<(), KeyError> {
             }
         })?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io("syncing directory of", e))?;
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io("syncing directory of", e))?;
         }
         Ok(())
     })();
@@ -281,11 +280,16 @@ pub fn write_secret_file(path: &Path, contents: &[u8]) -> Result<(), KeyError> {
 
 /// Reads a key file after checking it is a small regular file that only its owner can access.
 pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, KeyError> {
-    let mut f = File::open(path)
-        .map_err(|source| KeyError::Io { op: "opening", path: path.to_owned(), source })?;
-    let meta = f
-        .metadata()
-        .map_err(|source| KeyError::Io { op: "inspecting", path: path.to_owned(), source })?;
+    let mut f = File::open(path).map_err(|source| KeyError::Io {
+        op: "opening",
+        path: path.to_owned(),
+        source,
+    })?;
+    let meta = f.metadata().map_err(|source| KeyError::Io {
+        op: "inspecting",
+        path: path.to_owned(),
+        source,
+    })?;
     if !meta.is_file() || meta.len() > MAX_KEY_FILE_BYTES {
         return Err(KeyError::NotAKeyFile { path: path.to_owned() });
     }
@@ -294,8 +298,11 @@ pub fn read_secret_file(path: &Path) -> Result<Zeroizing<String>, KeyError> {
         return Err(KeyError::InsecurePermissions { path: path.to_owned(), mode });
     }
     let mut bytes = Zeroizing::new(Vec::new());
-    f.read_to_end(&mut bytes)
-        .map_err(|source| KeyError::Io { op: "reading", path: path.to_owned(), source })?;
+    f.read_to_end(&mut bytes).map_err(|source| KeyError::Io {
+        op: "reading",
+        path: path.to_owned(),
+        source,
+    })?;
     let text = String::from_utf8(bytes.to_vec())
         .map_err(|_| KeyError::NotAKeyFile { path: path.to_owned() })?;
     Ok(Zeroizing::new(text))

@@ -18,8 +18,8 @@
 //! - [`keys`]: key generation, 0600 key files (atomic write, permission check on load),
 //!   fingerprints; private keys never print.
 //!
-//! Hand-written rather than built on `tlog_tiles` / `signed_note` 0.2: see `docs` in the crate
-//! README for the reasons (dependency versions and error context).
+//! Hand-written rather than built on `tlog_tiles` / `signed_note` 0.2; the crate README says
+//! why (a second Ed25519 stack, and errors without the context our log lines need).
 
 pub mod checkpoint;
 pub mod cosignature;

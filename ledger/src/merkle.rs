@@ -25,8 +25,7 @@ impl Hash {
 
     /// Parses standard base64 of exactly 32 bytes.
     pub fn from_base64(s: &str) -> Result<Hash, HashError> {
-        let bytes =
-            STANDARD.decode(s).map_err(|e| HashError::Base64 { reason: e.to_string() })?;
+        let bytes = STANDARD.decode(s).map_err(|e| HashError::Base64 { reason: e.to_string() })?;
         Hash::from_slice(&bytes)
     }
 
@@ -270,7 +269,8 @@ fn subproof<R: HashReader + ?Sized>(
 /// plus the left-border nodes above them.
 fn inclusion_proof_len(index: u64, tree_size: u64) -> usize {
     let inner = 64 - (index ^ (tree_size - 1)).leading_zeros();
-    let border = (index >> inner).count_ones();
+    // `inner` can be 64 when the top bit differs; a plain shift would overflow.
+    let border = index.checked_shr(inner).unwrap_or(0).count_ones();
     (inner + border) as usize
 }
 
@@ -325,7 +325,7 @@ fn chain_inclusion(leaf: &Hash, index: u64, tree_size: u64, proof: &[Hash]) -> O
 /// Number of hashes in a consistency proof from `size1` to `size2` (0 < size1 < size2).
 fn consistency_proof_len(size1: u64, size2: u64) -> usize {
     let inner = 64 - ((size1 - 1) ^ (size2 - 1)).leading_zeros();
-    let border = ((size1 - 1) >> inner).count_ones();
+    let border = (size1 - 1).checked_shr(inner).unwrap_or(0).count_ones();
     let shift = size1.trailing_zeros();
     let start = usize::from(!size1.is_power_of_two());
     start + (inner - shift) as usize + border as usize
@@ -419,8 +419,7 @@ pub fn verify_inclusion_bytes(
 ) -> Result<(), VerifyError> {
     let leaf = hash_arg("leaf hash", leaf)?;
     let root = hash_arg("root", root)?;
-    let proof =
-        proof.iter().map(|p| hash_arg("proof hash", p)).collect::<Result<Vec<_>, _>>()?;
+    let proof = proof.iter().map(|p| hash_arg("proof hash", p)).collect::<Result<Vec<_>, _>>()?;
     verify_inclusion(&leaf, index, tree_size, &proof, &root)
 }
 
@@ -450,8 +449,7 @@ pub fn verify_consistency_bytes(
     }
     let root1 = hash_arg("root1", root1)?;
     let root2 = hash_arg("root2", root2)?;
-    let proof =
-        proof.iter().map(|p| hash_arg("proof hash", p)).collect::<Result<Vec<_>, _>>()?;
+    let proof = proof.iter().map(|p| hash_arg("proof hash", p)).collect::<Result<Vec<_>, _>>()?;
     verify_consistency(size1, size2, &proof, &root1, &root2)
 }
 
@@ -594,6 +592,16 @@ mod tests {
         let t = tree(4);
         let err = inclusion_proof(&t, 0, 8).unwrap_err();
         assert!(matches!(err, ProofError::Read(ReadError::Missing { .. })), "{err}");
+    }
+
+    #[test]
+    fn proof_lengths_for_trees_near_2_pow_64_do_not_overflow() {
+        // Found by tests/untrusted_input.rs: `index >> 64` used to panic.
+        let size = (1u64 << 63) + 1;
+        let got = verify_inclusion(&Hash::default(), 1 << 63, size, &[], &Hash::default());
+        assert_eq!(got, Err(VerifyError::WrongProofLength { got: 0, want: 1 }));
+        let got = verify_consistency(1 << 63, u64::MAX, &[], &Hash::default(), &Hash::default());
+        assert!(matches!(got, Err(VerifyError::WrongProofLength { got: 0, .. })), "{got:?}");
     }
 
     #[test]

@@ -283,9 +283,11 @@ pub(crate) fn ed25519_material(
     raw: &[u8],
     sig_type: u8,
 ) -> Result<[u8; 32], KeyParseError> {
-    let (&ty, key) = raw
-        .split_first()
-        .ok_or(KeyParseError::Length { name: name.to_owned(), len: 0, want: 33 })?;
+    let (&ty, key) = raw.split_first().ok_or(KeyParseError::Length {
+        name: name.to_owned(),
+        len: 0,
+        want: 33,
+    })?;
     if ty != sig_type {
         return Err(KeyParseError::WrongType { name: name.to_owned(), got: ty, want: sig_type });
     }
@@ -443,7 +445,10 @@ mod tests {
         let v = Ed25519Verifier::from_vkey(SPEC_VKEY).unwrap();
         let altered = SPEC_NOTE.replacen("example", "exemple", 1);
         let err = Note::parse(altered.as_bytes()).unwrap().verify(&[&v]).unwrap_err();
-        assert_eq!(err, NoteError::BadSignature { name: "example.com/foo".into(), key_id: 0x530d903a });
+        assert_eq!(
+            err,
+            NoteError::BadSignature { name: "example.com/foo".into(), key_id: 0x530d903a }
+        );
     }
 
     #[test]
@@ -476,16 +481,24 @@ mod tests {
         ));
     }
 
+    type Case = (&'static [u8], fn(&NoteError) -> bool);
+
     #[test]
     fn malformed_notes_are_refused_with_a_reason() {
-        let cases: &[(&[u8], fn(&NoteError) -> bool)] = &[
+        let cases: &[Case] = &[
             (b"no separator\n", |e| matches!(e, NoteError::MissingSignatureSeparator)),
             (b"text\n\n", |e| matches!(e, NoteError::NoSignatures)),
-            (b"text\n\n- a AAAAAAA=\n", |e| matches!(e, NoteError::SignatureLinePrefix { line: 1 })),
+            (b"text\n\n- a AAAAAAA=\n", |e| {
+                matches!(e, NoteError::SignatureLinePrefix { line: 1 })
+            }),
             (b"te\x01xt\n\n", |e| matches!(e, NoteError::ControlCharacter { offset: 2, byte: 1 })),
             (b"text\xff\n\n", |e| matches!(e, NoteError::NotUtf8 { offset: 4 })),
-            ("t\n\n\u{2014} a AAAA\n".as_bytes(), |e| matches!(e, NoteError::SignatureTooShort { .. })),
-            ("t\n\n\u{2014} a+b AAAAAAA=\n".as_bytes(), |e| matches!(e, NoteError::BadKeyName { .. })),
+            ("t\n\n\u{2014} a AAAA\n".as_bytes(), |e| {
+                matches!(e, NoteError::SignatureTooShort { .. })
+            }),
+            ("t\n\n\u{2014} a+b AAAAAAA=\n".as_bytes(), |e| {
+                matches!(e, NoteError::BadKeyName { .. })
+            }),
             ("t\n\n\u{2014} a AAAAAAA=".as_bytes(), |e| matches!(e, NoteError::TextNotTerminated)),
         ];
         for (bytes, want) in cases {

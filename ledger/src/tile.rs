@@ -133,7 +133,9 @@ impl Tile {
         }
         let index = decode_index(n).ok_or(bad("bad index"))?;
         if kind == "entries" {
-            return Ok(TilePath::Entries(Tile::new(0, index, width).map_err(|_| bad("bad width"))?));
+            return Ok(TilePath::Entries(
+                Tile::new(0, index, width).map_err(|_| bad("bad width"))?,
+            ));
         }
         let level = parse_decimal(kind).ok_or(bad("bad level"))?;
         let level = u8::try_from(level).map_err(|_| bad("level above 63"))?;
@@ -292,12 +294,14 @@ impl<S: TileSource> HashReader for TileReader<S> {
         let tile_index = first / TILE_WIDTH;
         let width = tile_width(self.tree_size, tile_level, tile_index).ok_or_else(missing)?;
         let tile = Tile { level: tile_level, index: tile_index, width };
-        let bytes = self
-            .source
-            .read_tile(&tile)
-            .map_err(|e| ReadError::Backend { level, index, reason: e.to_string() })?;
+        let bytes = self.source.read_tile(&tile).map_err(|e| ReadError::Backend {
+            level,
+            index,
+            reason: e.to_string(),
+        })?;
         if bytes.len() != tile.byte_len() {
-            let e = TileError::WrongSize { path: tile.path(), len: bytes.len(), want: tile.byte_len() };
+            let e =
+                TileError::WrongSize { path: tile.path(), len: bytes.len(), want: tile.byte_len() };
             return Err(ReadError::Backend { level, index, reason: e.to_string() });
         }
         let off = usize::try_from(first % TILE_WIDTH).map_err(|_| missing())?;
@@ -338,7 +342,11 @@ pub fn verify_tiles<S: TileSource>(
     for t in tiles {
         let bytes = reader.source.read_tile(&t)?;
         if bytes.len() != t.byte_len() {
-            return Err(TileError::WrongSize { path: t.path(), len: bytes.len(), want: t.byte_len() });
+            return Err(TileError::WrongSize {
+                path: t.path(),
+                len: bytes.len(),
+                want: t.byte_len(),
+            });
         }
         let mut hashes: Vec<Hash> =
             bytes.chunks_exact(HASH_SIZE).filter_map(|c| Hash::from_slice(c).ok()).collect();
@@ -445,7 +453,16 @@ mod tests {
                 assert_eq!(Tile::parse_path(&t.entries_path()), Ok(TilePath::Entries(t)));
             }
         }
-        for bad in ["tile/64/000", "tile/01/000", "tile/0/000.p/0", "tile/0/000.p/256", "tile/0/000.p/05", "tiles/0/000", "tile/0/x000/001", "tile/0"] {
+        for bad in [
+            "tile/64/000",
+            "tile/01/000",
+            "tile/0/000.p/0",
+            "tile/0/000.p/256",
+            "tile/0/000.p/05",
+            "tiles/0/000",
+            "tile/0/x000/001",
+            "tile/0",
+        ] {
             assert!(Tile::parse_path(bad).is_err(), "{bad}");
         }
     }
@@ -482,7 +499,10 @@ mod tests {
         }
         for m in [1, n / 2, n - 1, n] {
             if m >= 1 {
-                assert_eq!(consistency_proof(&r, m, n).unwrap(), consistency_proof(t, m, n).unwrap());
+                assert_eq!(
+                    consistency_proof(&r, m, n).unwrap(),
+                    consistency_proof(t, m, n).unwrap()
+                );
             }
         }
     }
@@ -518,7 +538,10 @@ mod tests {
         let entries: Vec<Vec<u8>> = (0..256u32).map(|i| vec![i as u8; i as usize]).collect();
         let bundle = encode_bundle(&entries).unwrap();
         assert_eq!(&bundle[..2], [0, 0]);
-        assert_eq!(decode_bundle(&bundle).unwrap(), entries.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        assert_eq!(
+            decode_bundle(&bundle).unwrap(),
+            entries.iter().map(Vec::as_slice).collect::<Vec<_>>()
+        );
         let t = MemoryTree::from_leaf_hashes(entries.iter().map(|e| leaf_hash(e)));
         let tile0 = tile_contents(&t, &tile(0, 0, 256)).unwrap();
         check_bundle(&bundle, &tile0).unwrap();
@@ -542,6 +565,9 @@ mod tests {
             encode_bundle(&[vec![0u8; 65_536]]),
             Err(TileError::EntryTooLarge { entry: 0, len: 65_536 })
         );
-        assert_eq!(decode_bundle(&[0, 0].repeat(257)), Err(TileError::TooManyEntries { count: 257 }));
+        assert_eq!(
+            decode_bundle(&[0, 0].repeat(257)),
+            Err(TileError::TooManyEntries { count: 257 })
+        );
     }
 }

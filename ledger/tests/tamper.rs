@@ -26,7 +26,8 @@ fn flip(h: &mut Hash, bit: usize) {
 }
 
 fn log_signer() -> Ed25519Signer {
-    Ed25519Signer::new("example.com/log", SigningKey::from_bytes(&[11; 32])).unwrap()
+    Ed25519Signer::new("example.com/log", SigningKey::from_bytes(&[11; 32]))
+        .expect("a fixed, valid key name")
 }
 
 proptest! {
