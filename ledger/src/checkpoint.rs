@@ -211,6 +211,17 @@ mod tests {
                 CheckpointError::BadSize { text: "18446744073709551616".into() },
             ),
             ("o\n1\nAAAA\n".to_owned(), CheckpointError::BadRoot { text: "AAAA".into() }),
+            (
+                // Same bytes, non-canonical trailing bits: a second spelling of one root.
+                "o\n1\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2J=\n".to_owned(),
+                CheckpointError::BadRoot {
+                    text: "CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2J=".into(),
+                },
+            ),
+            (
+                format!("o\n1\n{}\n", root.trim_end_matches('=')),
+                CheckpointError::BadRoot { text: root.trim_end_matches('=').into() },
+            ),
             (format!("o\n1\n{root}\n\next\n"), CheckpointError::EmptyLine { line: 4 }),
         ];
         for (text, want) in cases {

@@ -43,6 +43,11 @@ pub fn signed_message(checkpoint_text: &str, timestamp: u64) -> Vec<u8> {
     format!("cosignature/v1\ntime {timestamp}\n{checkpoint_text}").into_bytes()
 }
 
+/// The timestamp a cosignature line claims (unverified), or `None` if it is not 72 bytes.
+pub fn timestamp(sig: &Signature) -> Option<u64> {
+    split(&sig.bytes).map(|(ts, _)| ts)
+}
+
 /// Splits cosignature bytes into (timestamp, Ed25519 signature).
 fn split(bytes: &[u8]) -> Option<(u64, ed25519_dalek::Signature)> {
     if bytes.len() != SIGNATURE_LEN {
@@ -245,6 +250,16 @@ mod tests {
             signed_message(text, 1679315147),
             b"cosignature/v1\ntime 1679315147\nexample.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
         );
+    }
+
+    #[test]
+    fn spec_example_cosignature_line_carries_the_spec_timestamp() {
+        let text = "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n\n\u{2014} example.com/behind-the-sofa Az3grlgtzPICa5OS8npVmf1Myq/5IZniMp+ZJurmRDeOoRDe4URYN7u5/Zhcyv2q1gGzGku9nTo+zyWE+xeMcTOAYQ8=\n\u{2014} witness.example.com/w1 jWbPPwAAAABkGFDLEZMHwSRaJNiIDoe9DYn/zXcrtPHeolMI5OWXEhZCB9dlrDJsX3b2oyin1nPZqhf5nNo0xUe+mbIUBkBIfZ+qnA==\n";
+        let note = Note::parse(text.as_bytes()).unwrap();
+        let w = &note.signatures()[1];
+        assert_eq!((w.name.as_str(), w.key_id), ("witness.example.com/w1", 0x8d66cf3f));
+        assert_eq!(timestamp(w), Some(1679315147)); // the spec's "time 1679315147"
+        assert_eq!(timestamp(&note.signatures()[0]), None); // plain Ed25519: 64 bytes
     }
 
     #[test]

@@ -165,7 +165,7 @@ fn largest_power_of_two_below(n: u64) -> u64 {
     1u64 << (63 - (n - 1).leading_zeros())
 }
 
-/// MTH(D[lo:hi]) from complete-subtree hashes. Every range the RFC recursion produces starts at
+/// `MTH(D[lo:hi])` from complete-subtree hashes. Every range the RFC recursion produces starts at
 /// a multiple of its largest power-of-two part, so each perfect piece is one reader lookup.
 fn subtree_root<R: HashReader + ?Sized>(r: &R, lo: u64, hi: u64) -> Result<Hash, ReadError> {
     let n = hi - lo;
@@ -187,7 +187,7 @@ pub fn root<R: HashReader + ?Sized>(r: &R, tree_size: u64) -> Result<Hash, Proof
     Ok(subtree_root(r, 0, tree_size)?)
 }
 
-/// RFC 9162 §2.1.3.1 PATH(m, D[n]): audit path for leaf `index` in a tree of `tree_size`.
+/// RFC 9162 §2.1.3.1 `PATH(m, D[n])`: audit path for leaf `index` in a tree of `tree_size`.
 pub fn inclusion_proof<R: HashReader + ?Sized>(
     r: &R,
     index: u64,
@@ -201,7 +201,7 @@ pub fn inclusion_proof<R: HashReader + ?Sized>(
     Ok(proof)
 }
 
-/// Appends PATH(m, D[lo:hi]) leaf-to-root (m relative to lo).
+/// Appends `PATH(m, D[lo:hi])` leaf-to-root (m relative to lo).
 fn path<R: HashReader + ?Sized>(
     r: &R,
     m: u64,
@@ -224,7 +224,7 @@ fn path<R: HashReader + ?Sized>(
     Ok(())
 }
 
-/// RFC 9162 §2.1.4.1 PROOF(m, D[n]): consistency proof from `size1` to `size2`.
+/// RFC 9162 §2.1.4.1 `PROOF(m, D[n])`: consistency proof from `size1` to `size2`.
 /// Equal sizes give an empty proof; `size1 == 0` is refused (it proves nothing).
 pub fn consistency_proof<R: HashReader + ?Sized>(
     r: &R,
@@ -507,8 +507,7 @@ impl MemoryTree {
 
     /// Current root.
     pub fn root(&self) -> Hash {
-        // The tree holds every node up to its own size, so reads cannot miss.
-        root(self, self.size()).unwrap_or_else(|_| empty_root())
+        root(self, self.size()).expect("a MemoryTree holds every node up to its own size")
     }
 }
 

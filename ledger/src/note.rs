@@ -158,6 +158,9 @@ impl Note {
         // The text ends at the last blank line: signature lines are never empty.
         let sep = s.rfind("\n\n").ok_or(NoteError::MissingSignatureSeparator)?;
         let text = &s[..=sep];
+        if text == "\n" {
+            return Err(NoteError::TextNotTerminated);
+        }
         let sigs = &s[sep + 2..];
         if sigs.is_empty() {
             return Err(NoteError::NoSignatures);
@@ -488,6 +491,7 @@ mod tests {
         let cases: &[Case] = &[
             (b"no separator\n", |e| matches!(e, NoteError::MissingSignatureSeparator)),
             (b"text\n\n", |e| matches!(e, NoteError::NoSignatures)),
+            ("\n\n\u{2014} a AAAAAAA=\n".as_bytes(), |e| matches!(e, NoteError::TextNotTerminated)),
             (b"text\n\n- a AAAAAAA=\n", |e| {
                 matches!(e, NoteError::SignatureLinePrefix { line: 1 })
             }),
