@@ -14,7 +14,8 @@
 //! - [`checkpoint`]: C2SP tlog-checkpoint: strict parse and format, [`checkpoint::SignedCheckpoint`].
 //! - [`cosignature`]: C2SP tlog-cosignature v1 (timestamped Ed25519, key type 0x04).
 //! - [`tile`]: C2SP tlog-tiles: tile coordinates and paths, which tiles a tree has, tile
-//!   contents, entry bundles, and a [`merkle::HashReader`] over tiles.
+//!   contents, entry bundles, a [`merkle::HashReader`] over tiles, and [`tile::verify_tiles`]
+//!   ("these tiles are exactly the tree with this checkpoint root").
 //! - [`keys`]: key generation, 0600 key files (atomic write, permission check on load),
 //!   fingerprints; private keys never print.
 //!
