@@ -1,0 +1,30 @@
+//! Transparency-log core of the ledger: the primitives every later part relies on.
+//!
+//! Pure: no async runtime, no sockets, no database; time is always a parameter. The one
+//! exception is [`keys`], which reads and writes key files (it is the thin I/O shell the
+//! daemons call at start-up).
+//!
+//! # Layout
+//!
+//! - [`merkle`]: RFC 6962 / RFC 9162 SHA-256 Merkle tree: leaf and node hashes, roots,
+//!   inclusion and consistency proofs (generation from a [`merkle::HashReader`], verification),
+//!   and [`merkle::MemoryTree`].
+//! - [`note`]: C2SP signed notes: parse and format, Ed25519 signers and verifier keys (vkeys),
+//!   key IDs, verification against a set of known keys.
+//! - [`checkpoint`]: C2SP tlog-checkpoint: strict parse and format, [`checkpoint::SignedCheckpoint`].
+//! - [`cosignature`]: C2SP tlog-cosignature v1 (timestamped Ed25519, key type 0x04).
+//! - [`tile`]: C2SP tlog-tiles: tile coordinates and paths, which tiles a tree has, tile
+//!   contents, entry bundles, a [`merkle::HashReader`] over tiles, and [`tile::verify_tiles`]
+//!   ("these tiles are exactly the tree with this checkpoint root").
+//! - [`keys`]: key generation, 0600 key files (atomic write, permission check on load),
+//!   fingerprints; private keys never print.
+//!
+//! Hand-written rather than built on `tlog_tiles` / `signed_note` 0.2; the crate README says
+//! why (a second Ed25519 stack, and errors without the context our log lines need).
+
+pub mod checkpoint;
+pub mod cosignature;
+pub mod keys;
+pub mod merkle;
+pub mod note;
+pub mod tile;
