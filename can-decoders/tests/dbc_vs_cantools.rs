@@ -286,12 +286,15 @@ fn compare_message(file: &str, ours: &Message, theirs: &Value, errors: &mut Vec<
     our_signals.len()
 }
 
+/// Messages and signals compared in one file, and the differences found.
+type FileResult = (usize, usize, Vec<String>);
+
 #[test]
 fn every_fixture_that_cantools_loads_gives_the_same_model() {
     let python = oracle_python();
     let files = dbc_files();
     let views = cantools_views(&python, &files);
-    let results: Vec<(String, Option<(usize, usize, Vec<String>)>)> = files
+    let results: Vec<(String, Option<FileResult>)> = files
         .iter()
         .zip(&views)
         .map(|(file, theirs)| {

@@ -1,7 +1,7 @@
 //! Statements to model: resolves references between statements (comments, attributes, value
 //! descriptions, multiplexing) and applies the conventions cantools and CANdb++ follow.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::layout;
 use super::model::*;
@@ -53,6 +53,9 @@ struct Builder {
     diags: Vec<Diagnostic>,
     /// First message with each id.
     by_id: HashMap<CanId, usize>,
+    /// Line of the first message with each name.
+    name_lines: HashMap<String, u32>,
+    node_names: HashSet<String>,
     /// DBC ids of dropped messages, whose references are silently ignored.
     dropped_ids: Vec<u64>,
     /// Raw `mN`/`M` markers per message and signal, for multiplexing.
@@ -70,6 +73,8 @@ pub fn build(statements: Vec<Statement>, diags: Vec<Diagnostic>) -> Database {
         db: Database::default(),
         diags,
         by_id: HashMap::new(),
+        name_lines: HashMap::new(),
+        node_names: HashSet::new(),
         dropped_ids: Vec::new(),
         mux_markers: Vec::new(),
         mux_values: HashMap::new(),
@@ -111,7 +116,7 @@ pub fn build(statements: Vec<Statement>, diags: Vec<Diagnostic>) -> Database {
 impl Builder {
     fn nodes(&mut self, nodes: Vec<String>) {
         for name in nodes {
-            if name != NO_NODE && !self.db.nodes.iter().any(|n| n.name == name) {
+            if name != NO_NODE && self.node_names.insert(name.clone()) {
                 self.db.nodes.push(Node { name, comment: None, attributes: BTreeMap::new() });
             }
         }
@@ -193,13 +198,15 @@ impl Builder {
         } else {
             self.by_id.insert(id, self.db.messages.len());
         }
-        if let Some(other) = self.db.messages.iter().find(|m| m.name == name) {
+        if let Some(first) = self.name_lines.get(&name) {
             self.diags.push(diag(
                 Severity::Warning,
                 line,
                 column,
-                format!("message name '{name}' (line {line}) is also used at line {}", other.line),
+                format!("message name '{name}' (line {line}) is also used at line {first}"),
             ));
+        } else {
+            self.name_lines.insert(name.clone(), line);
         }
         let senders = sender.into_iter().filter(|s| s != NO_NODE).collect();
         self.mux_markers.push(markers);
