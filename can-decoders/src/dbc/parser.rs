@@ -189,6 +189,22 @@ impl<'t, 'a> Parser<'t, 'a> {
         }
     }
 
+    /// Just past the last consumed token: where a missing `;` belongs.
+    fn end_of_previous(&self) -> (u32, u32) {
+        let Some(t) = self.pos.checked_sub(1).and_then(|i| self.toks.get(i)) else {
+            return self.here();
+        };
+        let quotes = if t.kind == Kind::Str { 2 } else { 0 };
+        let count = |s: &str| u32::try_from(s.chars().count()).unwrap_or(u32::MAX);
+        match t.text.rsplit_once('\n') {
+            Some((before, last)) => {
+                let lines = u32::try_from(before.matches('\n').count()).unwrap_or(0);
+                (t.line.saturating_add(lines).saturating_add(1), count(last).saturating_add(2))
+            }
+            None => (t.line, t.column.saturating_add(count(t.text)).saturating_add(quotes)),
+        }
+    }
+
     fn found(&self) -> String {
         self.peek().map_or_else(|| "end of file".to_string(), Token::describe)
     }
@@ -329,7 +345,7 @@ impl<'t, 'a> Parser<'t, 'a> {
             return Ok(());
         }
         if self.at_statement_start() {
-            let (line, column) = self.here();
+            let (line, column) = self.end_of_previous();
             self.warn_at(line, column, format!("missing ';' after {after}"));
             return Ok(());
         }
