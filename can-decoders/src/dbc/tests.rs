@@ -90,7 +90,7 @@ fn comment_without_semicolon_is_accepted_with_a_warning() {
     let db = load("BO_ 1 M: 8 ECU1\nCM_ BO_ 1 \"no end\"\nCM_ \"db \\\"quoted\\\"\";\n");
     assert_eq!(db.messages[0].comment.as_deref(), Some("no end"));
     assert_eq!(db.comment.as_deref(), Some("db \"quoted\""));
-    assert_eq!(msgs(&db), ["9:1: warning: missing ';' after comment"]);
+    assert_eq!(msgs(&db), ["8:19: warning: missing ';' after comment"]);
 }
 
 #[test]
