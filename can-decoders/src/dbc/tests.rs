@@ -263,6 +263,24 @@ fn protocol_type_j1939_makes_extended_messages_j1939() {
 }
 
 #[test]
+fn a_message_own_vframeformat_wins_over_protocol_type_j1939() {
+    let db = load(
+        "BO_ 2147483650 J: 8 ECU1\nBO_ 2147483651 E: 8 ECU1\nBA_DEF_ \"ProtocolType\" STRING;\nBA_DEF_DEF_ \"ProtocolType\" \"J1939\";\n\
+         BA_DEF_ BO_ \"VFrameFormat\" ENUM \"StandardCAN\",\"ExtendedCAN\",\"reserved\",\"J1939PG\";\nBA_ \"VFrameFormat\" BO_ 2147483651 1;\n",
+    );
+    let f: Vec<FrameFormat> = db.messages.iter().map(|m| m.frame_format).collect();
+    assert_eq!(f, [FrameFormat::J1939, FrameFormat::Extended]);
+}
+
+#[test]
+fn canmatrix_j1939_messages_are_j1939_through_the_file_own_enum_order() {
+    // That file lists J1939PG as the fifth label, not the fourth.
+    let db = load_file(&fixture("canmatrix/j1939.dbc")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(db.messages.len() > 300);
+    assert!(db.messages.iter().all(Message::is_j1939));
+}
+
+#[test]
 fn vframeformat_defined_as_int_uses_the_standard_labels() {
     let db = load_file(&fixture("cantools/vframeformat_int.dbc")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
