@@ -427,3 +427,76 @@ fn huge_numbers_do_not_panic() {
     assert!(db.messages.is_empty());
     assert_eq!(db.warnings.len(), 2, "{:?}", msgs(&db));
 }
+
+#[test]
+fn bare_lowercase_m_is_read_as_the_multiplexor_with_a_warning() {
+    let db = load(
+        "BO_ 1 M: 8 ECU1\n SG_ Sw m : 0|2@1+ (1,0) [0|3] \"\" ECU2\n SG_ A m1 : 8|8@1+ (1,0) [0|0] \"\" ECU2\n\
+         SG_MUL_VAL_ 1 A Sw 1-1;\n",
+    );
+    assert!(sig(&db, "M", "Sw").multiplexing.is_multiplexor);
+    assert_eq!(
+        sig(&db, "M", "A").multiplexing.multiplexed_by,
+        Some(MuxCondition { switch: "Sw".into(), values: vec![(1, 1)] })
+    );
+    assert_eq!(msgs(&db), ["8:9: warning: multiplexer indicator 'm' of signal 'Sw' read as 'M'"]);
+}
+
+#[test]
+fn sg_mul_val_naming_an_unknown_switch_is_ignored_with_a_warning() {
+    let db = load(
+        "BO_ 1 M: 8 ECU1\n SG_ Sw M : 0|8@1+ (1,0) [0|0] \"\" ECU2\n SG_ A m1 : 8|8@1+ (1,0) [0|0] \"\" ECU2\n\
+         SG_MUL_VAL_ 1 A Nope 1-3;\n",
+    );
+    assert_eq!(
+        sig(&db, "M", "A").multiplexing.multiplexed_by,
+        Some(MuxCondition { switch: "Sw".into(), values: vec![(1, 1)] })
+    );
+    assert_eq!(
+        msgs(&db),
+        ["10:1: warning: SG_MUL_VAL_ of signal 'A' names unknown multiplexor 'Nope'; ignored"]
+    );
+}
+
+#[test]
+fn statements_we_do_not_model_are_skipped_cleanly() {
+    let db = load(
+        "BO_ 1 M: 8 ECU1\n SG_ A : 0|8@1+ (1,0) [0|0] \"\" ECU2\n\
+         EV_ Env: 0 [0|10] \"\" 0 1 DUMMY_NODE_VECTOR0 ECU1;\nENVVAR_DATA_ Env: 4;\nSIG_GROUP_ 1 G 1 : A;\n\
+         BA_DEF_REL_ BU_SG_REL_ \"R\" INT 0 10;\nBA_DEF_DEF_REL_ \"R\" 3;\nBA_REL_ \"R\" BU_SG_REL_ ECU2 SG_ 1 A 5;\n\
+         VAL_ Env 0 \"zero\";\nCM_ EV_ Env \"env comment\";\nVAL_TABLE_ T 1 \"one\" 0 \"zero\";\nBO_ 2 N: 8 ECU1\n",
+    );
+    assert_eq!(db.messages.len(), 2);
+    assert!(db.warnings.is_empty(), "{:?}", msgs(&db));
+    let rel = db.attribute_defs.get("R").map(|d| (d.object, d.default.clone()));
+    assert_eq!(rel, Some((AttributeObject::Relation, Some(AttributeValue::Int(3)))));
+    assert_eq!(db.value_tables.get("T").map(Vec::len), Some(2));
+}
+
+#[test]
+fn new_symbols_list_ends_at_bs_even_without_indentation() {
+    let db = parse_str(
+        "VERSION \"v1\"\nNS_ :\nCM_\nBA_\nVAL_\nBS_:\nBU_: A\nBO_ 1 M: 8 A\n",
+        &LoadOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(db.version, "v1");
+    assert_eq!(db.nodes.len(), 1);
+    assert_eq!(db.messages.len(), 1);
+    assert!(db.warnings.is_empty(), "{:?}", msgs(&db));
+}
+
+#[test]
+fn a_bad_signal_line_drops_only_that_signal() {
+    let db = load("BO_ 1 M: 8 ECU1\n SG_ A : 0|8@1+ (1,0) [0|0] \"\" ECU2\n SG_ B : 8|8@2+ (1,0) [0|0] \"\" ECU2\n SG_ C : 16|8@1+ (1,0) [0|0] \"\" ECU2\n");
+    let names: Vec<&str> = db.messages[0].signals.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["A", "C"]);
+    assert_eq!(msgs(&db), ["9:14: error: expected byte order (0 or 1) after '@', found '2'"]);
+}
+
+#[test]
+fn motorola_bit_positions_walk_the_sawtooth() {
+    let db = load("BO_ 1 M: 8 ECU1\n SG_ A : 7|12@0+ (1,0) [0|0] \"\" ECU2\n");
+    let bits: Vec<u32> = bit_positions(sig(&db, "M", "A")).collect();
+    assert_eq!(bits, [7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12]);
+}
