@@ -26,6 +26,7 @@ mod error;
 mod layout;
 mod lexer;
 pub mod model;
+mod number;
 mod parser;
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 use super::lexer::{Kind, Token};
 use super::model::{AttributeObject, AttributeType, Diagnostic, Severity, ValueTable};
+pub use super::number::{clamp_i64, parse_f64, parse_i64};
 
 /// Statement keywords that may start a top-level statement (`SG_` only inside a `BO_`).
 const KEYWORDS: &[&str] = &[
@@ -661,18 +662,18 @@ impl<'t, 'a> Parser<'t, 'a> {
         let ty = self.name("attribute type (INT, HEX, FLOAT, STRING, ENUM)")?;
         let kind = match ty.as_str() {
             "INT" | "HEX" => {
-                let min = clamp_i64(self.float("attribute minimum")?);
-                let max = clamp_i64(self.float("attribute maximum")?);
+                let (min, max) = self.bounds()?;
+                let (min, max) = (clamp_i64(min), clamp_i64(max));
                 if ty == "INT" {
                     AttributeType::Int { min, max }
                 } else {
                     AttributeType::Hex { min, max }
                 }
             }
-            "FLOAT" => AttributeType::Float {
-                min: self.float("attribute minimum")?,
-                max: self.float("attribute maximum")?,
-            },
+            "FLOAT" => {
+                let (min, max) = self.bounds()?;
+                AttributeType::Float { min, max }
+            }
             "STRING" => AttributeType::String,
             "ENUM" => {
                 let mut labels = Vec::new();
@@ -691,6 +692,14 @@ impl<'t, 'a> Parser<'t, 'a> {
         };
         self.end("attribute definition")?;
         Ok(Stmt::AttrDef { object, name, kind })
+    }
+
+    /// `min max` of an INT/HEX/FLOAT definition; some tools leave both out (0 0 then).
+    fn bounds(&mut self) -> PResult<(f64, f64)> {
+        if self.peek().is_some_and(|t| t.is_punct(';')) || self.at_statement_start() {
+            return Ok((0.0, 0.0));
+        }
+        Ok((self.float("attribute minimum")?, self.float("attribute maximum")?))
     }
 
     fn raw_value(&mut self) -> PResult<RawValue> {
@@ -771,48 +780,4 @@ fn is_mux_marker(w: &str) -> bool {
     let Some(rest) = w.strip_prefix('m') else { return false };
     let digits = rest.strip_suffix('M').unwrap_or(rest);
     !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
-}
-
-fn clamp_i64(v: f64) -> i64 {
-    // `as` saturates (and maps NaN to 0), which is what an out-of-range bound should do.
-    v as i64
-}
-
-/// A real-world number: `.25`, `-.5`, `1e-06`, `+1`, `0x1F`. Rejects `inf`/`nan` words.
-pub fn parse_f64(text: &str) -> Option<f64> {
-    let (neg, body) = match text.as_bytes().first() {
-        Some(b'-') => (true, text.get(1..)?),
-        Some(b'+') => (false, text.get(1..)?),
-        _ => (false, text),
-    };
-    if !body.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
-        return None;
-    }
-    let v = if let Some(hex) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
-        u64::from_str_radix(hex, 16).ok()? as f64
-    } else {
-        body.parse::<f64>().ok()?
-    };
-    Some(if neg { -v } else { v })
-}
-
-/// An integer, allowing hex and integral floats (`1.0`, `1e3`).
-pub fn parse_i64(text: &str) -> Option<i64> {
-    let (neg, body) = match text.as_bytes().first() {
-        Some(b'-') => (true, text.get(1..)?),
-        Some(b'+') => (false, text.get(1..)?),
-        _ => (false, text),
-    };
-    let mag: i128 = if let Some(hex) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
-        i128::from(u64::from_str_radix(hex, 16).ok()?)
-    } else if let Ok(v) = body.parse::<u64>() {
-        i128::from(v)
-    } else {
-        let f = parse_f64(body)?;
-        if f.fract() != 0.0 || !f.is_finite() || f.abs() > 9.2e18 {
-            return None;
-        }
-        f as i128
-    };
-    i64::try_from(if neg { -mag } else { mag }).ok()
 }
