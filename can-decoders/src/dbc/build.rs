@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::layout;
 use super::model::*;
-use super::parser::{parse_f64, parse_i64, RawValue, SignalDef, Statement, Stmt, Target};
+use super::number::{parse_f64, parse_i64};
+use super::statement::{RawValue, SignalDef, Statement, Stmt, Target};
 use crate::frame::{CanId, DBC_EXTENDED_FLAG};
 
 /// The node name CANdb++ writes for "no node".

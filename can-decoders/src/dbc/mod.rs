@@ -23,11 +23,13 @@ mod build;
 mod derive;
 mod encoding;
 mod error;
+mod grammar;
 mod layout;
 mod lexer;
 pub mod model;
 mod number;
 mod parser;
+mod statement;
 
 #[cfg(test)]
 mod tests;
