@@ -59,6 +59,8 @@ struct Builder {
     node_names: HashSet<String>,
     /// DBC ids of dropped messages, whose references are silently ignored.
     dropped_ids: Vec<u64>,
+    /// Dropped signals by (message index, name): their references are silently ignored too.
+    dropped_signals: HashSet<(usize, String)>,
     /// Raw `mN`/`M` markers per message and signal, for multiplexing.
     mux_markers: Vec<Vec<Option<String>>>,
     /// `SG_MUL_VAL_` per (message index, signal): switch and ranges.
@@ -77,6 +79,7 @@ pub fn build(statements: Vec<Statement>, diags: Vec<Diagnostic>) -> Database {
         name_lines: HashMap::new(),
         node_names: HashSet::new(),
         dropped_ids: Vec::new(),
+        dropped_signals: HashSet::new(),
         mux_markers: Vec::new(),
         mux_values: HashMap::new(),
     };
@@ -244,6 +247,7 @@ impl Builder {
                     d.column,
                     format!("signal '{}' of message '{message}' has length {}, not 1..=64; signal dropped", d.name, d.length),
                 ));
+                self.dropped_signals.insert((self.db.messages.len(), d.name));
                 return None;
             }
         };
@@ -257,6 +261,7 @@ impl Builder {
                     d.name, d.start
                 ),
             ));
+            self.dropped_signals.insert((self.db.messages.len(), d.name));
             return None;
         };
         markers.push(d.mux);
@@ -366,6 +371,9 @@ impl Builder {
             .map(|(i, _)| i)
             .collect();
         if found.is_empty() {
+            if self.dropped_signals.contains(&(m, name.to_string())) {
+                return None;
+            }
             let message =
                 format!("{what} for unknown signal '{name}' of message '{}'; ignored", msg.name);
             self.diags.push(diag(Severity::Warning, line, column, message));

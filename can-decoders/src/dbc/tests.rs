@@ -143,7 +143,8 @@ fn overlapping_signals_are_one_warning_per_message_but_mux_branches_may_share_bi
 
 #[test]
 fn zero_or_too_long_signals_are_dropped_as_errors_and_fail_strict_loading() {
-    let body = "BO_ 1 M: 8 ECU1\n SG_ Z : 0|0@1+ (1,0) [0|0] \"\" ECU2\n SG_ L : 0|65@1+ (1,0) [0|0] \"\" ECU2\n SG_ ok : 0|8@1+ (1,0) [0|0] \"\" ECU2\n";
+    // References to a dropped signal are ignored silently: the error already says it.
+    let body = "BO_ 1 M: 8 ECU1\n SG_ Z : 0|0@1+ (1,0) [0|0] \"\" ECU2\n SG_ L : 0|65@1+ (1,0) [0|0] \"\" ECU2\n SG_ ok : 0|8@1+ (1,0) [0|0] \"\" ECU2\nCM_ SG_ 1 L \"long\";\n";
     let db = load(body);
     assert_eq!(db.messages[0].signals.len(), 1);
     assert_eq!(
