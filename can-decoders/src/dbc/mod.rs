@@ -29,6 +29,7 @@ mod lexer;
 pub mod model;
 mod number;
 mod parser;
+mod resolve;
 mod statement;
 
 #[cfg(test)]
