@@ -1,5 +1,6 @@
-//! Statements to model: resolves references between statements (comments, attributes, value
-//! descriptions, multiplexing) and applies the conventions cantools and CANdb++ follow.
+//! Statements to model: nodes, messages and signals here; references between statements are
+//! resolved in `resolve.rs` and derived fields (multiplexing, frame format, long names) in
+//! `derive.rs`, following the conventions of cantools and CANdb++.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
