@@ -501,3 +501,19 @@ fn motorola_bit_positions_walk_the_sawtooth() {
     let bits: Vec<u32> = bit_positions(sig(&db, "M", "A")).collect();
     assert_eq!(bits, [7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12]);
 }
+
+#[test]
+fn a_missing_file_is_an_io_error_naming_the_path() {
+    let err = load_file(Path::new("/nonexistent/x.dbc")).err();
+    assert!(
+        matches!(&err, Some(LoadError::Io { path, .. }) if path == Path::new("/nonexistent/x.dbc"))
+    );
+    assert!(err.is_some_and(|e| e.to_string().starts_with("/nonexistent/x.dbc: ")));
+}
+
+#[test]
+fn loading_from_bytes_keeps_the_source_path() {
+    let db =
+        parse_bytes(b"BU_: A\nBO_ 1 M: 8 A\n", Some(Path::new("a.dbc")), &LoadOptions::default());
+    assert_eq!(db.ok().and_then(|d| d.source), Some(PathBuf::from("a.dbc")));
+}
