@@ -66,3 +66,48 @@ fn every_fixture_dbc_loads_leniently_and_matches_the_golden_report() {
     assert!(!got.contains("FAILED"), "some files failed to load:\n{got}");
     assert_eq!(got, want, "load report changed; review and rerun with IOV_BLESS=1");
 }
+
+/// Files broken on purpose (or by accident upstream): the loader reports exactly this.
+#[test]
+fn broken_fixtures_report_the_exact_problem() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "strym/nissan_rogue_experimental.dbc",
+            &["39:1: error: expected a statement keyword (BO_, SG_, CM_, BA_, VAL_, ...), found 'B0_'"],
+        ),
+        (
+            "cantools/issue_199_extended.dbc",
+            &["45:1: error: message 'DriverDoorStatus' has id 4294967295, which is not a CAN id; message dropped"],
+        ),
+        (
+            "cantools/bad_message_length.dbc",
+            &["40:1: warning: signal 'Signal1' (start bit 8, 1 bits) does not fit in the 1-byte message 'Message1'"],
+        ),
+        (
+            "cantools/incorrect-sig_valtype.dbc",
+            &["45:1: warning: SIG_VALTYPE_ for unknown message id 345; ignored"],
+        ),
+        ("cantools/incorrect-val.dbc", &["45:1: warning: VAL_ for unknown message id 99; ignored"]),
+    ];
+    for (rel, want) in cases {
+        let path = fixtures().join("dbc").join(rel);
+        let db = dbc::load_file(&path).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        let got: Vec<String> = db.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(&got, want, "{rel}");
+        let strict = dbc::load_file_with(&path, &LoadOptions { strict: true });
+        let has_error = want.iter().any(|w| w.contains(": error: "));
+        assert_eq!(strict.is_err(), has_error, "{rel}: strict loading fails only on errors");
+    }
+}
+
+#[test]
+fn strict_error_names_the_file_line_and_column() {
+    let path = fixtures().join("dbc/strym/nissan_rogue_experimental.dbc");
+    let err =
+        dbc::load_file_with(&path, &LoadOptions { strict: true }).err().map(|e| e.to_string());
+    let want = format!(
+        "{}:39:1: expected a statement keyword (BO_, SG_, CM_, BA_, VAL_, ...), found 'B0_'",
+        path.display()
+    );
+    assert_eq!(err, Some(want));
+}

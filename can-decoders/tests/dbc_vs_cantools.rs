@@ -21,7 +21,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use can_decoders::dbc::{self, ByteOrder, Message, Signal, ValueType};
+use can_decoders::dbc::{self, ByteOrder, LoadOptions, Message, Signal, ValueType};
 use serde_json::Value;
 
 /// (file, "message.signal", field, why cantools is the one that is wrong or we differ on purpose).
@@ -286,12 +286,15 @@ fn compare_message(file: &str, ours: &Message, theirs: &Value, errors: &mut Vec<
     our_signals.len()
 }
 
+/// Messages and signals compared in one file, and the differences found.
+type FileResult = (usize, usize, Vec<String>);
+
 #[test]
 fn every_fixture_that_cantools_loads_gives_the_same_model() {
     let python = oracle_python();
     let files = dbc_files();
     let views = cantools_views(&python, &files);
-    let results: Vec<(String, Option<(usize, usize, Vec<String>)>)> = files
+    let results: Vec<(String, Option<FileResult>)> = files
         .iter()
         .zip(&views)
         .map(|(file, theirs)| {
@@ -301,6 +304,12 @@ fn every_fixture_that_cantools_loads_gives_the_same_model() {
             }
             let ours = dbc::load_file(file).expect("every fixture loads leniently");
             let mut errors = Vec::new();
+            // What cantools accepts strictly, we accept strictly too.
+            if theirs["mode"] == "strict" {
+                if let Err(e) = dbc::load_file_with(file, &LoadOptions { strict: true }) {
+                    errors.push(format!("{rel}: cantools loads it strictly, we do not: {e}"));
+                }
+            }
             let their_msgs = theirs["messages"].as_array().cloned().unwrap_or_default();
             if their_msgs.len() != ours.messages.len() {
                 errors.push(format!(
@@ -330,8 +339,9 @@ fn every_fixture_that_cantools_loads_gives_the_same_model() {
             }
         }
     }
+    let strict = views.iter().filter(|v| v["mode"] == "strict").count();
     println!(
-        "compared {files_compared} files ({messages} messages, {signals} signals) with cantools; cantools could not load {}",
+        "compared {files_compared} files ({strict} loaded strictly by cantools; {messages} messages, {signals} signals) with cantools; cantools could not load {}",
         skipped.len()
     );
     assert!(files_compared >= 150, "too few files compared: {files_compared}");

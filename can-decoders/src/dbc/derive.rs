@@ -127,6 +127,8 @@ pub fn message_attributes(db: &mut Database, out: &mut Vec<Diagnostic>) {
     for (msg, label) in db.messages.iter_mut().zip(labels) {
         let ext = msg.id.is_extended();
         let mut format = if ext { FrameFormat::Extended } else { FrameFormat::Standard };
+        // The message's own VFrameFormat wins over the database's ProtocolType.
+        let explicit_format = label.as_ref().is_some_and(|l| l.1);
         if let Some((label, explicit)) = label {
             match label.as_str() {
                 "J1939PG" if ext => format = FrameFormat::J1939,
@@ -145,7 +147,7 @@ pub fn message_attributes(db: &mut Database, out: &mut Vec<Diagnostic>) {
                 _ => {}
             }
         }
-        if j1939_db && format == FrameFormat::Extended {
+        if j1939_db && !explicit_format && format == FrameFormat::Extended {
             format = FrameFormat::J1939;
         }
         msg.frame_format = format;

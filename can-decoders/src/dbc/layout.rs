@@ -4,6 +4,8 @@ use super::model::{ByteOrder, Diagnostic, Message, Multiplexing, Severity, Signa
 
 /// Largest payload (CAN FD), in bits.
 const MAX_BITS: u32 = 512;
+/// Above this many signals in one message the overlap check is skipped (it is quadratic).
+const MAX_PAIRWISE: usize = 2048;
 
 /// Bit positions (0 = bit 0 of byte 0) a signal occupies, in the DBC's numbering. Motorola signals
 /// start at their most significant bit and walk the sawtooth.
@@ -70,7 +72,9 @@ pub fn check(message: &Message, out: &mut Vec<Diagnostic>) {
                 ),
             });
         }
-        for (j, other) in message.signals.iter().enumerate().take(i) {
+        // Pairwise, so bounded: real messages have at most a few hundred signals.
+        let pairs = if message.signals.len() <= MAX_PAIRWISE { i } else { 0 };
+        for (j, other) in message.signals.iter().enumerate().take(pairs) {
             let (Some(a), Some(b)) = (bits.get(i), bits.get(j)) else { continue };
             if a.intersects(b) && coexist(&s.multiplexing, &other.multiplexing) {
                 overlaps.push((other.name.as_str(), s.name.as_str()));

@@ -83,7 +83,8 @@ pub fn tokenize(text: &str) -> Result<Vec<Token<'_>>, UnterminatedString> {
     };
     while let Some(&b) = bytes.get(i) {
         match b {
-            b'\n' => {
+            // A lone `\r` (classic Mac line end) ends a line too; `\r\n` ends it at the `\n`.
+            b'\n' | b'\r' if b == b'\n' || bytes.get(i + 1) != Some(&b'\n') => {
                 i += 1;
                 line = line.saturating_add(1);
                 line_start = i;
@@ -106,7 +107,9 @@ pub fn tokenize(text: &str) -> Result<Vec<Token<'_>>, UnterminatedString> {
                         }
                         Some(b'\\') if bytes.get(j + 1) == Some(&b'"') => j += 2,
                         Some(b'"') => break,
-                        Some(b'\n') => {
+                        Some(&c)
+                            if c == b'\n' || (c == b'\r' && bytes.get(j + 1) != Some(&b'\n')) =>
+                        {
                             j += 1;
                             line = line.saturating_add(1);
                             line_start = j;
@@ -192,6 +195,16 @@ mod tests {
     fn unterminated_string_reports_where_it_starts() {
         let e = tokenize("VERSION \"abc").err();
         assert_eq!(e.map(|e| (e.line, e.column)), Some((1, 9)));
+    }
+
+    #[test]
+    fn lone_carriage_returns_end_lines() {
+        let t = tokenize("BU_: A\rBO_ 1\r\nCM_").unwrap_or_default();
+        let pos: Vec<(u32, u32, bool)> = t.iter().map(|t| (t.line, t.column, t.bol)).collect();
+        assert_eq!(
+            pos,
+            [(1, 1, true), (1, 4, false), (1, 6, false), (2, 1, true), (2, 5, false), (3, 1, true)]
+        );
     }
 
     #[test]

@@ -4,15 +4,33 @@
 //! [`Database::warnings`] with their line and column, because real-world files (opendbc, tool
 //! exports) rarely follow the grammar exactly. [`LoadOptions::strict`] turns Error-severity
 //! findings into a [`LoadError`].
+//!
+//! Conventions, following cantools 45.1 where it has one (checked by `tests/dbc_vs_cantools.rs`):
+//! - Ids: bit 31 marks extended ids; ids above 0x7FF without it are extended too (opendbc).
+//!   `VECTOR__INDEPENDENT_SIG_MSG` is dropped. `Vector__XXX` is never a sender or receiver.
+//! - `GenMsgCycleTime`: the message's value (0 = none), else the definition's default.
+//!   `GenSigStartValue`: only a value set on the signal itself (defaults are not applied).
+//! - `System*LongSymbol` attributes replace the short names (nodes, messages, signals, and
+//!   multiplexor names in [`MuxCondition`]).
+//! - A plain `mN` refers to the message's only `M`/`mNM` signal; `SG_MUL_VAL_` names the switch
+//!   explicitly and gives value ranges.
+//! - `CM_`, `BA_`, `VAL_` on a signal name that a message repeats apply to every such signal.
+//! - Signals that refer to a `VAL_TABLE_` by `SIG_TYPE_REF_`/`SGTYPE_` are not resolved (the
+//!   tables are kept in [`Database::value_tables`]); no fixture uses it.
+//! - Files are UTF-8 when valid, else Windows-1252.
 
 mod build;
 mod derive;
 mod encoding;
 mod error;
+mod grammar;
 mod layout;
 mod lexer;
 pub mod model;
+mod number;
 mod parser;
+mod resolve;
+mod statement;
 
 #[cfg(test)]
 mod tests;
