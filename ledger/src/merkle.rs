@@ -169,7 +169,7 @@ fn largest_power_of_two_below(n: u64) -> u64 {
 /// a multiple of its largest power-of-two part, so each perfect piece is one reader lookup.
 fn subtree_root<R: HashReader + ?Sized>(r: &R, lo: u64, hi: u64) -> Result<Hash, ReadError> {
     let n = hi - lo;
-    if n.is_power_of_two() && lo % n == 0 {
+    if n.is_power_of_two() && lo.is_multiple_of(n) {
         let level = n.trailing_zeros() as u8;
         return r.node(level, lo >> level);
     }

@@ -411,7 +411,7 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<Vec<&[u8]>, TileError> {
 pub fn check_bundle(bundle: &[u8], level0_tile: &[u8]) -> Result<(), TileError> {
     let entries = decode_bundle(bundle)?;
     let hashes = level0_tile.len() / HASH_SIZE;
-    if entries.len() != hashes || level0_tile.len() % HASH_SIZE != 0 {
+    if entries.len() != hashes || !level0_tile.len().is_multiple_of(HASH_SIZE) {
         return Err(TileError::BundleCountMismatch { entries: entries.len(), hashes });
     }
     for (i, (e, h)) in entries.iter().zip(level0_tile.chunks_exact(HASH_SIZE)).enumerate() {
