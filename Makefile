@@ -37,7 +37,7 @@ lint:
 	$(CARGO) clippy $(PROFILE) --workspace --all-targets -- -D warnings
 
 unit:
-	$(CARGO) test $(PROFILE) --workspace --all-targets
+	$(CARGO) test $(PROFILE) --workspace --all-targets --no-fail-fast
 	$(CARGO) test $(PROFILE) --workspace --doc
 
 # Decode speed against cantools on the same frames; figures go to docs/BENCHMARKS.md by hand.

@@ -164,7 +164,11 @@ proptest! {
         let mut out = Decoded::default();
         if let Ok(f) = CanFrame::new(CanId::standard(id).expect("11-bit"), kind, &data) {
             prop_assert!(d.decode(d.bus("x"), &f, &mut out).is_some());
-            prop_assert_eq!(out.truncated, data.len() < bytes);
+            // A short frame is always flagged; a full one may be too, when the unusable signal
+            // lies past the message length and so past the data.
+            if data.len() < bytes {
+                prop_assert!(out.truncated);
+            }
         }
     }
 
