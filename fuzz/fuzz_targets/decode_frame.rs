@@ -3,7 +3,7 @@
 #![no_main]
 use std::sync::OnceLock;
 
-use can_decoders::decode::{Decoded, Decoder};
+use can_decoders::decode::{Decoded, Decoder, EncodeOptions};
 use can_decoders::{dbc, CanFrame, CanId, FrameKind};
 use libfuzzer_sys::fuzz_target;
 
@@ -46,6 +46,6 @@ fuzz_target!(|data: &[u8]| {
     let mut out = Decoded::default();
     if let Some(key) = d.decode(d.bus("can0"), &frame, &mut out) {
         let values: Vec<(usize, f64)> = out.values.iter().map(|v| (v.signal, v.value)).collect();
-        let _ = d.encode(key, &values);
+        let _ = d.encode(key, &values, &EncodeOptions { strict: false, padding: false });
     }
 });
