@@ -1,8 +1,8 @@
 //! Transparency-log core of the ledger: the primitives every later part relies on.
 //!
-//! Pure: no async runtime, no sockets, no database; time is always a parameter. The one
-//! exception is [`keys`], which reads and writes key files (it is the thin I/O shell the
-//! daemons call at start-up).
+//! Pure: no async runtime, no sockets, no database; time is always a parameter. The
+//! exceptions are thin I/O shells: [`keys`] (key files, read at start-up) and `store::rocks`
+//! (feature `rocks`, the RocksDB store).
 //!
 //! # Layout
 //!
@@ -16,6 +16,12 @@
 //! - [`tile`]: C2SP tlog-tiles: tile coordinates and paths, which tiles a tree has, tile
 //!   contents, entry bundles, a [`merkle::HashReader`] over tiles, and [`tile::verify_tiles`]
 //!   ("these tiles are exactly the tree with this checkpoint root").
+//! - [`log`]: the per-gateway log as a pure state machine: an append yields exactly the tiles,
+//!   entry bundles and signed checkpoint a store must write in one batch; proofs from stored tiles.
+//! - [`store`]: the [`store::Store`] trait (blocks, lanes, tiles, bundles, checkpoints, per-ledger
+//!   cursors and receipts), an in-memory store, and `store::rocks` (feature `rocks`): RocksDB,
+//!   one synced batch per append, recovery checks on open.
+//! - [`verify_store`]: full verification of a store, naming every damaged key.
 //! - [`keys`]: key generation, 0600 key files (atomic write, permission check on load),
 //!   fingerprints; private keys never print.
 //!
@@ -25,6 +31,9 @@
 pub mod checkpoint;
 pub mod cosignature;
 pub mod keys;
+pub mod log;
 pub mod merkle;
 pub mod note;
+pub mod store;
 pub mod tile;
+pub mod verify_store;

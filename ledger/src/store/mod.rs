@@ -1,0 +1,326 @@
+//! Durable storage for one gateway's log: block headers (the log entries), lane ciphertexts,
+//! tiles, entry bundles, checkpoints, and per-ledger sync cursors and receipts.
+//!
+//! The [`Store`] trait is the boundary: [`memory::Memory`] backs pure tests, `rocks::Rocks`
+//! (feature `rocks`) is the embedded, crash-safe default. The log math lives in [`crate::log`];
+//! [`append_blocks`] joins the two: it reads what the log needs, lets the log compute the writes,
+//! and commits blocks and writes as one [`Append`].
+//!
+//! Until block decoding lands, the store is block-agnostic: a block is opaque header bytes (the
+//! Merkle leaf) plus opaque lane blobs stored beside it.
+//!
+//! # Keys (big-endian, so iteration runs in height / index order)
+//!
+//! | what | key | value |
+//! |---|---|---|
+//! | header | `height` u64 | header bytes (= leaf `height` of the log) |
+//! | lane | `height` u64, `lane` u16 | lane ciphertext |
+//! | tile | `level` u8, `index` u64 | current tile contents (partial tiles grow) |
+//! | entry bundle | `0xff`, `index` u64 | current bundle of level-0 tile `index` |
+//! | checkpoint | `size` u64 | signed checkpoint note for that size |
+//! | cursor / receipt | ledger name (UTF-8) | opaque bytes |
+//! | meta | `format`, `origin`, `head` | `iov-store/v1`, origin text, head size u64 |
+
+pub mod memory;
+#[cfg(feature = "rocks")]
+pub mod rocks;
+
+use std::fmt;
+
+use crate::log::{self, BundleSource, LogError, LogWrites, PrefixTiles};
+use crate::merkle::Hash;
+use crate::note::Ed25519Signer;
+use crate::tile::TileError;
+
+/// Value of the meta `format` key.
+pub const FORMAT: &[u8] = b"iov-store/v1";
+/// Tile-CF key prefix for entry bundles (tile levels are at most 63).
+pub const BUNDLE_PREFIX: u8 = 0xff;
+
+/// One block as the store sees it: header bytes (the log entry) and its lanes.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct BlockData {
+    pub header: Vec<u8>,
+    pub lanes: Vec<Vec<u8>>,
+}
+
+/// One atomic append: blocks at heights `log.old_size..log.new_size` and the log's writes.
+#[derive(Debug, Clone)]
+pub struct Append {
+    pub blocks: Vec<BlockData>,
+    pub log: LogWrites,
+}
+
+/// Which stored thing a problem is about: column family and key, as a log line names them.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Place {
+    pub cf: &'static str,
+    pub key: String,
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]", self.cf, self.key)
+    }
+}
+
+/// One precise problem found in a store: where, and what did not match.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Damage {
+    pub place: Place,
+    pub problem: String,
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.place, self.problem)
+    }
+}
+
+impl Damage {
+    pub fn new(cf: &'static str, key: impl Into<String>, problem: impl Into<String>) -> Damage {
+        Damage { place: Place { cf, key: key.into() }, problem: problem.into() }
+    }
+}
+
+pub fn height_key(height: u64) -> String {
+    format!("height {height}")
+}
+
+/// Why a store operation failed. `Io` and `Poisoned` are fatal for the writer: after a failed
+/// write or fsync the store refuses every further write, and the process should exit and let
+/// its supervisor restart it (recovery on open then decides what is durable).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("store I/O failed at {place}: {reason} (fatal: the store accepts no more writes)")]
+    Io { place: Place, reason: String },
+    #[error("store refuses writes after an earlier I/O error: {first}")]
+    Poisoned { first: String },
+    #[error("append expects head {expected}, store head is {found}")]
+    HeadMoved { expected: u64, found: u64 },
+    #[error("append carries {blocks} blocks for log sizes {old_size}..{new_size}")]
+    BadAppend { blocks: usize, old_size: u64, new_size: u64 },
+    #[error("block at height {height} has {lanes} lanes, at most {max}")]
+    TooManyLanes { height: u64, lanes: usize, max: usize },
+    #[error("store damaged: {0}")]
+    Damaged(Damage),
+    #[error("store is damaged in {} places; first: {}", .0.len(), .0.first().map(ToString::to_string).unwrap_or_default())]
+    DamagedMany(Vec<Damage>),
+    #[error("preparing the log append: {0}")]
+    Log(#[from] LogError),
+    #[error("store at {path}: {reason}")]
+    Open { path: String, reason: String },
+}
+
+/// Storage for one gateway's log. Reads return `Ok(None)` for absent keys and `Err` when the
+/// backend failed (including a checksum mismatch the backend detected).
+pub trait Store {
+    /// Tree size = number of blocks = next height.
+    fn size(&self) -> u64;
+    /// Origin of the log (the gateway's key name).
+    fn origin(&self) -> &str;
+
+    /// Commits blocks, tiles, bundles, checkpoint and the new head atomically; durable when it
+    /// returns `Ok`. Refused when `append.log.old_size` is not the head.
+    fn append(&mut self, append: &Append) -> Result<(), StoreError>;
+
+    fn header(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    fn lane(&self, height: u64, lane: u16) -> Result<Option<Vec<u8>>, StoreError>;
+    /// All lanes of a block, in lane order.
+    fn lanes(&self, height: u64) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Current contents of tile `(level, index)`.
+    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Current entry bundle of level-0 tile `index`.
+    fn bundle(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The latest signed checkpoint (for the head), if the log is not empty.
+    fn checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The signed checkpoint written when the log reached `size`.
+    fn checkpoint_at(&self, size: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Sizes of every stored checkpoint, ascending.
+    fn checkpoint_sizes(&self) -> Result<Vec<u64>, StoreError>;
+    /// Highest stored header height and highest height with a lane, to find strays past the head.
+    fn last_heights(&self) -> Result<(Option<u64>, Option<u64>), StoreError>;
+
+    fn cursor(&self, ledger: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    fn set_cursor(&mut self, ledger: &str, value: &[u8]) -> Result<(), StoreError>;
+    fn receipt(&self, ledger: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    fn set_receipt(&mut self, ledger: &str, value: &[u8]) -> Result<(), StoreError>;
+}
+
+/// Largest lane count per block (lane numbers are u16 in keys).
+pub const MAX_LANES: usize = u16::MAX as usize;
+
+/// The store's tiles as a [`TileSource`] for any tree size up to the head.
+pub fn tiles<S: Store + ?Sized>(
+    store: &S,
+) -> PrefixTiles<impl Fn(u8, u64) -> Result<Option<Vec<u8>>, TileError> + '_> {
+    PrefixTiles(move |level, index| {
+        store.tile(level, index).map_err(|e| TileError::NotFound {
+            path: format!("tile/{level}/{} ({e})", crate::tile::encode_index(index)),
+        })
+    })
+}
+
+struct Bundles<'a, S: ?Sized>(&'a S);
+
+impl<S: Store + ?Sized> BundleSource for Bundles<'_, S> {
+    fn read_bundle(&self, index: u64) -> Result<Option<Vec<u8>>, TileError> {
+        self.0.bundle(index).map_err(|e| TileError::NotFound {
+            path: format!("tile/entries/{} ({e})", crate::tile::encode_index(index)),
+        })
+    }
+}
+
+/// What an append left behind: the new head and its root.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Appended {
+    pub first_height: u64,
+    pub new_size: u64,
+    pub root: Hash,
+}
+
+/// Appends blocks: computes the log writes from the store's tiles and bundles, signs the new
+/// checkpoint, and commits everything in one durable batch.
+pub fn append_blocks<S: Store + ?Sized>(
+    store: &mut S,
+    signer: &Ed25519Signer,
+    blocks: Vec<BlockData>,
+) -> Result<Appended, StoreError> {
+    let size = store.size();
+    for (height, b) in (size..).zip(&blocks) {
+        if b.lanes.len() > MAX_LANES {
+            return Err(StoreError::TooManyLanes { height, lanes: b.lanes.len(), max: MAX_LANES });
+        }
+    }
+    let headers: Vec<&[u8]> = blocks.iter().map(|b| b.header.as_slice()).collect();
+    let writes = log::prepare_append(&tiles(&*store), &Bundles(&*store), size, &headers, signer)?;
+    let done = Appended { first_height: size, new_size: writes.new_size, root: writes.root };
+    store.append(&Append { blocks, log: writes })?;
+    Ok(done)
+}
+
+/// Checks an [`Append`] against the head before a backend writes it.
+pub(crate) fn check_append(head: u64, a: &Append) -> Result<(), StoreError> {
+    if a.log.old_size != head {
+        return Err(StoreError::HeadMoved { expected: a.log.old_size, found: head });
+    }
+    let n = a.log.new_size.checked_sub(a.log.old_size);
+    if n != Some(a.blocks.len() as u64) || a.blocks.is_empty() {
+        return Err(StoreError::BadAppend {
+            blocks: a.blocks.len(),
+            old_size: a.log.old_size,
+            new_size: a.log.new_size,
+        });
+    }
+    Ok(())
+}
+
+/// Key of a tile in the tiles column family.
+pub fn tile_key(level: u8, index: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = level;
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// Key of an entry bundle in the tiles column family.
+pub fn bundle_key(index: u64) -> [u8; 9] {
+    tile_key(BUNDLE_PREFIX, index)
+}
+
+/// Key of a lane.
+pub fn lane_key(height: u64, lane: u16) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[..8].copy_from_slice(&height.to_be_bytes());
+    k[8..].copy_from_slice(&lane.to_be_bytes());
+    k
+}
+
+/// Recovery-on-open checks shared by every backend: the head, the tiles and the latest
+/// checkpoint agree (size, recomputed root, signature with the gateway's key), the last header
+/// is leaf `head - 1`, and nothing is stored past the head. Cheap: O(log n) reads.
+pub fn check_head<S: Store + ?Sized>(
+    store: &S,
+    verifier: &crate::note::Ed25519Verifier,
+) -> Result<Option<crate::checkpoint::Checkpoint>, Damage> {
+    use crate::checkpoint::SignedCheckpoint;
+    use crate::note::Verifier as _;
+
+    let head = store.size();
+    let read = |cf: &'static str, key: String, e: StoreError| Damage::new(cf, key, e.to_string());
+    let (last_header, last_lane) =
+        store.last_heights().map_err(|e| read("headers", "last".into(), e))?;
+    if let Some(h) = last_header.filter(|&h| h >= head) {
+        return Err(Damage::new("headers", height_key(h), format!("header stored past the head {head}")));
+    }
+    if let Some(h) = last_lane.filter(|&h| h >= head) {
+        return Err(Damage::new("lanes", height_key(h), format!("lane stored past the head {head}")));
+    }
+    let sizes = store.checkpoint_sizes().map_err(|e| read("checkpoints", "all".into(), e))?;
+    if head == 0 {
+        if let Some(s) = sizes.last() {
+            return Err(Damage::new("checkpoints", format!("size {s}"), "checkpoint in an empty log (meta head 0)"));
+        }
+        return Ok(None);
+    }
+    match sizes.last() {
+        Some(&s) if s == head => {}
+        Some(&s) => {
+            return Err(Damage::new(
+                "checkpoints",
+                format!("size {s}"),
+                format!("latest checkpoint is for size {s}, meta head is {head}"),
+            ))
+        }
+        None => return Err(Damage::new("checkpoints", format!("size {head}"), "no checkpoint for the head")),
+    }
+    let key = format!("size {head}");
+    let bytes = store
+        .checkpoint_at(head)
+        .map_err(|e| read("checkpoints", key.clone(), e))?
+        .ok_or_else(|| Damage::new("checkpoints", key.clone(), "missing"))?;
+    let (signed, _) = SignedCheckpoint::verify(&bytes, &[verifier as &dyn crate::note::Verifier])
+        .map_err(|e| Damage::new("checkpoints", key.clone(), format!("signature with {}: {e}", verifier.name())))?;
+    let cp = signed.checkpoint().clone();
+    if cp.origin() != verifier.name() || cp.origin() != store.origin() {
+        return Err(Damage::new(
+            "checkpoints",
+            key,
+            format!("origin {:?}, key {:?}, store {:?}", cp.origin(), verifier.name(), store.origin()),
+        ));
+    }
+    if cp.size() != head {
+        return Err(Damage::new("checkpoints", key, format!("checkpoint says size {}, head is {head}", cp.size())));
+    }
+    let t = tiles(store);
+    let root = log::root(&t, head).map_err(|e| Damage::new("tiles", format!("size {head}"), e.to_string()))?;
+    if root != *cp.root() {
+        return Err(Damage::new(
+            "tiles",
+            format!("size {head}"),
+            format!("tiles hash to root {}, checkpoint says {}", root.to_base64(), cp.root().to_base64()),
+        ));
+    }
+    // The last stored level-0 tile must be exactly as wide as the head implies.
+    let idx = (head - 1) / crate::tile::TILE_WIDTH;
+    let want = crate::tile::tile_width(head, 0, idx).map_or(0, usize::from) * crate::merkle::HASH_SIZE;
+    let tkey = format!("tile/0/{}", crate::tile::encode_index(idx));
+    let t0 = store
+        .tile(0, idx)
+        .map_err(|e| read("tiles", tkey.clone(), e))?
+        .ok_or_else(|| Damage::new("tiles", tkey.clone(), "missing"))?;
+    if t0.len() != want {
+        return Err(Damage::new("tiles", tkey, format!("{} bytes, head {head} implies {want}", t0.len())));
+    }
+    let hk = height_key(head - 1);
+    let header = store
+        .header(head - 1)
+        .map_err(|e| read("headers", hk.clone(), e))?
+        .ok_or_else(|| Damage::new("headers", hk.clone(), "missing: the head's header"))?;
+    let off = t0.len() - crate::merkle::HASH_SIZE;
+    if crate::merkle::leaf_hash(&header).0[..] != t0[off..] {
+        return Err(Damage::new("headers", hk, "leaf hash differs from the level-0 tile"));
+    }
+    Ok(Some(cp))
+}

@@ -1,0 +1,269 @@
+//! Full verification of a gateway store: everything [`store::check_head`] checks at open, plus
+//! every entry, every tile, every bundle and every stored checkpoint.
+//!
+//! Returns a [`Summary`] when the store is intact, or every [`Damage`] found (up to
+//! [`MAX_REPORTED`]), each naming the column family, the key (height, tile path, size) and what
+//! did not match.
+
+use crate::checkpoint::SignedCheckpoint;
+use crate::log;
+use crate::merkle::{leaf_hash, Hash, HASH_SIZE};
+use crate::note::{Ed25519Verifier, Verifier};
+use crate::store::{self, height_key, Damage, Store};
+use crate::tile::{self, TILE_WIDTH};
+
+/// Stop collecting after this many problems (the first ones say enough).
+pub const MAX_REPORTED: usize = 200;
+
+/// What an intact store holds.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Summary {
+    pub origin: String,
+    pub size: u64,
+    pub root: Hash,
+    pub blocks: u64,
+    pub lanes: u64,
+    pub header_bytes: u64,
+    pub lane_bytes: u64,
+    pub tiles: u64,
+    pub checkpoints: u64,
+}
+
+struct Problems(Vec<Damage>);
+
+impl Problems {
+    fn push(&mut self, d: Damage) {
+        if self.0.len() < MAX_REPORTED {
+            self.0.push(d);
+        }
+    }
+}
+
+/// Verifies the whole store against the gateway's verifier key.
+pub fn verify<S: Store + ?Sized>(store: &S, verifier: &Ed25519Verifier) -> Result<Summary, Vec<Damage>> {
+    let mut p = Problems(Vec::new());
+    let size = store.size();
+    let origin = store.origin().to_owned();
+    if origin != verifier.name() {
+        p.push(Damage::new(
+            "meta",
+            "origin",
+            format!("store origin {origin:?} is not the key's name {:?}", verifier.name()),
+        ));
+    }
+    let head = match store::check_head(store, verifier) {
+        Ok(cp) => cp,
+        Err(d) => {
+            p.push(d);
+            None
+        }
+    };
+    let root = head.as_ref().map(|c| *c.root()).unwrap_or_else(crate::merkle::empty_root);
+
+    // Every full tile hashes to its parent, and the tiles hash to the checkpoint root.
+    let tiles = store::tiles(store);
+    if head.is_some() {
+        if let Err(e) = tile::verify_tiles(&tiles, size, &root) {
+            p.push(Damage::new("tiles", format!("size {size}"), e.to_string()));
+        }
+    }
+
+    // Every header: present, and its leaf hash is the level-0 tile's hash at its height.
+    let mut s = Summary {
+        origin: origin.clone(),
+        size,
+        root,
+        blocks: 0,
+        lanes: 0,
+        header_bytes: 0,
+        lane_bytes: 0,
+        tiles: tile::tiles_for_size(size).len() as u64,
+        checkpoints: 0,
+    };
+    let level0_tiles = size.div_ceil(TILE_WIDTH);
+    for idx in 0..level0_tiles {
+        let tkey = format!("tile/0/{}", tile::encode_index(idx));
+        let t0 = match store.tile(0, idx) {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                p.push(Damage::new("tiles", tkey, "missing"));
+                continue;
+            }
+            Err(e) => {
+                p.push(Damage::new("tiles", tkey, e.to_string()));
+                continue;
+            }
+        };
+        let first = idx * TILE_WIDTH;
+        let width = tile::tile_width(size, 0, idx).map_or(0, u64::from);
+        if t0.len() as u64 != width * HASH_SIZE as u64 {
+            p.push(Damage::new("tiles", tkey.clone(), format!("{} bytes, want {}", t0.len(), width * HASH_SIZE as u64)));
+        }
+        let mut entries = Vec::with_capacity(width as usize);
+        for (height, want) in (first..first + width).zip(t0.chunks_exact(HASH_SIZE)) {
+            let header = match store.header(height) {
+                Ok(Some(h)) => h,
+                Ok(None) => {
+                    p.push(Damage::new("headers", height_key(height), "missing"));
+                    continue;
+                }
+                Err(e) => {
+                    p.push(Damage::new("headers", height_key(height), e.to_string()));
+                    continue;
+                }
+            };
+            let got = leaf_hash(&header);
+            if got.0[..] != *want {
+                p.push(Damage::new(
+                    "headers",
+                    height_key(height),
+                    format!(
+                        "leaf hash {} differs from {tkey} entry {}",
+                        got.to_hex(),
+                        Hash::from_slice(want).map(|h| h.to_hex()).unwrap_or_default()
+                    ),
+                ));
+            }
+            s.blocks += 1;
+            s.header_bytes += header.len() as u64;
+            match store.lanes(height) {
+                Ok(lanes) => {
+                    s.lanes += lanes.len() as u64;
+                    s.lane_bytes += lanes.iter().map(|l| l.len() as u64).sum::<u64>();
+                }
+                Err(e) => p.push(Damage::new("lanes", height_key(height), e.to_string())),
+            }
+            entries.push(header);
+        }
+        // The entry bundle holds exactly these headers.
+        let bkey = format!("tile/entries/{}", tile::encode_index(idx));
+        match store.bundle(idx) {
+            Ok(Some(b)) => {
+                if let Err(e) = tile::check_bundle(&b, &t0) {
+                    p.push(Damage::new("tiles", bkey, format!("entry bundle vs level-0 tile: {e}")));
+                }
+            }
+            Ok(None) => p.push(Damage::new("tiles", bkey, "entry bundle missing")),
+            Err(e) => p.push(Damage::new("tiles", bkey, e.to_string())),
+        }
+    }
+
+    // Every stored checkpoint: signed by the gateway, and a prefix of today's tree.
+    match store.checkpoint_sizes() {
+        Ok(sizes) => {
+            for cs in sizes {
+                s.checkpoints += 1;
+                let key = format!("size {cs}");
+                let bytes = match store.checkpoint_at(cs) {
+                    Ok(Some(b)) => b,
+                    Ok(None) => {
+                        p.push(Damage::new("checkpoints", key, "missing"));
+                        continue;
+                    }
+                    Err(e) => {
+                        p.push(Damage::new("checkpoints", key, e.to_string()));
+                        continue;
+                    }
+                };
+                let cp = match SignedCheckpoint::verify(&bytes, &[verifier as &dyn Verifier]) {
+                    Ok((c, _)) => c.checkpoint().clone(),
+                    Err(e) => {
+                        p.push(Damage::new("checkpoints", key, format!("does not verify: {e}")));
+                        continue;
+                    }
+                };
+                if cp.size() != cs || cs > size {
+                    p.push(Damage::new("checkpoints", key, format!("says size {}, head {size}", cp.size())));
+                    continue;
+                }
+                match log::root(&tiles, cs) {
+                    Ok(r) if r == *cp.root() => {}
+                    Ok(r) => p.push(Damage::new(
+                        "checkpoints",
+                        key,
+                        format!("root {} is not the tree's root {} at that size", cp.root().to_base64(), r.to_base64()),
+                    )),
+                    Err(e) => p.push(Damage::new("tiles", key, e.to_string())),
+                }
+            }
+        }
+        Err(e) => p.push(Damage::new("checkpoints", "all", e.to_string())),
+    }
+
+    if p.0.is_empty() {
+        Ok(s)
+    } else {
+        Err(p.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::Memory;
+    use crate::store::{append_blocks, BlockData};
+    use crate::note::Ed25519Signer;
+    use ed25519_dalek::SigningKey;
+
+    fn signer() -> Ed25519Signer {
+        Ed25519Signer::new("iov.example/gw/mem", SigningKey::from_bytes(&[9; 32])).unwrap()
+    }
+
+    fn block(h: u64) -> BlockData {
+        BlockData { header: format!("header {h}").into_bytes(), lanes: vec![vec![h as u8; 10], vec![1; 3]] }
+    }
+
+    fn store(n: u64) -> (Memory, Ed25519Signer) {
+        let s = signer();
+        let mut m = Memory::new(s.name());
+        let mut h = 0;
+        while h < n {
+            let k = (n - h).min(37);
+            append_blocks(&mut m, &s, (h..h + k).map(block).collect()).unwrap();
+            h += k;
+        }
+        (m, s)
+    }
+
+    #[test]
+    fn an_intact_store_verifies_with_its_counts() {
+        let (m, s) = store(600);
+        let sum = verify(&m, &s.verifier()).unwrap();
+        assert_eq!((sum.size, sum.blocks, sum.lanes, sum.lane_bytes), (600, 600, 1200, 600 * 13));
+        assert_eq!(sum.checkpoints, 600u64.div_ceil(37));
+        assert_eq!(m.checkpoint_sizes().unwrap().last(), Some(&600));
+    }
+
+    #[test]
+    fn a_changed_header_is_named_by_height() {
+        let (mut m, s) = store(300);
+        m.headers.insert(17, b"forged".to_vec());
+        let errs = verify(&m, &s.verifier()).unwrap_err();
+        assert!(errs.iter().any(|d| d.place.cf == "headers" && d.place.key == "height 17"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_changed_tile_a_lost_bundle_and_a_wrong_key_are_reported() {
+        let (mut m, s) = store(300);
+        let t = m.tiles.get_mut(&(0, 0)).unwrap();
+        t[40] ^= 1;
+        m.bundles.remove(&1);
+        let errs = verify(&m, &s.verifier()).unwrap_err();
+        let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert!(text.iter().any(|t| t.contains("tile/0/000")), "{text:?}");
+        assert!(text.iter().any(|t| t.contains("tile/entries/001") && t.contains("missing")), "{text:?}");
+        let other = Ed25519Signer::new("iov.example/gw/mem", SigningKey::from_bytes(&[1; 32])).unwrap();
+        let (m, _) = store(5);
+        let errs = verify(&m, &other.verifier()).unwrap_err();
+        assert!(errs[0].to_string().contains("checkpoints[size 5]: signature"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_rolled_back_head_is_refused_at_open() {
+        let (mut m, s) = store(100);
+        m.set_size_for_test(99);
+        let d = store::check_head(&m, &s.verifier()).unwrap_err();
+        assert_eq!(d.place.cf, "headers");
+        assert_eq!(d.place.key, "height 99");
+    }
+}
