@@ -3,6 +3,7 @@
 
 mod decode;
 mod output;
+mod store_cmd;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,8 @@ enum Command {
     /// Decode a CAN trace (candump -L, Vector ASC or BLF; .gz accepted) with DBC files.
     #[command(after_help = decode::EXAMPLES)]
     Decode(decode::Args),
+    /// Verify a gateway store or export it as static tiles.
+    Store(store_cmd::Args),
 }
 
 /// Exit codes: 0 success; 1 the command failed (bad input, I/O); 2 usage error (from clap);
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Decode(args) => decode::run(&args),
+        Command::Store(args) => store_cmd::run(&args),
     };
     match result {
         Ok(code) => code,

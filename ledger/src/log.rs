@@ -86,17 +86,27 @@ pub struct LogWrites {
 /// Entries can be at most this long: an entry bundle's length prefix is a uint16.
 pub const MAX_ENTRY_BYTES: usize = tile::MAX_ENTRY_BYTES;
 
+/// Tiles as a store keeps them: per `(level, index)`, the current contents.
+pub trait StoredTiles {
+    fn stored_tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, TileError>;
+}
+
+impl<T: StoredTiles + ?Sized> StoredTiles for &T {
+    fn stored_tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, TileError> {
+        (**self).stored_tile(level, index)
+    }
+}
+
 /// A [`TileSource`] over stored tiles that hold their *current* contents: a request for a
 /// narrower (earlier) width of the same tile is answered with the prefix.
-pub struct PrefixTiles<F>(pub F);
+pub struct PrefixTiles<T>(pub T);
 
-impl<F> TileSource for PrefixTiles<F>
-where
-    F: Fn(u8, u64) -> Result<Option<Vec<u8>>, TileError>,
-{
+impl<T: StoredTiles> TileSource for PrefixTiles<T> {
     fn read_tile(&self, t: &Tile) -> Result<Vec<u8>, TileError> {
-        let mut bytes =
-            (self.0)(t.level(), t.index())?.ok_or_else(|| TileError::NotFound { path: t.path() })?;
+        let mut bytes = self
+            .0
+            .stored_tile(t.level(), t.index())?
+            .ok_or_else(|| TileError::NotFound { path: t.path() })?;
         if bytes.len() < t.byte_len() || bytes.len() % HASH_SIZE != 0 {
             return Err(TileError::WrongSize {
                 path: t.path(),
@@ -119,7 +129,9 @@ impl<S: TileSource> TileSource for Overlay<'_, S> {
     fn read_tile(&self, t: &Tile) -> Result<Vec<u8>, TileError> {
         match self.new.get(&(t.level(), t.index())) {
             Some(b) if b.len() == t.byte_len() => Ok(b.clone()),
-            Some(b) => Err(TileError::WrongSize { path: t.path(), len: b.len(), want: t.byte_len() }),
+            Some(b) => {
+                Err(TileError::WrongSize { path: t.path(), len: b.len(), want: t.byte_len() })
+            }
             None => self.base.read_tile(t),
         }
     }
@@ -161,11 +173,17 @@ pub fn prepare_append<S: TileSource, B: BundleSource, E: AsRef<[u8]>>(
     if entries.is_empty() {
         return Err(LogError::Empty { size });
     }
-    let count = u64::try_from(entries.len()).map_err(|_| LogError::Overflow { size, count: entries.len() })?;
-    let new_size = size.checked_add(count).ok_or(LogError::Overflow { size, count: entries.len() })?;
+    let count = u64::try_from(entries.len())
+        .map_err(|_| LogError::Overflow { size, count: entries.len() })?;
+    let new_size =
+        size.checked_add(count).ok_or(LogError::Overflow { size, count: entries.len() })?;
     for (i, e) in (size..).zip(entries) {
         if e.as_ref().len() > MAX_ENTRY_BYTES {
-            return Err(LogError::EntryTooLarge { index: i, len: e.as_ref().len(), max: MAX_ENTRY_BYTES });
+            return Err(LogError::EntryTooLarge {
+                index: i,
+                len: e.as_ref().len(),
+                max: MAX_ENTRY_BYTES,
+            });
         }
     }
 
@@ -244,7 +262,14 @@ pub fn prepare_append<S: TileSource, B: BundleSource, E: AsRef<[u8]>>(
     for ((level, index), bytes) in written {
         tile_writes.push((tile_at(level, index, bytes.len())?, bytes));
     }
-    Ok(LogWrites { old_size: size, new_size, tiles: tile_writes, bundles: bundle_writes, root, checkpoint })
+    Ok(LogWrites {
+        old_size: size,
+        new_size,
+        tiles: tile_writes,
+        bundles: bundle_writes,
+        root,
+        checkpoint,
+    })
 }
 
 /// Inclusion proof for leaf `index` in the tree of `size`, from stored tiles.
@@ -293,9 +318,15 @@ mod tests {
         }
     }
 
+    impl StoredTiles for Mem {
+        fn stored_tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, TileError> {
+            Ok(self.tiles.get(&(level, index)).cloned())
+        }
+    }
+
     impl Mem {
-        fn tiles(&self) -> PrefixTiles<impl Fn(u8, u64) -> Result<Option<Vec<u8>>, TileError> + '_> {
-            PrefixTiles(move |l, i| Ok(self.tiles.get(&(l, i)).cloned()))
+        fn tiles(&self) -> PrefixTiles<&Mem> {
+            PrefixTiles(self)
         }
         fn append(&mut self, entries: &[Vec<u8>], s: &Ed25519Signer) -> LogWrites {
             let w = prepare_append(&self.tiles(), self, self.size, entries, s).unwrap();
@@ -393,7 +424,12 @@ mod tests {
         let err = prepare_append(&m.tiles(), &m, 10, &[entry(10)], &s).unwrap_err();
         assert_eq!(
             err,
-            LogError::BundleCount { path: "tile/entries/000.p/10".into(), size: 10, got: 1, want: 10 }
+            LogError::BundleCount {
+                path: "tile/entries/000.p/10".into(),
+                size: 10,
+                got: 1,
+                want: 10
+            }
         );
     }
 
@@ -402,7 +438,10 @@ mod tests {
         let s = signer();
         let m = Mem::default();
         let none: [Vec<u8>; 0] = [];
-        assert_eq!(prepare_append(&m.tiles(), &m, 0, &none, &s).unwrap_err(), LogError::Empty { size: 0 });
+        assert_eq!(
+            prepare_append(&m.tiles(), &m, 0, &none, &s).unwrap_err(),
+            LogError::Empty { size: 0 }
+        );
         let big = vec![0u8; MAX_ENTRY_BYTES + 1];
         assert!(matches!(
             prepare_append(&m.tiles(), &m, 0, &[big], &s),

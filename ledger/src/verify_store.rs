@@ -40,7 +40,10 @@ impl Problems {
 }
 
 /// Verifies the whole store against the gateway's verifier key.
-pub fn verify<S: Store + ?Sized>(store: &S, verifier: &Ed25519Verifier) -> Result<Summary, Vec<Damage>> {
+pub fn verify<S: Store + ?Sized>(
+    store: &S,
+    verifier: &Ed25519Verifier,
+) -> Result<Summary, Vec<Damage>> {
     let mut p = Problems(Vec::new());
     let size = store.size();
     let origin = store.origin().to_owned();
@@ -97,7 +100,11 @@ pub fn verify<S: Store + ?Sized>(store: &S, verifier: &Ed25519Verifier) -> Resul
         let first = idx * TILE_WIDTH;
         let width = tile::tile_width(size, 0, idx).map_or(0, u64::from);
         if t0.len() as u64 != width * HASH_SIZE as u64 {
-            p.push(Damage::new("tiles", tkey.clone(), format!("{} bytes, want {}", t0.len(), width * HASH_SIZE as u64)));
+            p.push(Damage::new(
+                "tiles",
+                tkey.clone(),
+                format!("{} bytes, want {}", t0.len(), width * HASH_SIZE as u64),
+            ));
         }
         let mut entries = Vec::with_capacity(width as usize);
         for (height, want) in (first..first + width).zip(t0.chunks_exact(HASH_SIZE)) {
@@ -140,7 +147,11 @@ pub fn verify<S: Store + ?Sized>(store: &S, verifier: &Ed25519Verifier) -> Resul
         match store.bundle(idx) {
             Ok(Some(b)) => {
                 if let Err(e) = tile::check_bundle(&b, &t0) {
-                    p.push(Damage::new("tiles", bkey, format!("entry bundle vs level-0 tile: {e}")));
+                    p.push(Damage::new(
+                        "tiles",
+                        bkey,
+                        format!("entry bundle vs level-0 tile: {e}"),
+                    ));
                 }
             }
             Ok(None) => p.push(Damage::new("tiles", bkey, "entry bundle missing")),
@@ -173,7 +184,11 @@ pub fn verify<S: Store + ?Sized>(store: &S, verifier: &Ed25519Verifier) -> Resul
                     }
                 };
                 if cp.size() != cs || cs > size {
-                    p.push(Damage::new("checkpoints", key, format!("says size {}, head {size}", cp.size())));
+                    p.push(Damage::new(
+                        "checkpoints",
+                        key,
+                        format!("says size {}, head {size}", cp.size()),
+                    ));
                     continue;
                 }
                 match log::root(&tiles, cs) {
@@ -181,7 +196,11 @@ pub fn verify<S: Store + ?Sized>(store: &S, verifier: &Ed25519Verifier) -> Resul
                     Ok(r) => p.push(Damage::new(
                         "checkpoints",
                         key,
-                        format!("root {} is not the tree's root {} at that size", cp.root().to_base64(), r.to_base64()),
+                        format!(
+                            "root {} is not the tree's root {} at that size",
+                            cp.root().to_base64(),
+                            r.to_base64()
+                        ),
                     )),
                     Err(e) => p.push(Damage::new("tiles", key, e.to_string())),
                 }
@@ -200,9 +219,9 @@ pub fn verify<S: Store + ?Sized>(store: &S, verifier: &Ed25519Verifier) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::note::Ed25519Signer;
     use crate::store::memory::Memory;
     use crate::store::{append_blocks, BlockData};
-    use crate::note::Ed25519Signer;
     use ed25519_dalek::SigningKey;
 
     fn signer() -> Ed25519Signer {
@@ -210,7 +229,10 @@ mod tests {
     }
 
     fn block(h: u64) -> BlockData {
-        BlockData { header: format!("header {h}").into_bytes(), lanes: vec![vec![h as u8; 10], vec![1; 3]] }
+        BlockData {
+            header: format!("header {h}").into_bytes(),
+            lanes: vec![vec![h as u8; 10], vec![1; 3]],
+        }
     }
 
     fn store(n: u64) -> (Memory, Ed25519Signer) {
@@ -239,7 +261,10 @@ mod tests {
         let (mut m, s) = store(300);
         m.headers.insert(17, b"forged".to_vec());
         let errs = verify(&m, &s.verifier()).unwrap_err();
-        assert!(errs.iter().any(|d| d.place.cf == "headers" && d.place.key == "height 17"), "{errs:?}");
+        assert!(
+            errs.iter().any(|d| d.place.cf == "headers" && d.place.key == "height 17"),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -251,8 +276,12 @@ mod tests {
         let errs = verify(&m, &s.verifier()).unwrap_err();
         let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert!(text.iter().any(|t| t.contains("tile/0/000")), "{text:?}");
-        assert!(text.iter().any(|t| t.contains("tile/entries/001") && t.contains("missing")), "{text:?}");
-        let other = Ed25519Signer::new("iov.example/gw/mem", SigningKey::from_bytes(&[1; 32])).unwrap();
+        assert!(
+            text.iter().any(|t| t.contains("tile/entries/001") && t.contains("missing")),
+            "{text:?}"
+        );
+        let other =
+            Ed25519Signer::new("iov.example/gw/mem", SigningKey::from_bytes(&[1; 32])).unwrap();
         let (m, _) = store(5);
         let errs = verify(&m, &other.verifier()).unwrap_err();
         assert!(errs[0].to_string().contains("checkpoints[size 5]: signature"), "{errs:?}");

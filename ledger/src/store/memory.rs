@@ -78,6 +78,9 @@ impl Store for Memory {
     fn checkpoint_at(&self, size: u64) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.checkpoints.get(&size).cloned())
     }
+    fn last_checkpoint_size(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.checkpoints.last_key_value().map(|(k, _)| *k))
+    }
     fn checkpoint_sizes(&self) -> Result<Vec<u64>, StoreError> {
         Ok(self.checkpoints.keys().copied().collect())
     }

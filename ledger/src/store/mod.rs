@@ -27,7 +27,7 @@ pub mod rocks;
 
 use std::fmt;
 
-use crate::log::{self, BundleSource, LogError, LogWrites, PrefixTiles};
+use crate::log::{self, BundleSource, LogError, LogWrites, PrefixTiles, StoredTiles};
 use crate::merkle::Hash;
 use crate::note::Ed25519Signer;
 use crate::tile::TileError;
@@ -93,6 +93,8 @@ pub fn height_key(height: u64) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
+    #[error("reading {place} failed: {reason}")]
+    Read { place: Place, reason: String },
     #[error("store I/O failed at {place}: {reason} (fatal: the store accepts no more writes)")]
     Io { place: Place, reason: String },
     #[error("store refuses writes after an earlier I/O error: {first}")]
@@ -137,6 +139,8 @@ pub trait Store {
     fn checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError>;
     /// The signed checkpoint written when the log reached `size`.
     fn checkpoint_at(&self, size: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Size of the latest stored checkpoint.
+    fn last_checkpoint_size(&self) -> Result<Option<u64>, StoreError>;
     /// Sizes of every stored checkpoint, ascending.
     fn checkpoint_sizes(&self) -> Result<Vec<u64>, StoreError>;
     /// Highest stored header height and highest height with a lane, to find strays past the head.
@@ -151,15 +155,20 @@ pub trait Store {
 /// Largest lane count per block (lane numbers are u16 in keys).
 pub const MAX_LANES: usize = u16::MAX as usize;
 
-/// The store's tiles as a [`TileSource`] for any tree size up to the head.
-pub fn tiles<S: Store + ?Sized>(
-    store: &S,
-) -> PrefixTiles<impl Fn(u8, u64) -> Result<Option<Vec<u8>>, TileError> + '_> {
-    PrefixTiles(move |level, index| {
-        store.tile(level, index).map_err(|e| TileError::NotFound {
+/// A store's tiles, for [`PrefixTiles`].
+pub struct StoreTiles<'a, S: ?Sized>(&'a S);
+
+impl<S: Store + ?Sized> StoredTiles for StoreTiles<'_, S> {
+    fn stored_tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, TileError> {
+        self.0.tile(level, index).map_err(|e| TileError::NotFound {
             path: format!("tile/{level}/{} ({e})", crate::tile::encode_index(index)),
         })
-    })
+    }
+}
+
+/// The store's tiles as a [`crate::tile::TileSource`] for any tree size up to the head.
+pub fn tiles<S: Store + ?Sized>(store: &S) -> PrefixTiles<StoreTiles<'_, S>> {
+    PrefixTiles(StoreTiles(store))
 }
 
 struct Bundles<'a, S: ?Sized>(&'a S);
@@ -252,28 +261,46 @@ pub fn check_head<S: Store + ?Sized>(
     let (last_header, last_lane) =
         store.last_heights().map_err(|e| read("headers", "last".into(), e))?;
     if let Some(h) = last_header.filter(|&h| h >= head) {
-        return Err(Damage::new("headers", height_key(h), format!("header stored past the head {head}")));
+        return Err(Damage::new(
+            "headers",
+            height_key(h),
+            format!("header stored past the head {head}"),
+        ));
     }
     if let Some(h) = last_lane.filter(|&h| h >= head) {
-        return Err(Damage::new("lanes", height_key(h), format!("lane stored past the head {head}")));
+        return Err(Damage::new(
+            "lanes",
+            height_key(h),
+            format!("lane stored past the head {head}"),
+        ));
     }
-    let sizes = store.checkpoint_sizes().map_err(|e| read("checkpoints", "all".into(), e))?;
+    let last = store.last_checkpoint_size().map_err(|e| read("checkpoints", "last".into(), e))?;
     if head == 0 {
-        if let Some(s) = sizes.last() {
-            return Err(Damage::new("checkpoints", format!("size {s}"), "checkpoint in an empty log (meta head 0)"));
+        if let Some(s) = last {
+            return Err(Damage::new(
+                "checkpoints",
+                format!("size {s}"),
+                "checkpoint in an empty log (meta head 0)",
+            ));
         }
         return Ok(None);
     }
-    match sizes.last() {
-        Some(&s) if s == head => {}
-        Some(&s) => {
+    match last {
+        Some(s) if s == head => {}
+        Some(s) => {
             return Err(Damage::new(
                 "checkpoints",
                 format!("size {s}"),
                 format!("latest checkpoint is for size {s}, meta head is {head}"),
             ))
         }
-        None => return Err(Damage::new("checkpoints", format!("size {head}"), "no checkpoint for the head")),
+        None => {
+            return Err(Damage::new(
+                "checkpoints",
+                format!("size {head}"),
+                "no checkpoint for the head",
+            ))
+        }
     }
     let key = format!("size {head}");
     let bytes = store
@@ -281,37 +308,58 @@ pub fn check_head<S: Store + ?Sized>(
         .map_err(|e| read("checkpoints", key.clone(), e))?
         .ok_or_else(|| Damage::new("checkpoints", key.clone(), "missing"))?;
     let (signed, _) = SignedCheckpoint::verify(&bytes, &[verifier as &dyn crate::note::Verifier])
-        .map_err(|e| Damage::new("checkpoints", key.clone(), format!("signature with {}: {e}", verifier.name())))?;
+        .map_err(|e| {
+        Damage::new("checkpoints", key.clone(), format!("signature with {}: {e}", verifier.name()))
+    })?;
     let cp = signed.checkpoint().clone();
     if cp.origin() != verifier.name() || cp.origin() != store.origin() {
         return Err(Damage::new(
             "checkpoints",
             key,
-            format!("origin {:?}, key {:?}, store {:?}", cp.origin(), verifier.name(), store.origin()),
+            format!(
+                "origin {:?}, key {:?}, store {:?}",
+                cp.origin(),
+                verifier.name(),
+                store.origin()
+            ),
         ));
     }
     if cp.size() != head {
-        return Err(Damage::new("checkpoints", key, format!("checkpoint says size {}, head is {head}", cp.size())));
+        return Err(Damage::new(
+            "checkpoints",
+            key,
+            format!("checkpoint says size {}, head is {head}", cp.size()),
+        ));
     }
     let t = tiles(store);
-    let root = log::root(&t, head).map_err(|e| Damage::new("tiles", format!("size {head}"), e.to_string()))?;
+    let root = log::root(&t, head)
+        .map_err(|e| Damage::new("tiles", format!("size {head}"), e.to_string()))?;
     if root != *cp.root() {
         return Err(Damage::new(
             "tiles",
             format!("size {head}"),
-            format!("tiles hash to root {}, checkpoint says {}", root.to_base64(), cp.root().to_base64()),
+            format!(
+                "tiles hash to root {}, checkpoint says {}",
+                root.to_base64(),
+                cp.root().to_base64()
+            ),
         ));
     }
     // The last stored level-0 tile must be exactly as wide as the head implies.
     let idx = (head - 1) / crate::tile::TILE_WIDTH;
-    let want = crate::tile::tile_width(head, 0, idx).map_or(0, usize::from) * crate::merkle::HASH_SIZE;
+    let want =
+        crate::tile::tile_width(head, 0, idx).map_or(0, usize::from) * crate::merkle::HASH_SIZE;
     let tkey = format!("tile/0/{}", crate::tile::encode_index(idx));
     let t0 = store
         .tile(0, idx)
         .map_err(|e| read("tiles", tkey.clone(), e))?
         .ok_or_else(|| Damage::new("tiles", tkey.clone(), "missing"))?;
     if t0.len() != want {
-        return Err(Damage::new("tiles", tkey, format!("{} bytes, head {head} implies {want}", t0.len())));
+        return Err(Damage::new(
+            "tiles",
+            tkey,
+            format!("{} bytes, head {head} implies {want}", t0.len()),
+        ));
     }
     let hk = height_key(head - 1);
     let header = store

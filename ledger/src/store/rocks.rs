@@ -1,0 +1,512 @@
+//! The RocksDB store (feature `rocks`): the gateway's durable, crash-safe log.
+//!
+//! # Column families
+//!
+//! `headers`, `lanes`, `tiles` (tiles and entry bundles), `checkpoints`, `cursors`, `receipts`,
+//! `meta`; keys as in the [`super`] module table, big-endian so iteration runs in height order.
+//!
+//! # Durability
+//!
+//! An append is one `WriteBatch` (headers, lanes, tiles, bundles, checkpoint, meta `head`)
+//! written with `sync = true`: it returns only after the WAL is on disk, and after a crash either
+//! all of it or none of it is there. Cursors and receipts are single synced writes.
+//!
+//! A failed write or fsync is **fatal for the writer**: the store remembers the first error and
+//! refuses every later write ([`StoreError::Poisoned`]); the daemon must exit and let systemd
+//! restart it, and recovery on open decides what is durable. (After a failed fsync the page
+//! cache may hold data that never reaches the disk, so retrying could acknowledge lost data.)
+//!
+//! # Integrity
+//!
+//! RocksDB's own checksums are on: `paranoid_checks`, checksum verification on every read, and
+//! WAL recovery mode `TolerateCorruptedTailRecords` for read-write opens (a torn, never
+//! acknowledged tail record from a crash is dropped; a bad record anywhere else fails the open).
+//! [`Mode::Verify`] opens read-only with `AbsoluteConsistency`, so verification never modifies
+//! the store and refuses any WAL damage at all.
+//!
+//! # Recovery on open
+//!
+//! [`Rocks::open`] checks that meta `format` and `origin` are ours, then [`super::check_head`]:
+//! the head, the tiles and the latest checkpoint agree (size, root recomputed from the tiles,
+//! signature with the gateway's public key), the head's header is the last leaf, and nothing is
+//! stored past the head. Otherwise the open fails naming the column family, the key and what was
+//! expected versus found.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{
+    ColumnFamily, DBCompressionType, DBRecoveryMode, Direction, IteratorMode, Options, ReadOptions,
+    WriteBatch, WriteOptions, DB,
+};
+
+use super::{
+    bundle_key, check_append, check_head, lane_key, tile_key, Append, Damage, Place, Store,
+    StoreError, FORMAT,
+};
+use crate::checkpoint::Checkpoint;
+use crate::note::{Ed25519Verifier, Verifier as _};
+
+/// Column families, in the order they are opened.
+pub const COLUMN_FAMILIES: [&str; 7] =
+    ["headers", "lanes", "tiles", "checkpoints", "cursors", "receipts", "meta"];
+
+/// How to open a store directory.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    /// Create the store if the directory holds none; otherwise open it read-write.
+    CreateOrOpen,
+    /// Open an existing store read-write.
+    Open,
+    /// Open an existing store read-only, with the strictest WAL checks (for verification).
+    Verify,
+}
+
+/// A gateway store in a RocksDB directory.
+pub struct Rocks {
+    db: DB,
+    path: PathBuf,
+    origin: String,
+    size: u64,
+    read_only: bool,
+    /// The first write error; once set, every write is refused.
+    poisoned: Option<String>,
+    checkpoint: Option<Checkpoint>,
+}
+
+impl std::fmt::Debug for Rocks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rocks")
+            .field("path", &self.path)
+            .field("origin", &self.origin)
+            .field("size", &self.size)
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
+fn options(mode: Mode) -> Options {
+    let mut o = Options::default();
+    o.create_if_missing(mode == Mode::CreateOrOpen);
+    o.create_missing_column_families(mode == Mode::CreateOrOpen);
+    o.set_paranoid_checks(true);
+    o.set_compression_type(DBCompressionType::None);
+    o.set_wal_recovery_mode(if mode == Mode::Verify {
+        DBRecoveryMode::AbsoluteConsistency
+    } else {
+        DBRecoveryMode::TolerateCorruptedTailRecords
+    });
+    o.set_keep_log_file_num(4);
+    o
+}
+
+fn read_opts() -> ReadOptions {
+    let mut r = ReadOptions::default();
+    r.set_verify_checksums(true);
+    r
+}
+
+fn u64_key(k: &[u8]) -> Option<u64> {
+    k.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes)
+}
+
+impl Rocks {
+    /// Opens (or creates) the store at `path` for the gateway whose checkpoints `verifier`
+    /// checks, running the recovery checks. The origin is the verifier's key name.
+    pub fn open(path: &Path, verifier: &Ed25519Verifier, mode: Mode) -> Result<Rocks, StoreError> {
+        let open_err =
+            |reason: String| StoreError::Open { path: path.display().to_string(), reason };
+        let exists = path.join("CURRENT").exists();
+        if !exists && mode != Mode::CreateOrOpen {
+            return Err(open_err("no RocksDB store here (no CURRENT file)".into()));
+        }
+        let opts = options(mode);
+        let db = if mode == Mode::Verify {
+            DB::open_cf_for_read_only(&opts, path, COLUMN_FAMILIES, false)
+        } else {
+            DB::open_cf(&opts, path, COLUMN_FAMILIES)
+        }
+        .map_err(|e| open_err(format!("RocksDB refused to open it: {e}")))?;
+        let mut s = Rocks {
+            db,
+            path: path.to_owned(),
+            origin: verifier.name().to_owned(),
+            size: 0,
+            read_only: mode == Mode::Verify,
+            poisoned: None,
+            checkpoint: None,
+        };
+        let format = s.get("meta", b"format")?;
+        match format {
+            None if !exists => {
+                // A fresh store: record what it is, durably, before anything else.
+                let mut b = WriteBatch::default();
+                b.put_cf(s.cf("meta")?, b"format", FORMAT);
+                b.put_cf(s.cf("meta")?, b"origin", verifier.name().as_bytes());
+                b.put_cf(s.cf("meta")?, b"head", 0u64.to_be_bytes());
+                s.write(b, Place { cf: "meta", key: "format".into() })?;
+            }
+            Some(f) if f == FORMAT => {}
+            other => {
+                return Err(StoreError::Damaged(Damage::new(
+                    "meta",
+                    "format",
+                    format!(
+                        "expected {:?}, found {:?}",
+                        String::from_utf8_lossy(FORMAT),
+                        other.map(|f| String::from_utf8_lossy(&f).into_owned())
+                    ),
+                )))
+            }
+        }
+        let origin = s.get("meta", b"origin")?.unwrap_or_default();
+        if origin != verifier.name().as_bytes() {
+            return Err(StoreError::Damaged(Damage::new(
+                "meta",
+                "origin",
+                format!(
+                    "store belongs to {:?}, the key is {:?}",
+                    String::from_utf8_lossy(&origin),
+                    verifier.name()
+                ),
+            )));
+        }
+        let head = s.get("meta", b"head")?;
+        s.size = match head.as_deref().map(<[u8; 8]>::try_from) {
+            Some(Ok(b)) => u64::from_be_bytes(b),
+            other => {
+                return Err(StoreError::Damaged(Damage::new(
+                    "meta",
+                    "head",
+                    format!(
+                        "expected 8 bytes, found {:?}",
+                        other.map(|_| head.as_ref().map(Vec::len))
+                    ),
+                )))
+            }
+        };
+        s.checkpoint = check_head(&s, verifier).map_err(StoreError::Damaged)?;
+        Ok(s)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The verified checkpoint of the head (None for an empty log).
+    pub fn head_checkpoint(&self) -> Option<&Checkpoint> {
+        self.checkpoint.as_ref()
+    }
+
+    /// Forces memtables into SST files (tests and tools; appends never need it).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        for name in COLUMN_FAMILIES {
+            self.db.flush_cf(self.cf(name)?).map_err(|e| StoreError::Io {
+                place: Place { cf: name, key: "flush".into() },
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Writes one raw value, bypassing the log (for damage tests and repair tools only).
+    #[doc(hidden)]
+    pub fn put_raw_for_test(
+        &self,
+        cf: &'static str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        self.db.put_cf_opt(self.cf(cf)?, key, value, &w).map_err(|e| StoreError::Io {
+            place: Place { cf, key: format!("{key:02x?}") },
+            reason: e.to_string(),
+        })
+    }
+
+    /// Whether an earlier write failed (the store then refuses writes).
+    pub fn poisoned(&self) -> Option<&str> {
+        self.poisoned.as_deref()
+    }
+
+    fn cf(&self, name: &'static str) -> Result<&ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StoreError::Damaged(Damage::new(name, "", "column family missing")))
+    }
+
+    fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_named(cf, key, || String::from_utf8_lossy(key).into_owned())
+    }
+
+    fn get_named(
+        &self,
+        cf: &'static str,
+        key: &[u8],
+        name: impl Fn() -> String,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get_cf_opt(self.cf(cf)?, key, &read_opts()).map_err(|e| StoreError::Read {
+            place: Place { cf, key: name() },
+            reason: e.to_string(),
+        })
+    }
+
+    /// Last key of a column family.
+    fn last_key(&self, cf: &'static str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut it = self.db.iterator_cf_opt(self.cf(cf)?, read_opts(), IteratorMode::End);
+        match it.next() {
+            Some(Ok((k, _))) => Ok(Some(k.into_vec())),
+            Some(Err(e)) => Err(StoreError::Read {
+                place: Place { cf, key: "last".into() },
+                reason: e.to_string(),
+            }),
+            None => Ok(None),
+        }
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        if let Some(first) = &self.poisoned {
+            return Err(StoreError::Poisoned { first: first.clone() });
+        }
+        if self.read_only {
+            return Err(StoreError::Open {
+                path: self.path.display().to_string(),
+                reason: "opened read-only for verification".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// One synced batch; any error poisons the store.
+    fn write(&mut self, batch: WriteBatch, place: Place) -> Result<(), StoreError> {
+        self.check_writable()?;
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        if let Err(e) = self.db.write_opt(batch, &w) {
+            let err = StoreError::Io { place, reason: e.to_string() };
+            self.poisoned = Some(err.to_string());
+            return Err(err);
+        }
+        Ok(())
+    }
+}
+
+impl Store for Rocks {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    fn append(&mut self, a: &Append) -> Result<(), StoreError> {
+        self.check_writable()?;
+        check_append(self.size, a)?;
+        let mut b = WriteBatch::default();
+        let (headers, lanes, tiles) = (self.cf("headers")?, self.cf("lanes")?, self.cf("tiles")?);
+        for (height, block) in (a.log.old_size..).zip(&a.blocks) {
+            b.put_cf(headers, height.to_be_bytes(), &block.header);
+            for (i, lane) in (0u16..).zip(&block.lanes) {
+                b.put_cf(lanes, lane_key(height, i), lane);
+            }
+        }
+        for (t, bytes) in &a.log.tiles {
+            b.put_cf(tiles, tile_key(t.level(), t.index()), bytes);
+        }
+        for (t, bytes) in &a.log.bundles {
+            b.put_cf(tiles, bundle_key(t.index()), bytes);
+        }
+        b.put_cf(
+            self.cf("checkpoints")?,
+            a.log.new_size.to_be_bytes(),
+            a.log.checkpoint.to_bytes(),
+        );
+        b.put_cf(self.cf("meta")?, b"head", a.log.new_size.to_be_bytes());
+        self.write(
+            b,
+            Place { cf: "headers", key: format!("heights {}..{}", a.log.old_size, a.log.new_size) },
+        )?;
+        self.size = a.log.new_size;
+        self.checkpoint = Some(a.log.checkpoint.checkpoint().clone());
+        Ok(())
+    }
+
+    fn header(&self, height: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_named("headers", &height.to_be_bytes(), || super::height_key(height))
+    }
+    fn lane(&self, height: u64, lane: u16) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_named("lanes", &lane_key(height, lane), || format!("height {height} lane {lane}"))
+    }
+    fn lanes(&self, height: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let prefix = height.to_be_bytes();
+        let mut out = Vec::new();
+        let mode = IteratorMode::From(&prefix, Direction::Forward);
+        for item in self.db.iterator_cf_opt(self.cf("lanes")?, read_opts(), mode) {
+            let (k, v) = item.map_err(|e| StoreError::Read {
+                place: Place { cf: "lanes", key: super::height_key(height) },
+                reason: e.to_string(),
+            })?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let want = u16::try_from(out.len()).unwrap_or(u16::MAX);
+            if k.len() != 10 || k[8..] != want.to_be_bytes() {
+                return Err(StoreError::Damaged(Damage::new(
+                    "lanes",
+                    format!("height {height} lane {}", out.len()),
+                    format!("expected key for lane {want}, found key {:02x?}", &k[..]),
+                )));
+            }
+            out.push(v.into_vec());
+        }
+        Ok(out)
+    }
+    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_named("tiles", &tile_key(level, index), || {
+            format!("tile/{level}/{}", crate::tile::encode_index(index))
+        })
+    }
+    fn bundle(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_named("tiles", &bundle_key(index), || {
+            format!("tile/entries/{}", crate::tile::encode_index(index))
+        })
+    }
+    fn checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.last_checkpoint_size()? {
+            Some(s) => self.checkpoint_at(s),
+            None => Ok(None),
+        }
+    }
+    fn checkpoint_at(&self, size: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_named("checkpoints", &size.to_be_bytes(), || format!("size {size}"))
+    }
+    fn last_checkpoint_size(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.last_key("checkpoints")?.as_deref().and_then(u64_key))
+    }
+    fn checkpoint_sizes(&self) -> Result<Vec<u64>, StoreError> {
+        let mut out = Vec::new();
+        for item in
+            self.db.iterator_cf_opt(self.cf("checkpoints")?, read_opts(), IteratorMode::Start)
+        {
+            let (k, _) = item.map_err(|e| StoreError::Read {
+                place: Place { cf: "checkpoints", key: "all".into() },
+                reason: e.to_string(),
+            })?;
+            out.push(u64_key(&k).ok_or_else(|| {
+                StoreError::Damaged(Damage::new(
+                    "checkpoints",
+                    format!("{:02x?}", &k[..]),
+                    "key is not 8 bytes",
+                ))
+            })?);
+        }
+        Ok(out)
+    }
+    fn last_heights(&self) -> Result<(Option<u64>, Option<u64>), StoreError> {
+        let h = self.last_key("headers")?.as_deref().and_then(u64_key);
+        let l = self.last_key("lanes")?.as_deref().and_then(u64_key);
+        Ok((h, l))
+    }
+
+    fn cursor(&self, ledger: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_named("cursors", ledger.as_bytes(), || ledger.to_owned())
+    }
+    fn set_cursor(&mut self, ledger: &str, value: &[u8]) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        b.put_cf(self.cf("cursors")?, ledger.as_bytes(), value);
+        self.write(b, Place { cf: "cursors", key: ledger.to_owned() })
+    }
+    fn receipt(&self, ledger: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_named("receipts", ledger.as_bytes(), || ledger.to_owned())
+    }
+    fn set_receipt(&mut self, ledger: &str, value: &[u8]) -> Result<(), StoreError> {
+        let mut b = WriteBatch::default();
+        b.put_cf(self.cf("receipts")?, ledger.as_bytes(), value);
+        self.write(b, Place { cf: "receipts", key: ledger.to_owned() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::note::Ed25519Signer;
+    use crate::store::{append_blocks, BlockData};
+    use ed25519_dalek::SigningKey;
+
+    fn signer() -> Ed25519Signer {
+        Ed25519Signer::new("iov.example/gw/rocks", SigningKey::from_bytes(&[3; 32])).unwrap()
+    }
+
+    fn block(h: u64) -> BlockData {
+        BlockData { header: format!("header {h}").into_bytes(), lanes: vec![vec![h as u8; 100]; 3] }
+    }
+
+    #[test]
+    fn appends_survive_reopen_and_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = signer();
+        let v = s.verifier();
+        {
+            let mut st = Rocks::open(dir.path(), &v, Mode::CreateOrOpen).unwrap();
+            for h in 0..300 {
+                append_blocks(&mut st, &s, vec![block(h)]).unwrap();
+            }
+            st.set_cursor("factory", b"cursor-1").unwrap();
+            st.set_receipt("city", b"receipt").unwrap();
+        }
+        let st = Rocks::open(dir.path(), &v, Mode::Open).unwrap();
+        assert_eq!(st.size(), 300);
+        assert_eq!(st.header(299).unwrap().unwrap(), b"header 299");
+        assert_eq!(st.lanes(7).unwrap(), vec![vec![7u8; 100]; 3]);
+        assert_eq!(st.cursor("factory").unwrap().unwrap(), b"cursor-1");
+        assert_eq!(st.receipt("city").unwrap().unwrap(), b"receipt");
+        let sum = crate::verify_store::verify(&st, &v).unwrap();
+        assert_eq!((sum.blocks, sum.lanes, sum.checkpoints), (300, 900, 300));
+        drop(st);
+        let ro = Rocks::open(dir.path(), &v, Mode::Verify).unwrap();
+        assert!(matches!(ro.checkpoint(), Ok(Some(_))));
+    }
+
+    #[test]
+    fn open_with_another_gateways_key_names_the_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = signer();
+        let mut st = Rocks::open(dir.path(), &s.verifier(), Mode::CreateOrOpen).unwrap();
+        append_blocks(&mut st, &s, vec![block(0)]).unwrap();
+        drop(st);
+        let other =
+            Ed25519Signer::new("iov.example/gw/other", SigningKey::from_bytes(&[4; 32])).unwrap();
+        let err = Rocks::open(dir.path(), &other.verifier(), Mode::Open).unwrap_err();
+        assert!(err.to_string().contains("meta[origin]: store belongs to"), "{err}");
+        let same_name =
+            Ed25519Signer::new("iov.example/gw/rocks", SigningKey::from_bytes(&[5; 32])).unwrap();
+        let err = Rocks::open(dir.path(), &same_name.verifier(), Mode::Open).unwrap_err();
+        assert!(err.to_string().contains("checkpoints[size 1]: signature"), "{err}");
+    }
+
+    #[test]
+    fn a_head_rolled_forward_without_its_batch_fails_open_naming_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = signer();
+        let mut st = Rocks::open(dir.path(), &s.verifier(), Mode::CreateOrOpen).unwrap();
+        append_blocks(&mut st, &s, (0..5).map(block).collect()).unwrap();
+        st.put_raw_for_test("meta", b"head", &6u64.to_be_bytes()).unwrap();
+        drop(st);
+        let err = Rocks::open(dir.path(), &s.verifier(), Mode::Open).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("checkpoints[size 5]: latest checkpoint is for size 5, meta head is 6"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_read_only_store_refuses_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = signer();
+        drop(Rocks::open(dir.path(), &s.verifier(), Mode::CreateOrOpen).unwrap());
+        let mut ro = Rocks::open(dir.path(), &s.verifier(), Mode::Verify).unwrap();
+        let err = append_blocks(&mut ro, &s, vec![block(0)]).unwrap_err();
+        assert!(err.to_string().contains("read-only"), "{err}");
+    }
+}
