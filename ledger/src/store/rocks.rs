@@ -173,14 +173,11 @@ impl Rocks {
         let head = s.get("meta", b"head")?;
         s.size = match head.as_deref().map(<[u8; 8]>::try_from) {
             Some(Ok(b)) => u64::from_be_bytes(b),
-            other => {
+            _ => {
                 return Err(StoreError::Damaged(Damage::new(
                     "meta",
                     "head",
-                    format!(
-                        "expected 8 bytes, found {:?}",
-                        other.map(|_| head.as_ref().map(Vec::len))
-                    ),
+                    format!("expected 8 bytes, found {:?}", head.as_ref().map(Vec::len)),
                 )))
             }
         };
