@@ -189,18 +189,20 @@ fn main() -> anyhow::Result<()> {
 
     println!("can-decoders benchmark (one core, release build)");
     println!(
-        "  candump parse   {:>12.0} lines/s   ({} lines of {})",
-        parse_rate,
+        "  candump parse   {:>12.0} lines/s   per CPU s ({:.0} per wall s; {} lines of {})",
+        parse_rate.per_cpu_s,
+        parse_rate.per_wall_s,
         lines,
         trace_path.display()
     );
     println!(
-        "  decode GPS      {:>12.0} frames/s  ({} frames, {} messages)",
-        gps_rate,
+        "  decode GPS      {:>12.0} frames/s  per CPU s ({:.0} per wall s; {} frames, {} messages)",
+        gps_rate.per_cpu_s,
+        gps_rate.per_wall_s,
         frames.len(),
         db.messages.len()
     );
-    println!("  decode Motorola {:>12.0} frames/s  ({} random frames over {} messages, {} signals of {})", moto_rate, mframes.len(), mdb.messages.len(), moto_signals, motorola_path.display());
+    println!("  decode Motorola {:>12.0} frames/s  per CPU s ({:.0} per wall s; {} random frames over {} messages, {} signals of {})", moto_rate.per_cpu_s, moto_rate.per_wall_s, mframes.len(), mdb.messages.len(), moto_signals, motorola_path.display());
 
     let gps_ct = cantools_rate(&dbc_path, &trace_path);
     let moto_ct = cantools_rate(&motorola_path, &tmp);

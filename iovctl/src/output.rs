@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use can_decoders::decode::{CompiledMessage, Decoded};
-use can_decoders::{FrameKind, TimedFrame};
+use can_decoders::{CanId, FrameKind, TimedFrame};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -48,7 +48,9 @@ pub fn sink<'a, W: Write + 'a>(format: OutputFormat, out: W) -> Box<dyn Sink + '
         OutputFormat::Jsonl => Box::new(Jsonl { out, shadowed: Shadowed::default() }),
         OutputFormat::Csv => Box::new(Csv { out, header_written: false }),
         OutputFormat::Table => Box::new(Table { out }),
-        OutputFormat::Summary => Box::new(Summary { out, messages: BTreeMap::new() }),
+        OutputFormat::Summary => {
+            Box::new(Summary { out, messages: BTreeMap::new(), unmatched: UnmatchedIds::default() })
+        }
     }
 }
 
@@ -301,17 +303,77 @@ struct MessageStats {
 struct Summary<W> {
     out: W,
     messages: BTreeMap<String, MessageStats>,
+    unmatched: UnmatchedIds,
+}
+
+/// Frame counts of the ids no DBC message matched, per interface, so a user sees which DBC is
+/// missing. Bounded: past `MAX_UNMATCHED_IDS` distinct ids, further ones are only counted.
+#[derive(Default)]
+struct UnmatchedIds {
+    counts: BTreeMap<(String, bool, u32), u64>,
+    overflow_frames: u64,
+}
+
+const MAX_UNMATCHED_IDS: usize = 4096;
+const SHOWN_UNMATCHED_IDS: usize = 10;
+
+impl UnmatchedIds {
+    fn add(&mut self, iface: &str, id: CanId) {
+        let key = (iface.to_string(), id.is_extended(), id.raw());
+        if let Some(n) = self.counts.get_mut(&key) {
+            *n += 1;
+        } else if self.counts.len() < MAX_UNMATCHED_IDS {
+            self.counts.insert(key, 1);
+        } else {
+            self.overflow_frames += 1;
+        }
+    }
+
+    fn write(&self, out: &mut impl Write) -> io::Result<()> {
+        if self.counts.is_empty() {
+            return Ok(());
+        }
+        let mut by_count: Vec<_> = self.counts.iter().collect();
+        by_count.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        writeln!(
+            out,
+            "Ids no DBC message matched ({} distinct{}), most frequent first:",
+            self.counts.len(),
+            if self.overflow_frames > 0 { ", more not tracked" } else { "" }
+        )?;
+        for ((iface, extended, raw), n) in by_count.iter().take(SHOWN_UNMATCHED_IDS) {
+            let id = if *extended { CanId::extended(*raw) } else { CanId::standard(*raw) };
+            let shown = id.map_or_else(|| format!("{raw:X}"), |id| id.to_string());
+            writeln!(out, "  {iface:<8} {shown:>8}  {n} frames")?;
+        }
+        if by_count.len() > SHOWN_UNMATCHED_IDS {
+            writeln!(out, "  ... {} more ids", by_count.len() - SHOWN_UNMATCHED_IDS)?;
+        }
+        if self.overflow_frames > 0 {
+            writeln!(
+                out,
+                "  ... {} frames of ids beyond the first {MAX_UNMATCHED_IDS}",
+                self.overflow_frames
+            )?;
+        }
+        writeln!(out)
+    }
 }
 
 impl<W: Write> Sink for Summary<W> {
     fn frame(
         &mut self,
-        _record: &TimedFrame,
-        _iface: &str,
+        record: &TimedFrame,
+        iface: &str,
         message: Option<&CompiledMessage>,
         decoded: &Decoded,
     ) -> io::Result<()> {
-        let Some(m) = message else { return Ok(()) };
+        let Some(m) = message else {
+            if record.frame.kind != FrameKind::Error {
+                self.unmatched.add(iface, record.frame.id);
+            }
+            return Ok(());
+        };
         if !self.messages.contains_key(m.name()) {
             let stats = MessageStats {
                 id: m.id().to_string(),
@@ -390,6 +452,7 @@ impl<W: Write> Sink for Summary<W> {
             }
             writeln!(out)?;
         }
+        self.unmatched.write(out)?;
         out.flush()
     }
 }

@@ -211,5 +211,23 @@ fn summary_names_messages_signals_and_rate() -> anyhow::Result<()> {
     assert!(text.contains("gnss_pos (id 003)"), "{text}");
     assert!(text.contains("Latitude"), "{text}");
     assert!(text.contains("frames/s"), "{text}");
+
+    // The ids no message matched are listed, and their counts add up to the "did not" figure.
+    let unmatched: u64 = text
+        .split(" did not")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no unmatched count in {text}"))?;
+    assert!(unmatched > 0, "the GPS trace carries frames of other ids: {text}");
+    let listed: u64 = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Ids no DBC message matched"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  can"))
+        .map(|l| l.split_whitespace().nth(2).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0))
+        .sum();
+    assert_eq!(listed, unmatched, "{text}");
+    assert!(text.contains("can1          7E8"), "{text}");
     Ok(())
 }
