@@ -372,3 +372,63 @@ pub fn check_head<S: Store + ?Sized>(
     }
     Ok(Some(cp))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::memory::Memory;
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    fn signer() -> Ed25519Signer {
+        Ed25519Signer::new("iov.example/gw/m", SigningKey::from_bytes(&[2; 32])).unwrap()
+    }
+
+    fn block(h: u64) -> BlockData {
+        BlockData { header: format!("h{h}").into_bytes(), lanes: vec![vec![1, 2, 3]] }
+    }
+
+    #[test]
+    fn an_append_prepared_for_an_older_head_is_refused() {
+        let s = signer();
+        let mut m = Memory::new(s.name());
+        let stale = log::prepare_append(&tiles(&m), &Bundles(&m), 0, &[b"a"], &s).unwrap();
+        append_blocks(&mut m, &s, vec![block(0)]).unwrap();
+        let err = m.append(&Append { blocks: vec![block(1)], log: stale }).unwrap_err();
+        assert_eq!(err, StoreError::HeadMoved { expected: 0, found: 1 });
+        assert_eq!(m.size(), 1);
+    }
+
+    #[test]
+    fn an_append_whose_block_count_does_not_match_the_log_is_refused() {
+        let s = signer();
+        let mut m = Memory::new(s.name());
+        let w = log::prepare_append(&tiles(&m), &Bundles(&m), 0, &[b"a", b"b"], &s).unwrap();
+        let err = m.append(&Append { blocks: vec![block(0)], log: w }).unwrap_err();
+        assert_eq!(err, StoreError::BadAppend { blocks: 1, old_size: 0, new_size: 2 });
+    }
+
+    #[test]
+    fn cursors_and_receipts_are_kept_per_ledger() {
+        let s = signer();
+        let mut m = Memory::new(s.name());
+        m.set_cursor("factory", b"5").unwrap();
+        m.set_receipt("city", b"r").unwrap();
+        assert_eq!(m.cursor("factory").unwrap().as_deref(), Some(&b"5"[..]));
+        assert_eq!(m.cursor("city").unwrap(), None);
+        assert_eq!(m.receipt("city").unwrap().as_deref(), Some(&b"r"[..]));
+    }
+
+    #[test]
+    fn proofs_served_from_a_store_verify() {
+        let s = signer();
+        let mut m = Memory::new(s.name());
+        let a = append_blocks(&mut m, &s, (0..700).map(block).collect()).unwrap();
+        let b = append_blocks(&mut m, &s, (700..701).map(block).collect()).unwrap();
+        let t = tiles(&m);
+        let p = log::inclusion_proof(&t, 699, 700).unwrap();
+        crate::merkle::verify_inclusion(&crate::merkle::leaf_hash(b"h699"), 699, 700, &p, &a.root)
+            .unwrap();
+        let p = log::consistency_proof(&t, 700, 701).unwrap();
+        crate::merkle::verify_consistency(700, 701, &p, &a.root, &b.root).unwrap();
+    }
+}
