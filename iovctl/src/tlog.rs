@@ -479,7 +479,7 @@ fn verify(args: &VerifyArgs) -> Result<()> {
     println!(
         "tiles        {} fetched; {scope} of size {n} hash to the root ({} tiles in all)",
         tiles.fetched.get(),
-        tile::tiles_for_size(n).len()
+        tile::tile_count(n)
     );
     println!(
         "entries      {} bundles checked, {} entries; {} bundles absent",
