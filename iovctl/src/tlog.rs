@@ -143,10 +143,11 @@ fn load_verifiers(keys: &[String]) -> Result<Vec<Ed25519Verifier>> {
 }
 
 /// Verifies a signed checkpoint against the keys and the origin rule; `what` names it in errors.
+/// `origin` is the expected origin and who expects it (`--origin`, or the current checkpoint).
 fn verify_checkpoint(
     bytes: &[u8],
     verifiers: &[Ed25519Verifier],
-    origin: Option<&str>,
+    origin: Option<(&str, &str)>,
     what: &str,
 ) -> Result<(Checkpoint, Vec<String>)> {
     let dyns: Vec<&dyn Verifier> = verifiers.iter().map(|v| v as &dyn Verifier).collect();
@@ -155,9 +156,9 @@ fn verify_checkpoint(
     let cp = signed.checkpoint().clone();
     let by: Vec<String> = sigs.iter().map(|s| format!("{}+{:08x}", s.name, s.key_id)).collect();
     match origin {
-        Some(o) if cp.origin() != o => {
+        Some((o, by_whom)) if cp.origin() != o => {
             return Err(verify_err(anyhow!(
-                "{what}: origin is {:?}, --origin wants {o:?}",
+                "{what}: origin is {:?}, {by_whom} wants {o:?}",
                 cp.origin()
             )))
         }
@@ -180,7 +181,7 @@ fn verify_checkpoint(
 struct LogTiles<'a> {
     fetcher: &'a Fetcher,
     /// Tiles above level 0 and partial tiles are few; kept. Full level-0 tiles are read once
-    /// by `verify_tiles` and not kept (a million-entry log has 3,907 of them).
+    /// by `verify_tiles` and not kept (a million-entry log has 3,906 of them).
     cache: RefCell<HashMap<Tile, Vec<u8>>>,
     /// The first fetch failure, so an error surfacing as a `TileError` string can be classified.
     fetch_failure: RefCell<Option<FetchError>>,
@@ -190,7 +191,6 @@ struct LogTiles<'a> {
 
 #[derive(Default)]
 struct EntryCheck {
-    enabled: bool,
     required: bool,
     done: RefCell<HashSet<u64>>,
     fetched: Cell<u64>,
@@ -245,7 +245,7 @@ impl LogTiles<'_> {
 
     fn check_entries(&self, t: &Tile, level0: &[u8]) {
         let e = &self.entries;
-        if !e.enabled || t.level() != 0 || !e.done.borrow_mut().insert(t.index()) {
+        if t.level() != 0 || !e.done.borrow_mut().insert(t.index()) {
             return;
         }
         if let Err(f) = self.check_bundle(t, level0) {
@@ -311,7 +311,7 @@ impl TileSource for LogTiles<'_> {
             self.remember(&e);
             match e {
                 FetchError::NotFound { path } => TileError::NotFound { path },
-                other => TileError::BadPath { path: other.to_string(), reason: "fetch failed" },
+                other => TileError::Unavailable { path: t.path(), reason: other.to_string() },
             }
         })?;
         if bytes.len() == t.byte_len() {
@@ -340,7 +340,8 @@ fn load_earlier(
         .with_context(|| format!("reading {what} {}", path.display()))
         .map_err(fetch_err)?;
     let what = format!("{what} {}", path.display());
-    let (checkpoint, _) = verify_checkpoint(&bytes, verifiers, Some(origin), &what)?;
+    let (checkpoint, _) =
+        verify_checkpoint(&bytes, verifiers, Some((origin, "the log's checkpoint")), &what)?;
     Ok(Earlier { what, checkpoint })
 }
 
@@ -408,7 +409,12 @@ fn verify(args: &VerifyArgs) -> Result<()> {
     // 1. The checkpoint.
     let cp_bytes = fetcher.get("checkpoint", MAX_CHECKPOINT_BYTES).map_err(classify)?;
     let what = format!("checkpoint of {}", fetcher.display());
-    let (cp, signed_by) = verify_checkpoint(&cp_bytes, &verifiers, args.origin.as_deref(), &what)?;
+    let (cp, signed_by) = verify_checkpoint(
+        &cp_bytes,
+        &verifiers,
+        args.origin.as_deref().map(|o| (o, "--origin")),
+        &what,
+    )?;
     let earlier_state = match &args.state {
         Some(p) if p.exists() => Some(load_earlier(p, "state", &verifiers, cp.origin())?),
         _ => None,
@@ -435,7 +441,7 @@ fn verify(args: &VerifyArgs) -> Result<()> {
         cache: RefCell::default(),
         fetch_failure: RefCell::default(),
         fetched: Cell::new(0),
-        entries: EntryCheck { enabled: true, required: args.entries, ..EntryCheck::default() },
+        entries: EntryCheck { required: args.entries, ..EntryCheck::default() },
     };
     let n = cp.size();
     let tile_failure = |e: String| match tiles.fetch_failure.borrow().clone() {

@@ -32,6 +32,8 @@ pub enum TileError {
     BadPath { path: String, reason: &'static str },
     #[error("tile {path} not available")]
     NotFound { path: String },
+    #[error("tile {path} could not be read: {reason}")]
+    Unavailable { path: String, reason: String },
     #[error("tile {path} is {len} bytes, want {want}")]
     WrongSize { path: String, len: usize, want: usize },
     #[error("entry {entry} is {len} bytes, an entry bundle allows at most {MAX_ENTRY_BYTES}")]
