@@ -1,9 +1,11 @@
-//! `iovctl`: the fleet and operator tool. Today it decodes CAN traces with DBC files; ledger
-//! queries, proofs and audits join it as the ledger lands.
+//! `iovctl`: the fleet and operator tool: decode CAN traces with DBC files, make keys, verify
+//! transparency logs. A thin dispatcher: one module per command.
 
 mod decode;
+mod keygen;
 mod output;
 mod store_cmd;
+mod tlog;
 
 use std::process::ExitCode;
 
@@ -27,15 +29,24 @@ enum Command {
     Decode(decode::Args),
     /// Verify a gateway store or export it as static tiles.
     Store(store_cmd::Args),
+    /// Make a new key set (log signing key, X25519 key; org: also a witness key).
+    #[command(after_help = keygen::EXAMPLES)]
+    Keygen(keygen::Args),
+    /// Transparency logs (C2SP tlog-tiles): verify a log from a directory or URL.
+    #[command(subcommand)]
+    Tlog(tlog::Command),
 }
 
-/// Exit codes: 0 success; 1 the command failed (bad input, I/O); 2 usage error (from clap);
-/// 3 the trace had malformed records (decode still printed every good frame).
+/// Exit codes: 0 success; 1 the command failed (bad input, I/O; for `tlog verify`: verification
+/// failed); 2 usage error (from clap; `tlog verify` also for fetch errors); 3 the trace had
+/// malformed records (decode still printed every good frame).
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Decode(args) => decode::run(&args),
         Command::Store(args) => store_cmd::run(&args),
+        Command::Keygen(args) => keygen::run(&args),
+        Command::Tlog(cmd) => tlog::run(&cmd),
     };
     match result {
         Ok(code) => code,

@@ -1,7 +1,7 @@
 //! Ad-hoc speed figures for the Merkle core (release build):
-//! `cargo run -p ledger --release --example merkle_speed [leaves]`.
-//! Reports leaf hashing rate, tree build rate, and inclusion/consistency proof generation and
-//! verification times for a tree of 1,000,000 leaves (in memory and through tiles).
+//! `cargo run -p ledger --release --example merkle_speed [leaves...]` (default: 1000 1000000).
+//! For each tree size: leaf hashing rate, tree build rate, and inclusion/consistency proof
+//! generation and verification times (in memory and through tiles).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -18,11 +18,19 @@ fn per_op(label: &str, ops: u64, f: impl FnMut(u64)) {
         f(i);
     }
     let dt = t.elapsed();
-    println!("{label}: {:.2} µs/op ({ops} ops)", dt.as_secs_f64() * 1e6 / ops as f64);
+    println!("  {label}: {:.2} µs/op ({ops} ops)", dt.as_secs_f64() * 1e6 / ops as f64);
 }
 
 fn main() {
-    let n: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let sizes: Vec<u64> = std::env::args().skip(1).filter_map(|s| s.parse().ok()).collect();
+    let sizes = if sizes.is_empty() { vec![1_000, 1_000_000] } else { sizes };
+    for n in sizes.into_iter().filter(|&n| n >= 2) {
+        run(n);
+    }
+}
+
+fn run(n: u64) {
+    println!("tree of {n} leaves");
     let entry = [0x5au8; 256]; // a block header is a few hundred bytes
 
     let t = Instant::now();
@@ -34,18 +42,17 @@ fn main() {
         })
         .collect();
     let dt = t.elapsed().as_secs_f64();
-    println!("leaf hashing (256-byte entries): {:.0} leaves/s", n as f64 / dt);
+    println!("  leaf hashing (256-byte entries): {:.0} leaves/s", n as f64 / dt);
 
     let t = Instant::now();
     let tree = MemoryTree::from_leaf_hashes(leaves.iter().copied());
     let dt = t.elapsed().as_secs_f64();
-    println!("tree append (node hashing): {:.0} leaves/s", n as f64 / dt);
+    println!("  tree append (node hashing): {:.0} leaves/s", n as f64 / dt);
     let root = tree.root();
 
-    let ops = 100_000;
-    let step = n / ops;
-    per_op("inclusion proof generation, memory tree", ops, |i| {
-        black_box(inclusion_proof(&tree, (i * step) % n, n).ok());
+    // Spread indexes and sizes over the whole tree with a prime stride.
+    per_op("inclusion proof generation, memory tree", 100_000, |i| {
+        black_box(inclusion_proof(&tree, (i * 7919) % n, n).ok());
     });
     let proofs: Vec<_> = (0..1000).map(|i| inclusion_proof(&tree, (i * 997) % n, n)).collect();
     per_op("inclusion proof verification", 100_000, |i| {
@@ -55,8 +62,8 @@ fn main() {
             black_box(verify_inclusion(&leaves[idx as usize], idx, n, p, &root).ok());
         }
     });
-    per_op("consistency proof generation", 10_000, |i| {
-        black_box(consistency_proof(&tree, 1 + (i * 99) % (n - 1), n).ok());
+    per_op("consistency proof generation, memory tree", 10_000, |i| {
+        black_box(consistency_proof(&tree, 1 + (i * 7919) % (n - 1), n).ok());
     });
     let m = n / 3 + 7;
     let cp = consistency_proof(&tree, m, n).unwrap_or_default();
@@ -67,12 +74,18 @@ fn main() {
 
     let t = Instant::now();
     let tiles = build_tiles(&tree, n).unwrap_or_default();
-    println!("build {} tiles: {:.1} ms", tiles.len(), t.elapsed().as_secs_f64() * 1e3);
+    println!("  build {} tiles: {:.1} ms", tiles.len(), t.elapsed().as_secs_f64() * 1e3);
     let t = Instant::now();
     let ok = verify_tiles(&tiles, n, &root).is_ok();
-    println!("verify all tiles against root: {:.1} ms (ok={ok})", t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "  verify all tiles against root: {:.1} ms (ok={ok})",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     let reader = TileReader::new(&tiles, n);
     per_op("inclusion proof generation, from tiles", 10_000, |i| {
         black_box(inclusion_proof(&reader, (i * 7919) % n, n).ok());
+    });
+    per_op("consistency proof generation, from tiles", 10_000, |i| {
+        black_box(consistency_proof(&reader, 1 + (i * 7919) % (n - 1), n).ok());
     });
 }

@@ -32,6 +32,8 @@ pub enum TileError {
     BadPath { path: String, reason: &'static str },
     #[error("tile {path} not available")]
     NotFound { path: String },
+    #[error("tile {path} could not be read: {reason}")]
+    Unavailable { path: String, reason: String },
     #[error("tile {path} is {len} bytes, want {want}")]
     WrongSize { path: String, len: usize, want: usize },
     #[error("entry {entry} is {len} bytes, an entry bundle allows at most {MAX_ENTRY_BYTES}")]
@@ -211,6 +213,11 @@ pub fn tiles_for_size(tree_size: u64) -> Vec<Tile> {
     out
 }
 
+/// Number of tiles (full and partial) of a tree of `tree_size`, without listing them.
+pub fn tile_count(tree_size: u64) -> u64 {
+    (0..=MAX_LEVEL).map(|level| hashes_at_level(tree_size, level).div_ceil(TILE_WIDTH)).sum()
+}
+
 /// Tile contents (concatenated hashes) read from any [`HashReader`] that holds the tree.
 pub fn tile_contents<R: HashReader + ?Sized>(r: &R, tile: &Tile) -> Result<Vec<u8>, ReadError> {
     let merkle_level = tile.level * TILE_HEIGHT;
@@ -336,10 +343,17 @@ pub fn verify_tiles<S: TileSource>(
     if computed != *expected_root {
         return Err(TileError::RootMismatch { tree_size, computed, expected: *expected_root });
     }
-    let mut tiles = tiles_for_size(tree_size);
-    tiles.retain(|t| !t.is_partial());
-    tiles.sort_by_key(|t| std::cmp::Reverse(t.level));
-    for t in tiles {
+    // Full tiles top-down, generated as we go: a signed checkpoint may claim any size up to
+    // 2^64 - 1, and collecting its tiles first (`tiles_for_size`) would abort on allocation.
+    let top = (0..=MAX_LEVEL).rev().find(|&l| hashes_at_level(tree_size, l) > 0).unwrap_or(0);
+    let full_tiles = (0..=top).rev().flat_map(|level| {
+        (0..hashes_at_level(tree_size, level) / TILE_WIDTH).map(move |index| Tile {
+            level,
+            index,
+            width: TILE_WIDTH as u16,
+        })
+    });
+    for t in full_tiles {
         let bytes = reader.source.read_tile(&t)?;
         if bytes.len() != t.byte_len() {
             return Err(TileError::WrongSize {
@@ -531,6 +545,29 @@ mod tests {
         let err = TileReader::new(&tiles, 300).root().unwrap_err();
         let ReadError::Backend { reason, .. } = err else { panic!("{err:?}") };
         assert!(reason.contains("tile/0/001.p/44 is 1407 bytes, want 1408"), "{reason}");
+    }
+
+    /// Answers every tile with bytes of the right length derived from its coordinates.
+    struct AnyTiles;
+
+    impl TileSource for AnyTiles {
+        fn read_tile(&self, t: &Tile) -> Result<Vec<u8>, TileError> {
+            let seed = leaf_hash(&[&[t.level], &t.index.to_be_bytes()[..]].concat());
+            Ok(seed.0.iter().copied().cycle().take(t.byte_len()).collect())
+        }
+    }
+
+    #[test]
+    fn verify_tiles_for_a_checkpoint_claiming_2_pow_63_leaves_fails_without_aborting() {
+        // Regression: verify_tiles used to collect tiles_for_size(size) first, which for a
+        // signed checkpoint claiming ~2^63 leaves asks for 2^55 tiles and aborts on allocation.
+        for size in [(1u64 << 50) + 12_345, u64::MAX] {
+            let root = TileReader::new(AnyTiles, size).root().unwrap();
+            let err = verify_tiles(AnyTiles, size, &root).unwrap_err();
+            assert!(matches!(err, TileError::ParentMismatch { .. }), "{size}: {err}");
+        }
+        assert_eq!(tile_count(70_000), 277);
+        assert_eq!(tile_count(u64::MAX), tiles_for_size(0).len() as u64 + 72_340_172_838_076_673);
     }
 
     #[test]
