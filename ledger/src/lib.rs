@@ -25,6 +25,8 @@
 pub mod checkpoint;
 pub mod cosignature;
 pub mod keys;
+pub mod lane;
 pub mod merkle;
 pub mod note;
+pub mod record;
 pub mod tile;
