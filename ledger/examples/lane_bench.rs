@@ -61,8 +61,8 @@ fn main() -> anyhow::Result<()> {
     let records = frames.iter().map(|f| to_record(f, &names)).collect::<anyhow::Result<Vec<_>>>()?;
     let n = records.len() as f64;
     println!("{}: {} frames", path.display(), records.len());
-    for block in [records.len(), 65_536, 16_384] {
-        for delta in [PayloadDelta::Xor, PayloadDelta::Sub] {
+    for block in if args.iter().any(|a| a == "--breakdown") { vec![] } else { vec![records.len(), 65_536, 16_384] } {
+        for delta in [PayloadDelta::Auto, PayloadDelta::Xor, PayloadDelta::Sub] {
             for level in [3, 5, 7, 9] {
                 let t0 = Instant::now();
                 let mut plain_total = 0;
@@ -82,8 +82,19 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
+    if args.iter().any(|a| a == "--breakdown") { return breakdown(&records); }
     let packed = lane::pack(&records, 3, PayloadDelta::Xor)?;
     let back = lane::unpack(&packed, &Limits::DEFAULT)?;
     anyhow::ensure!(back == records, "round trip differs");
+    Ok(())
+}
+
+#[allow(dead_code)]
+fn breakdown(records: &[Record]) -> anyhow::Result<()> {
+    let n = records.len() as f64;
+    let size = |rs: &[Record]| -> anyhow::Result<f64> { Ok(lane::pack(rs, 3, PayloadDelta::Auto)?.len() as f64 / n) };
+    let no_ts: Vec<Record> = records.iter().map(|r| match r { Record::Can(c) => { let mut c = c.clone(); c.t_ns = 0; Record::Can(c) } o => o.clone() }).collect();
+    let no_data: Vec<Record> = records.iter().map(|r| match r { Record::Can(c) => Record::Can(CanRecord::new(c.t_ns, c.interface.clone(), c.id, c.flags, &[0u8; 8][..c.data().len()], 0).unwrap()), o => o.clone() }).collect();
+    println!("all {:.3} no_ts {:.3} no_data {:.3}", size(records)?, size(&no_ts)?, size(&no_data)?);
     Ok(())
 }

@@ -30,27 +30,38 @@ const KIND_SIGNAL: u8 = 2;
 const ORDER_MERGED: u8 = 0;
 const ORDER_EXPLICIT: u8 = 1;
 
-/// How a CAN payload byte is stored relative to the same byte of the previous frame of its
-/// stream. Both are exact; which compresses better depends on the signals.
+/// How one byte column of a CAN stream is stored relative to the same byte of the previous
+/// frame of that stream. All are exact; which compresses best depends on the signal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum PayloadDelta {
+    /// The byte as is (noise around a mean).
+    Raw,
     /// `byte ^ previous` (flags and enums that toggle bits).
-    #[default]
     Xor,
     /// `byte - previous` mod 256 (counters and slowly moving values).
     Sub,
+    /// Encoder only: per column, whichever of the three has the lowest order-0 entropy.
+    #[default]
+    Auto,
 }
 
 impl PayloadDelta {
+    const CHOICES: [PayloadDelta; 3] = [PayloadDelta::Raw, PayloadDelta::Xor, PayloadDelta::Sub];
+
     fn code(self) -> u8 {
         match self {
-            PayloadDelta::Xor => 0,
-            PayloadDelta::Sub => 1,
+            PayloadDelta::Raw | PayloadDelta::Auto => 0,
+            PayloadDelta::Xor => 1,
+            PayloadDelta::Sub => 2,
         }
+    }
+    fn from_code(c: u8) -> Option<PayloadDelta> {
+        Self::CHOICES.get(usize::from(c)).copied()
     }
     #[inline]
     fn apply(self, cur: u8, prev: u8) -> u8 {
         match self {
+            PayloadDelta::Raw | PayloadDelta::Auto => cur,
             PayloadDelta::Xor => cur ^ prev,
             PayloadDelta::Sub => cur.wrapping_sub(prev),
         }
@@ -58,10 +69,21 @@ impl PayloadDelta {
     #[inline]
     fn undo(self, stored: u8, prev: u8) -> u8 {
         match self {
+            PayloadDelta::Raw | PayloadDelta::Auto => stored,
             PayloadDelta::Xor => stored ^ prev,
             PayloadDelta::Sub => stored.wrapping_add(prev),
         }
     }
+}
+
+/// Order-0 entropy of a column in bits (times a constant): the cost model for `Auto`.
+fn entropy(col: &[u8]) -> f64 {
+    let mut h = [0u32; 256];
+    for &b in col {
+        h[usize::from(b)] += 1;
+    }
+    let n = col.len() as f64;
+    h.iter().filter(|&&c| c > 0).map(|&c| -f64::from(c) * (f64::from(c) / n).log2()).sum()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -130,7 +152,6 @@ pub fn encode(records: &[Record], delta: PayloadDelta) -> Vec<u8> {
 
     let mut out = Vec::with_capacity(records.len() * 8 + 64);
     out.push(CODEC_VERSION);
-    out.push(delta.code());
     put(&mut out, records.len() as u64);
     put(&mut out, t_base);
     put(&mut out, unit);
@@ -173,6 +194,8 @@ pub fn encode(records: &[Record], delta: PayloadDelta) -> Vec<u8> {
     let mut ts = Vec::with_capacity(records.len() * 2);
     let mut lens = Vec::with_capacity(records.len());
     let mut can = Vec::with_capacity(records.len() * 8);
+    let mut modes = Vec::new();
+    let mut col = Vec::new();
     let mut mqtt_meta = Vec::new();
     let mut mqtt_payload = Vec::new();
     let mut signal = Vec::new();
@@ -200,14 +223,28 @@ pub fn encode(records: &[Record], delta: PayloadDelta) -> Vec<u8> {
                     max_len = max_len.max(if remote { 0 } else { f.len() });
                 }
                 for j in 0..max_len {
-                    let mut p = 0u8;
-                    for f in &frames {
-                        let b = f.padded()[j];
-                        if f.len() > j {
-                            can.push(delta.apply(b, p));
+                    let mut best = (f64::INFINITY, PayloadDelta::Raw, Vec::new());
+                    let fixed = [delta];
+                    let choices: &[PayloadDelta] =
+                        if delta == PayloadDelta::Auto { &PayloadDelta::CHOICES } else { &fixed };
+                    for &d in choices {
+                        col.clear();
+                        let mut p = 0u8;
+                        for f in &frames {
+                            let b = f.padded()[j];
+                            if f.len() > j {
+                                col.push(d.apply(b, p));
+                            }
+                            p = b;
                         }
-                        p = b;
+                        let cost = if choices.len() == 1 { 0.0 } else { entropy(&col) };
+                        if cost < best.0 {
+                            best = (cost, d, std::mem::take(&mut col));
+                        }
                     }
+                    modes.push(best.1.code());
+                    can.extend_from_slice(&best.2);
+                    col = best.2;
                 }
             }
             Key::Mqtt { .. } => {
@@ -235,7 +272,7 @@ pub fn encode(records: &[Record], delta: PayloadDelta) -> Vec<u8> {
             }
         }
     }
-    for section in [&order, &ts, &lens, &can, &mqtt_meta, &mqtt_payload, &signal] {
+    for section in [&order, &ts, &lens, &modes, &can, &mqtt_meta, &mqtt_payload, &signal] {
         put(&mut out, section.len() as u64);
         out.extend_from_slice(section);
     }
@@ -258,17 +295,6 @@ pub fn decode(plain: &[u8], limits: &Limits) -> Result<Vec<Record>, LaneError> {
     if version != CODEC_VERSION {
         return Err(LaneError::UnknownVersion { got: version, want: CODEC_VERSION });
     }
-    let delta = match h.u8()? {
-        0 => PayloadDelta::Xor,
-        1 => PayloadDelta::Sub,
-        d => {
-            return Err(LaneError::Invalid {
-                section: "header",
-                field: "payload delta",
-                reason: format!("{d} is neither 0 (xor) nor 1 (sub)"),
-            })
-        }
-    };
     // Every record costs at least one timestamp byte, so the input length bounds the count.
     let max_records = limits.max_records.min(plain.len()) as u64;
     let n = h.bounded("record count", max_records)?;
@@ -359,6 +385,7 @@ pub fn decode(plain: &[u8], limits: &Limits) -> Result<Vec<Record>, LaneError> {
     let mut order = section("order")?;
     let mut ts = section("timestamps")?;
     let mut lens = section("lengths")?;
+    let mut modes = section("column deltas")?;
     let mut can = section("CAN payload")?;
     let mut mqtt_meta = section("MQTT flags")?;
     let mut mqtt_payload = section("MQTT payload")?;
@@ -384,7 +411,7 @@ pub fn decode(plain: &[u8], limits: &Limits) -> Result<Vec<Record>, LaneError> {
         }
         let name = &names[s.name as usize];
         let recs: Vec<Record> = match s.kind {
-            KIND_CAN => decode_can(s, name, &times, &mut lens, &mut can, delta)?,
+            KIND_CAN => decode_can(s, name, &times, &mut lens, &mut modes, &mut can)?,
             KIND_MQTT => {
                 let mut v = Vec::with_capacity(s.count);
                 for &t in &times {
@@ -429,7 +456,7 @@ pub fn decode(plain: &[u8], limits: &Limits) -> Result<Vec<Record>, LaneError> {
         };
         per_stream.push(recs.into_iter());
     }
-    for r in [&ts, &lens, &can, &mqtt_meta, &mqtt_payload, &signal] {
+    for r in [&ts, &lens, &modes, &can, &mqtt_meta, &mqtt_payload, &signal] {
         r.finish()?;
     }
 
@@ -483,8 +510,8 @@ fn decode_can(
     name: &Arc<str>,
     times: &[u64],
     lens: &mut Reader<'_>,
+    modes: &mut Reader<'_>,
     can: &mut Reader<'_>,
-    delta: PayloadDelta,
 ) -> Result<Vec<Record>, LaneError> {
     let remote = s.flags.has(CanFlags::REMOTE);
     let max = if remote || !s.flags.has(CanFlags::FD) { 8 } else { MAX_CAN_DATA };
@@ -499,6 +526,12 @@ fn decode_can(
     let mut data = vec![[0u8; MAX_CAN_DATA]; s.count];
     let max_len = if remote { 0 } else { ls.iter().copied().max().unwrap_or(0) as usize };
     for j in 0..max_len {
+        let code = modes.u8()?;
+        let delta = PayloadDelta::from_code(code).ok_or_else(|| LaneError::Invalid {
+            section: "column deltas",
+            field: "delta code",
+            reason: format!("{code} is not 0 (raw), 1 (xor) or 2 (sub)"),
+        })?;
         let mut p = 0u8;
         for (d, &l) in data.iter_mut().zip(ls) {
             if usize::from(l) > j {
