@@ -110,7 +110,8 @@ fn main() -> anyhow::Result<()> {
         frames.push(f?);
     }
     let names: Vec<Arc<str>> = reader.channels().iter().map(|s| Arc::from(s.as_str())).collect();
-    let records = frames.iter().map(|f| to_record(f, &names)).collect::<anyhow::Result<Vec<_>>>()?;
+    let records =
+        frames.iter().map(|f| to_record(f, &names)).collect::<anyhow::Result<Vec<_>>>()?;
     let n = records.len();
     let nf = n as f64;
     let (text_z3, cpu, _) = timed(|| Ok(zstd::bulk::compress(&text, 3)?.len()))?;
@@ -150,10 +151,12 @@ fn main() -> anyhow::Result<()> {
     let mut rng = ChaCha20Rng::from_seed([3; 32]);
     let chunks: Vec<&[Record]> = records.chunks(BLOCK_FRAMES).collect();
     let headers: Vec<BlockHeader> = chunks.iter().map(|c| header_for(c, &key)).collect();
-    let (plains, enc_cpu, enc_wall) =
-        timed(|| Ok(chunks.iter().map(|c| lane::encode(c, PayloadDelta::Auto)).collect::<Vec<_>>()))?;
-    let (packed, z_cpu, z_wall) =
-        timed(|| plains.iter().map(|p| Ok(lane::compress(p, 3)?)).collect::<anyhow::Result<Vec<_>>>())?;
+    let (plains, enc_cpu, enc_wall) = timed(|| {
+        Ok(chunks.iter().map(|c| lane::encode(c, PayloadDelta::Auto)).collect::<Vec<_>>())
+    })?;
+    let (packed, z_cpu, z_wall) = timed(|| {
+        plains.iter().map(|p| Ok(lane::compress(p, 3)?)).collect::<anyhow::Result<Vec<_>>>()
+    })?;
     let (sealed, s_cpu, s_wall) = timed(|| {
         headers
             .iter()

@@ -61,8 +61,12 @@ impl CanFlags {
 impl fmt::Debug for CanFlags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const NAMES: [&str; 7] = ["ext", "rtr", "fd", "brs", "esi", "err", "tx"];
-        let set: Vec<&str> =
-            NAMES.iter().enumerate().filter(|(i, _)| self.0 & (1 << i) != 0).map(|(_, n)| *n).collect();
+        let set: Vec<&str> = NAMES
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.0 & (1 << i) != 0)
+            .map(|(_, n)| *n)
+            .collect();
         write!(f, "CanFlags({})", set.join("|"))
     }
 }
@@ -176,7 +180,11 @@ impl CanRecord {
 
 impl fmt::Debug for CanRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Can({} {} {:X} {:?} len {} [", self.t_ns, self.interface, self.id, self.flags, self.len)?;
+        write!(
+            f,
+            "Can({} {} {:X} {:?} len {} [",
+            self.t_ns, self.interface, self.id, self.flags, self.len
+        )?;
         for b in self.data() {
             write!(f, "{b:02X}")?;
         }

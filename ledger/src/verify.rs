@@ -101,7 +101,8 @@ pub fn chain_segment(
         None => None,
     };
     for (position, h) in headers.iter().enumerate() {
-        h.check_rules().map_err(|e| ChainError::Rule { height: h.height, reason: e.to_string() })?;
+        h.check_rules()
+            .map_err(|e| ChainError::Rule { height: h.height, reason: e.to_string() })?;
         let expected = first.height.checked_add(position as u64).ok_or(ChainError::Height {
             position,
             expected: u64::MAX,
@@ -261,13 +262,7 @@ pub fn complete_range(
     }
     let want = range_len(0, tree_size, start, end);
     if proof.len() != want {
-        return Err(ChainError::RangeProofLength {
-            start,
-            end,
-            tree_size,
-            got: proof.len(),
-            want,
-        });
+        return Err(ChainError::RangeProofLength { start, end, tree_size, got: proof.len(), want });
     }
     let leaves: Vec<Hash> = headers.iter().map(header_leaf_hash).collect();
     let mut c = RangeCtx { start, end, leaves: &leaves, proof: proof.iter() };

@@ -31,7 +31,13 @@ fn keys() -> Keys {
 
 fn city_records(h: u64) -> Vec<Record> {
     (0..5)
-        .map(|i| Record::Signal(SignalRecord { t_ns: 1_000 * h + i, name: "speed".into(), value: i as f64 }))
+        .map(|i| {
+            Record::Signal(SignalRecord {
+                t_ns: 1_000 * h + i,
+                name: "speed".into(),
+                value: i as f64,
+            })
+        })
         .collect()
 }
 
@@ -42,7 +48,11 @@ fn lanes(k: &Keys, h: u64) -> Vec<LaneSpec> {
             recipients: vec![k.factory.public(), k.auditor.public()],
             records: mixed_records(),
         },
-        LaneSpec { name: "city".into(), recipients: vec![k.city.public()], records: city_records(h) },
+        LaneSpec {
+            name: "city".into(),
+            recipients: vec![k.city.public()],
+            records: city_records(h),
+        },
     ]
 }
 
@@ -51,7 +61,10 @@ fn chain(k: &Keys, n: u64) -> Vec<SealedBlock> {
     let mut r = rng(9);
     for h in 0..n {
         let prev = out.last().map_or(BlockHash::ZERO, |b| b.header.hash());
-        out.push(seal_block(GATEWAY, h, prev, &lanes(k, h), &SealOptions::default(), &mut r).expect("seal"));
+        out.push(
+            seal_block(GATEWAY, h, prev, &lanes(k, h), &SealOptions::default(), &mut r)
+                .expect("seal"),
+        );
     }
     out
 }
@@ -73,8 +86,10 @@ fn every_recipient_opens_its_lane_and_gets_the_records_back() {
 #[test]
 fn empty_lane_seals_and_opens() {
     let k = keys();
-    let spec = vec![LaneSpec { name: "idle".into(), recipients: vec![k.city.public()], records: vec![] }];
-    let b = seal_block(GATEWAY, 0, BlockHash::ZERO, &spec, &SealOptions::default(), &mut rng(1)).expect("seal");
+    let spec =
+        vec![LaneSpec { name: "idle".into(), recipients: vec![k.city.public()], records: vec![] }];
+    let b = seal_block(GATEWAY, 0, BlockHash::ZERO, &spec, &SealOptions::default(), &mut rng(1))
+        .expect("seal");
     assert_eq!(open_lane(&b, 0, &k.city, &Limits::DEFAULT).expect("open"), Vec::<Record>::new());
     assert_eq!((b.header.first_ns, b.header.last_ns), (0, 0));
 }
@@ -83,7 +98,8 @@ fn empty_lane_seals_and_opens() {
 fn lane_moved_to_another_height_is_refused_as_moved() {
     let k = keys();
     let c = chain(&k, 3);
-    let err = open_lane_bytes(&c[2].header, 0, &c[1].lanes[0], &k.factory, &Limits::DEFAULT).unwrap_err();
+    let err =
+        open_lane_bytes(&c[2].header, 0, &c[1].lanes[0], &k.factory, &Limits::DEFAULT).unwrap_err();
     assert_eq!(err, OpenError::Moved { field: "height", expected: "2".into(), got: "1".into() });
 }
 
@@ -92,7 +108,10 @@ fn lane_moved_to_another_index_is_refused_as_moved() {
     let k = keys();
     let b = &chain(&k, 1)[0];
     let err = open_lane_bytes(&b.header, 1, &b.lanes[0], &k.city, &Limits::DEFAULT).unwrap_err();
-    assert_eq!(err, OpenError::Moved { field: "lane index", expected: "1".into(), got: "0".into() });
+    assert_eq!(
+        err,
+        OpenError::Moved { field: "lane index", expected: "1".into(), got: "0".into() }
+    );
 }
 
 #[test]
@@ -112,7 +131,10 @@ fn header_with_swapped_recipient_list_breaks_the_binding() {
     let mut h = b.header.clone();
     h.lanes[0].recipients.swap(0, 1);
     let err = open_lane_bytes(&h, 0, &b.lanes[0], &k.factory, &Limits::DEFAULT).unwrap_err();
-    assert!(matches!(&err, OpenError::BindingMismatch { lane, height: 0, .. } if lane == "factory"), "{err}");
+    assert!(
+        matches!(&err, OpenError::BindingMismatch { lane, height: 0, .. } if lane == "factory"),
+        "{err}"
+    );
     // Also a different time range or prev: the lane was sealed under other header fields.
     let mut h = b.header.clone();
     h.last_ns -= 1;
@@ -161,7 +183,8 @@ fn truncated_lane_is_refused_by_size() {
     let ct = &b.lanes[0][..b.lanes[0].len() - 1];
     let err = open_lane_bytes(&b.header, 0, ct, &k.factory, &Limits::DEFAULT).unwrap_err();
     assert!(matches!(err, OpenError::Integrity(ChainError::LaneSize { index: 0, .. })), "{err}");
-    let err = open_lane_bytes(&b.header, 0, &b.lanes[0][..10], &k.factory, &Limits::DEFAULT).unwrap_err();
+    let err =
+        open_lane_bytes(&b.header, 0, &b.lanes[0][..10], &k.factory, &Limits::DEFAULT).unwrap_err();
     assert!(matches!(err, OpenError::Malformed { .. }), "{err}");
 }
 
@@ -214,8 +237,17 @@ fn header_parser_refuses_non_canonical_trailing_unknown_and_oversized() {
     indef.push(0xff);
     assert!(BlockHeader::from_bytes(&indef).is_err());
     let mut h = b.header.clone();
-    h.lanes = (0..65).map(|i| { let mut l = b.header.lanes[0].clone(); l.name = format!("l{i}"); l }).collect();
-    assert!(matches!(BlockHeader::from_bytes(&h.to_bytes()), Err(BlockError::TooMany { max: 64, .. })));
+    h.lanes = (0..65)
+        .map(|i| {
+            let mut l = b.header.lanes[0].clone();
+            l.name = format!("l{i}");
+            l
+        })
+        .collect();
+    assert!(matches!(
+        BlockHeader::from_bytes(&h.to_bytes()),
+        Err(BlockError::TooMany { max: 64, .. })
+    ));
     let mut h = b.header.clone();
     (h.first_ns, h.last_ns) = (5, 4);
     assert!(matches!(BlockHeader::from_bytes(&h.to_bytes()), Err(BlockError::TimeRange { .. })));
@@ -227,10 +259,12 @@ fn seal_refuses_a_lane_without_recipients_and_duplicate_names() {
     let k = keys();
     let mut spec = lanes(&k, 0);
     spec[1].recipients.clear();
-    assert!(seal_block(GATEWAY, 0, BlockHash::ZERO, &spec, &SealOptions::default(), &mut rng(1)).is_err());
+    assert!(seal_block(GATEWAY, 0, BlockHash::ZERO, &spec, &SealOptions::default(), &mut rng(1))
+        .is_err());
     let mut spec = lanes(&k, 0);
     spec[1].name = "factory".into();
-    assert!(seal_block(GATEWAY, 0, BlockHash::ZERO, &spec, &SealOptions::default(), &mut rng(1)).is_err());
+    assert!(seal_block(GATEWAY, 0, BlockHash::ZERO, &spec, &SealOptions::default(), &mut rng(1))
+        .is_err());
 }
 
 fn detected_header_flip(c: &[SealedBlock], bit: usize) -> bool {

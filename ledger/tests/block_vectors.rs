@@ -34,9 +34,14 @@ fn generate() -> Value {
     let factory = x25519("factory", 0x21);
     let city = x25519("city", 0x22);
     let factory_records = mixed_records();
-    let city_records: Vec<Record> = mixed_records().into_iter().filter(|r| matches!(r, Record::Signal(_))).collect();
+    let city_records: Vec<Record> =
+        mixed_records().into_iter().filter(|r| matches!(r, Record::Signal(_))).collect();
     let specs = vec![
-        LaneSpec { name: "factory".into(), recipients: vec![factory.public(), city.public()], records: factory_records },
+        LaneSpec {
+            name: "factory".into(),
+            recipients: vec![factory.public(), city.public()],
+            records: factory_records,
+        },
         LaneSpec { name: "city".into(), recipients: vec![city.public()], records: city_records },
     ];
     let opts = SealOptions { zstd_level: 3, delta: PayloadDelta::Auto };

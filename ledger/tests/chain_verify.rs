@@ -12,7 +12,8 @@ use ledger::seal::{seal_block, LaneSpec, SealOptions};
 use ledger::verify::{self, ChainError};
 
 fn signer() -> Ed25519Signer {
-    Ed25519Signer::new("gw.example/vehicle-1", SigningKey::from_bytes(&[21; 32])).expect("valid name")
+    Ed25519Signer::new("gw.example/vehicle-1", SigningKey::from_bytes(&[21; 32]))
+        .expect("valid name")
 }
 
 fn headers(n: u64) -> Vec<BlockHeader> {
@@ -27,7 +28,11 @@ fn headers(n: u64) -> Vec<BlockHeader> {
             recipients: vec![k.public()],
             records: vec![can(h * 100, "can0", 1, 0, &[h as u8])],
         }];
-        out.push(seal_block(gateway, h, prev, &spec, &SealOptions::default(), &mut r).expect("seal").header);
+        out.push(
+            seal_block(gateway, h, prev, &spec, &SealOptions::default(), &mut r)
+                .expect("seal")
+                .header,
+        );
     }
     out
 }
@@ -49,7 +54,10 @@ fn a_sealed_chain_verifies_from_genesis_and_from_the_middle() {
 fn gaps_broken_links_and_foreign_gateways_are_named() {
     let hs = headers(5);
     let gap = vec![hs[0].clone(), hs[2].clone()];
-    assert_eq!(verify::chain_segment(&gap, None), Err(ChainError::Height { position: 1, expected: 1, got: 2 }));
+    assert_eq!(
+        verify::chain_segment(&gap, None),
+        Err(ChainError::Height { position: 1, expected: 1, got: 2 })
+    );
     let err = verify::chain_segment(&hs[2..], Some(hs[0].hash())).unwrap_err();
     assert!(matches!(err, ChainError::Prev { height: 2, .. }), "{err}");
     let mut other = hs[1].clone();
@@ -72,7 +80,11 @@ fn every_range_of_every_small_tree_is_proved_complete() {
             for end in start + 1..=size {
                 let proof = verify::range_proof(&t, size, start, end).expect("proof");
                 let range = &hs[start as usize..end as usize];
-                assert_eq!(verify::complete_range(range, &cp, &proof), Ok(()), "size {size} [{start},{end})");
+                assert_eq!(
+                    verify::complete_range(range, &cp, &proof),
+                    Ok(()),
+                    "size {size} [{start},{end})"
+                );
                 if end - start >= 3 {
                     // Leave out a block in the middle and keep the heights consecutive: the
                     // chain check refuses; pretend-heights cannot satisfy the root either.
@@ -127,8 +139,10 @@ fn signed_checkpoint_must_come_from_the_headers_gateway() {
     let proof = verify::range_proof(&t, 5, 1, 4).expect("proof");
     let key = signer().verifier();
     assert_eq!(verify::complete_range_signed(&hs[1..4], &note, &key, &proof), Ok(()));
-    let other = Ed25519Signer::new("gw.example/vehicle-1", SigningKey::from_bytes(&[22; 32])).expect("name");
-    let err = verify::complete_range_signed(&hs[1..4], &note, &other.verifier(), &proof).unwrap_err();
+    let other = Ed25519Signer::new("gw.example/vehicle-1", SigningKey::from_bytes(&[22; 32]))
+        .expect("name");
+    let err =
+        verify::complete_range_signed(&hs[1..4], &note, &other.verifier(), &proof).unwrap_err();
     assert!(matches!(err, ChainError::CheckpointKey { .. }), "{err}");
     let mut bad = note.clone();
     let i = bad.len() - 5;

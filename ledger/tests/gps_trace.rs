@@ -32,9 +32,14 @@ fn gps_trace_seals_opens_exactly_and_beats_3_35_bytes_per_frame() -> anyhow::Res
     let key = x25519("factory", 7);
     let mut r = rng(5);
     let mut prev = BlockHash::ZERO;
-    let (mut headers, mut stored, mut back) = (Vec::new(), 0usize, Vec::with_capacity(records.len()));
+    let (mut headers, mut stored, mut back) =
+        (Vec::new(), 0usize, Vec::with_capacity(records.len()));
     for (h, chunk) in records.chunks(BLOCK_FRAMES).enumerate() {
-        let spec = vec![LaneSpec { name: "factory".into(), recipients: vec![key.public()], records: chunk.to_vec() }];
+        let spec = vec![LaneSpec {
+            name: "factory".into(),
+            recipients: vec![key.public()],
+            records: chunk.to_vec(),
+        }];
         let block = seal_block([1; 32], h as u64, prev, &spec, &SealOptions::default(), &mut r)?;
         stored += block.header_bytes.len() + block.lanes.iter().map(Vec::len).sum::<usize>();
         prev = block.header.hash();
@@ -46,7 +51,10 @@ fn gps_trace_seals_opens_exactly_and_beats_3_35_bytes_per_frame() -> anyhow::Res
     verify::chain_segment(&headers, Some(BlockHash::ZERO))?;
     assert!(back == records, "opened records differ from the trace");
     let per_frame = stored as f64 / records.len() as f64;
-    println!("GPS trace: {} blocks, {stored} bytes stored, {per_frame:.3} bytes/frame", headers.len());
+    println!(
+        "GPS trace: {} blocks, {stored} bytes stored, {per_frame:.3} bytes/frame",
+        headers.len()
+    );
     assert!(per_frame < 3.35, "{per_frame:.3} bytes/frame");
     Ok(())
 }

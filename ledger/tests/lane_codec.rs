@@ -30,12 +30,18 @@ fn empty_lane_round_trips() {
 
 #[test]
 fn time_sorted_lane_stores_no_order_column_and_unsorted_one_does() {
-    let sorted: Vec<Record> = (0..1000).map(|i| can(i * 10_000, "can0", (i % 7) as u32, 0, &[i as u8])).collect();
+    let sorted: Vec<Record> =
+        (0..1000).map(|i| can(i * 10_000, "can0", (i % 7) as u32, 0, &[i as u8])).collect();
     let mut shuffled = sorted.clone();
     shuffled.swap(10, 500);
     let a = lane::encode(&sorted, PayloadDelta::Auto);
     let b = lane::encode(&shuffled, PayloadDelta::Auto);
-    assert!(b.len() > a.len() + 900, "explicit order costs a byte per record: {} vs {}", b.len(), a.len());
+    assert!(
+        b.len() > a.len() + 900,
+        "explicit order costs a byte per record: {} vs {}",
+        b.len(),
+        a.len()
+    );
     assert_eq!(lane::decode(&b, &Limits::DEFAULT).expect("decode"), shuffled);
     assert_eq!(lane::decode(&a, &Limits::DEFAULT).expect("decode"), sorted);
 }
@@ -72,7 +78,10 @@ fn zstd_frame_declaring_more_than_the_limit_is_refused() {
         lane::unpack(&packed, &limits),
         Err(LaneError::LimitExceeded { field: "content size", max: 16, .. })
     ));
-    assert!(matches!(lane::unpack(b"not zstd", &Limits::DEFAULT), Err(LaneError::Decompress { .. })));
+    assert!(matches!(
+        lane::unpack(b"not zstd", &Limits::DEFAULT),
+        Err(LaneError::Decompress { .. })
+    ));
 }
 
 #[test]
@@ -90,7 +99,14 @@ fn arb_name() -> impl Strategy<Value = Arc<str>> {
 }
 
 fn arb_can() -> impl Strategy<Value = Record> {
-    (any::<u64>(), arb_name(), any::<u32>(), 0u8..0x80, prop::collection::vec(any::<u8>(), 0..=64), 0u8..=8)
+    (
+        any::<u64>(),
+        arb_name(),
+        any::<u32>(),
+        0u8..0x80,
+        prop::collection::vec(any::<u8>(), 0..=64),
+        0u8..=8,
+    )
         .prop_map(|(t, iface, id, bits, data, rlen)| {
             let flags = CanFlags::from_bits(bits).expect("bits < 0x80");
             let id = if flags.has(CanFlags::ERROR) {
@@ -100,7 +116,13 @@ fn arb_can() -> impl Strategy<Value = Record> {
             } else {
                 id & 0x7FF
             };
-            let max = if flags.has(CanFlags::REMOTE) { 0 } else if flags.has(CanFlags::FD) { 64 } else { 8 };
+            let max = if flags.has(CanFlags::REMOTE) {
+                0
+            } else if flags.has(CanFlags::FD) {
+                64
+            } else {
+                8
+            };
             let data = &data[..data.len().min(max)];
             Record::Can(CanRecord::new(t, iface, id, flags, data, rlen).expect("fits"))
         })
@@ -118,15 +140,16 @@ fn arb_record() -> impl Strategy<Value = Record> {
 
 /// Records close in time on a few ids, so the merged order and deltas get exercised too.
 fn arb_stream_like() -> impl Strategy<Value = Vec<Record>> {
-    prop::collection::vec((0u64..50, 0u32..4, prop::collection::vec(any::<u8>(), 0..=8)), 0..200).prop_map(|v| {
-        let mut t = 1_600_000_000_000_000_000u64;
-        v.into_iter()
-            .map(|(dt, id, data)| {
-                t += dt * 1000;
-                can(t, "can0", id, 0, &data)
-            })
-            .collect()
-    })
+    prop::collection::vec((0u64..50, 0u32..4, prop::collection::vec(any::<u8>(), 0..=8)), 0..200)
+        .prop_map(|v| {
+            let mut t = 1_600_000_000_000_000_000u64;
+            v.into_iter()
+                .map(|(dt, id, data)| {
+                    t += dt * 1000;
+                    can(t, "can0", id, 0, &data)
+                })
+                .collect()
+        })
 }
 
 proptest! {

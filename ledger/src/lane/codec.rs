@@ -1,10 +1,11 @@
 //! Columnar record encoding (codec version 1), laid out for zstd.
 //!
 //! Records are grouped into *streams*: a CAN stream is one (interface, id, flags) triple, an MQTT
-//! stream one topic, a signal stream one signal name. Inside a stream, timestamps are
-//! delta-of-delta zigzag varints in units of the lane's common time step, and CAN payload bytes
-//! are XORed (or subtracted) with the previous frame of the same stream and then transposed so
-//! that byte 0 of every frame comes first, then byte 1, and so on. Sections of the same kind are
+//! stream one topic, a signal stream one signal name. Inside a stream, timestamps are stored as
+//! the deviation of each delta from the stream's median period (zigzag varints, in units of the
+//! lane's common time step), and CAN payload byte columns are stored raw, XORed or subtracted
+//! with the previous frame of the same stream (per column, the lowest-entropy choice), then
+//! transposed so that byte 0 of every frame comes first, then byte 1, and so on. Sections of the same kind are
 //! kept together so zstd sees homogeneous data. The original record order is restored either by
 //! merging the streams on (timestamp, stream index), when the encoder saw that this reproduces
 //! it, or from an explicit per-record stream index column. `docs/formats.md` has the byte layout.
@@ -91,6 +92,16 @@ enum Key {
     Can { name: u32, id: u32, flags: u8 },
     Mqtt { name: u32 },
     Signal { name: u32 },
+}
+
+/// Median of the deltas after the first (0 when there are none): the stream's period.
+fn median(deltas: &[i64]) -> i64 {
+    if deltas.is_empty() {
+        return 0;
+    }
+    let mut v = deltas.to_vec();
+    let mid = v.len() / 2;
+    *v.select_nth_unstable(mid).1
 }
 
 fn gcd(mut a: u64, mut b: u64) -> u64 {
@@ -200,12 +211,22 @@ pub fn encode(records: &[Record], delta: PayloadDelta) -> Vec<u8> {
     let mut mqtt_payload = Vec::new();
     let mut signal = Vec::new();
     for (k, m) in keys.iter().zip(&members) {
-        let (mut prev, mut prev_d) = (0u64, 0i64);
-        for &i in m {
-            let v = (records[i as usize].t_ns() - t_base) / unit;
-            let d = v.wrapping_sub(prev) as i64;
-            put(&mut ts, zigzag(d.wrapping_sub(prev_d)));
-            (prev, prev_d) = (v, d);
+        let mut prev = 0u64;
+        let deltas: Vec<i64> = m
+            .iter()
+            .map(|&i| {
+                let v = (records[i as usize].t_ns() - t_base) / unit;
+                let d = v.wrapping_sub(prev) as i64;
+                prev = v;
+                d
+            })
+            .collect();
+        if !deltas.is_empty() {
+            let period = median(&deltas[1..]);
+            put(&mut ts, zigzag(period));
+            for d in deltas {
+                put(&mut ts, zigzag(d.wrapping_sub(period)));
+            }
         }
         match k {
             Key::Can { flags, .. } => {
@@ -395,9 +416,10 @@ pub fn decode(plain: &[u8], limits: &Limits) -> Result<Vec<Record>, LaneError> {
     let mut per_stream: Vec<std::vec::IntoIter<Record>> = Vec::with_capacity(streams.len());
     for s in &streams {
         let mut times = Vec::with_capacity(s.count);
-        let (mut prev, mut prev_d) = (0u64, 0i64);
+        let mut prev = 0u64;
+        let period = if s.count > 0 { unzigzag(ts.varint()?) } else { 0 };
         for _ in 0..s.count {
-            let d = prev_d.wrapping_add(unzigzag(ts.varint()?));
+            let d = period.wrapping_add(unzigzag(ts.varint()?));
             let v = prev.wrapping_add(d as u64);
             let t = v.checked_mul(unit).and_then(|x| x.checked_add(t_base)).ok_or_else(|| {
                 LaneError::Invalid {
@@ -407,7 +429,7 @@ pub fn decode(plain: &[u8], limits: &Limits) -> Result<Vec<Record>, LaneError> {
                 }
             })?;
             times.push(t);
-            (prev, prev_d) = (v, d);
+            prev = v;
         }
         let name = &names[s.name as usize];
         let recs: Vec<Record> = match s.kind {

@@ -61,7 +61,8 @@ pub enum LaneError {
 pub fn compress(plain: &[u8], level: i32) -> Result<Vec<u8>, LaneError> {
     let mut c = zstd::bulk::Compressor::new(level)
         .map_err(|e| LaneError::Compress { reason: e.to_string() })?;
-    c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(true)).map_err(|e| LaneError::Compress { reason: e.to_string() })?;
+    c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(true))
+        .map_err(|e| LaneError::Compress { reason: e.to_string() })?;
     c.compress(plain).map_err(|e| LaneError::Compress { reason: e.to_string() })
 }
 
@@ -70,7 +71,9 @@ pub fn compress(plain: &[u8], level: i32) -> Result<Vec<u8>, LaneError> {
 pub fn decompress(compressed: &[u8], limits: &Limits) -> Result<Vec<u8>, LaneError> {
     let declared = zstd::zstd_safe::get_frame_content_size(compressed)
         .map_err(|_| LaneError::Decompress { reason: "not a zstd frame".into() })?
-        .ok_or_else(|| LaneError::Decompress { reason: "frame does not declare its content size".into() })?;
+        .ok_or_else(|| LaneError::Decompress {
+            reason: "frame does not declare its content size".into(),
+        })?;
     if declared > limits.max_plain_bytes as u64 {
         return Err(LaneError::LimitExceeded {
             section: "zstd frame",

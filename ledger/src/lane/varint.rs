@@ -35,7 +35,12 @@ impl<'a> Reader<'a> {
     }
 
     fn truncated(&self, need: usize) -> LaneError {
-        LaneError::Truncated { section: self.section, offset: self.pos, need, have: self.remaining() }
+        LaneError::Truncated {
+            section: self.section,
+            offset: self.pos,
+            need,
+            have: self.remaining(),
+        }
     }
 
     pub(crate) fn u8(&mut self) -> Result<u8, LaneError> {
@@ -72,8 +77,12 @@ impl<'a> Reader<'a> {
         if v > max {
             return Err(LaneError::LimitExceeded { section: self.section, field, value: v, max });
         }
-        usize::try_from(v)
-            .map_err(|_| LaneError::LimitExceeded { section: self.section, field, value: v, max })
+        usize::try_from(v).map_err(|_| LaneError::LimitExceeded {
+            section: self.section,
+            field,
+            value: v,
+            max,
+        })
     }
 
     pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], LaneError> {
@@ -88,7 +97,10 @@ impl<'a> Reader<'a> {
     /// Fails unless every byte was consumed.
     pub(crate) fn finish(&self) -> Result<(), LaneError> {
         if self.remaining() != 0 {
-            return Err(LaneError::TrailingBytes { section: self.section, extra: self.remaining() });
+            return Err(LaneError::TrailingBytes {
+                section: self.section,
+                extra: self.remaining(),
+            });
         }
         Ok(())
     }

@@ -73,11 +73,21 @@ pub fn mixed_records() -> Vec<Record> {
             &(0..64).collect::<Vec<u8>>(),
         ),
         Record::Can(
-            CanRecord::new(2_500, "can0".into(), 0x321, CanFlags::default().with(CanFlags::REMOTE), &[], 4)
-                .expect("remote"),
+            CanRecord::new(
+                2_500,
+                "can0".into(),
+                0x321,
+                CanFlags::default().with(CanFlags::REMOTE),
+                &[],
+                4,
+            )
+            .expect("remote"),
         ),
         can(4_000, "can0", 0x0000_0004, CanFlags::ERROR, &[0, 0, 0x80, 0, 0, 0, 0, 0]),
-        Record::Mqtt(MqttRecord::new(1_500, "veh/1/gps".into(), b"{\"lat\":1}".to_vec(), 1, true).expect("mqtt")),
+        Record::Mqtt(
+            MqttRecord::new(1_500, "veh/1/gps".into(), b"{\"lat\":1}".to_vec(), 1, true)
+                .expect("mqtt"),
+        ),
         Record::Mqtt(MqttRecord::new(900, "veh/1/gps".into(), Vec::new(), 0, false).expect("mqtt")),
         Record::Signal(SignalRecord { t_ns: 5_000, name: "speed".into(), value: 13.5 }),
         Record::Signal(SignalRecord { t_ns: 5_000, name: "speed".into(), value: f64::NAN }),
