@@ -5,7 +5,7 @@
 //! Prints bytes/frame against the candump text (raw, and under zstd -3 alone, both computed in
 //! this run), per zstd level and payload-delta choice; then, for the default options and
 //! blocks of 131,072 frames, seal throughput split into encode, compress and encrypt (HPKE wrap
-//! + ChaCha20-Poly1305), and open throughput split into decrypt and decompress + decode. Rates
+//! and ChaCha20-Poly1305), and open throughput split into decrypt and decompress + decode. Rates
 //! are per CPU second of this thread (the machine may be shared), wall time in brackets.
 
 use std::io::Read;
@@ -22,7 +22,7 @@ use ledger::block::{BlockHash, BlockHeader, LaneInfo, BLOCK_VERSION};
 use ledger::keys::X25519Key;
 use ledger::lane::{self, Limits, PayloadDelta};
 use ledger::record::{CanFlags, CanRecord, Record};
-use ledger::seal::{open_lane_bytes, seal_lane};
+use ledger::seal::{open_lane_bytes, seal_lane, SealOptions};
 use x25519_dalek::StaticSecret;
 
 const BLOCK_FRAMES: usize = 131_072;
@@ -148,6 +148,7 @@ fn main() -> anyhow::Result<()> {
 
     // Seal and open with the defaults, in blocks, split by stage.
     let key = X25519Key::new("factory", StaticSecret::from([7; 32]))?;
+    let level = SealOptions::default().zstd_level;
     let mut rng = ChaCha20Rng::from_seed([3; 32]);
     let chunks: Vec<&[Record]> = records.chunks(BLOCK_FRAMES).collect();
     let headers: Vec<BlockHeader> = chunks.iter().map(|c| header_for(c, &key)).collect();
@@ -176,7 +177,7 @@ fn main() -> anyhow::Result<()> {
         })
         .sum();
     println!(
-        "\nseal, defaults (Auto, zstd 3), {} blocks of {BLOCK_FRAMES}: {:.3} B/frame stored (lanes {:.3} + headers {:.4}); plaintext {:.2} B/frame",
+        "\nseal, defaults (Auto, zstd {level}), {} blocks of {BLOCK_FRAMES}: {:.3} B/frame stored (lanes {:.3} + headers {:.4}); plaintext {:.2} B/frame",
         chunks.len(),
         (sealed_bytes + header_bytes) as f64 / nf,
         sealed_bytes as f64 / nf,
@@ -184,7 +185,7 @@ fn main() -> anyhow::Result<()> {
         plains.iter().map(Vec::len).sum::<usize>() as f64 / nf
     );
     rate("encode (codec v1)", n, text.len(), enc_cpu, enc_wall);
-    rate("compress (zstd 3)", n, text.len(), z_cpu, z_wall);
+    rate("compress (zstd default)", n, text.len(), z_cpu, z_wall);
     rate("encrypt (HPKE + AEAD)", n, text.len(), s_cpu, s_wall);
     rate("seal total", n, text.len(), enc_cpu + z_cpu + s_cpu, enc_wall + z_wall + s_wall);
 
