@@ -73,6 +73,8 @@ pub struct LaneSpec {
 pub enum SealError {
     #[error("block would break a header rule: {0}")]
     Header(#[from] BlockError),
+    #[error("the header has {lanes} lanes, no lane {index} to seal")]
+    NoSuchLane { index: usize, lanes: usize },
     #[error("lane {lane:?} has no recipients: nobody could open it")]
     NoRecipients { lane: String },
     #[error("lane {lane:?}: {source}")]
