@@ -156,7 +156,7 @@ fn main() -> anyhow::Result<()> {
         Ok(chunks.iter().map(|c| lane::encode(c, PayloadDelta::Auto)).collect::<Vec<_>>())
     })?;
     let (packed, z_cpu, z_wall) = timed(|| {
-        plains.iter().map(|p| Ok(lane::compress(p, 3)?)).collect::<anyhow::Result<Vec<_>>>()
+        plains.iter().map(|p| Ok(lane::compress(p, level)?)).collect::<anyhow::Result<Vec<_>>>()
     })?;
     let (sealed, s_cpu, s_wall) = timed(|| {
         headers
@@ -177,11 +177,12 @@ fn main() -> anyhow::Result<()> {
         })
         .sum();
     println!(
-        "\nseal, defaults (Auto, zstd {level}), {} blocks of {BLOCK_FRAMES}: {:.3} B/frame stored (lanes {:.3} + headers {:.4}); plaintext {:.2} B/frame",
+        "\nseal, defaults (Auto, zstd {level}), {} blocks of {BLOCK_FRAMES}: {:.3} B/frame stored (lanes {:.3} + headers {:.4}); compressed {:.3}, plaintext {:.2} B/frame",
         chunks.len(),
         (sealed_bytes + header_bytes) as f64 / nf,
         sealed_bytes as f64 / nf,
         header_bytes as f64 / nf,
+        packed.iter().map(Vec::len).sum::<usize>() as f64 / nf,
         plains.iter().map(Vec::len).sum::<usize>() as f64 / nf
     );
     rate("encode (codec v1)", n, text.len(), enc_cpu, enc_wall);

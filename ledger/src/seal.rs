@@ -51,8 +51,8 @@ pub struct SealOptions {
 
 impl Default for SealOptions {
     /// zstd level 5 and per-column delta choice. On the GPS trace in 131,072-frame blocks:
-    /// level 3 stores 3.02 B/frame, 5 stores 2.94, 7 stores 2.89; encoding + compression runs
-    /// above 2 M frames/s per core at each (`lane_bench`), and level 5 leaves headroom for
+    /// level 3 stores 2.78 B/frame, 5 stores 2.70, 7 stores 2.65; encoding + compression runs
+    /// above 2.5 M frames/s per core at each (`lane_bench`), and level 5 leaves headroom for
     /// slower gateway CPUs.
     fn default() -> SealOptions {
         SealOptions { zstd_level: 5, delta: PayloadDelta::Auto }

@@ -3,9 +3,10 @@
 //! Records are grouped into *streams*: a CAN stream is one (interface, id, flags) triple, an MQTT
 //! stream one topic, a signal stream one signal name. Inside a stream, timestamps are stored as
 //! the deviation of each delta from the stream's median period (zigzag varints, in units of the
-//! lane's common time step), and CAN payload byte columns are stored raw, XORed or subtracted
-//! with the previous frame of the same stream (per column, the lowest-entropy choice), then
-//! transposed so that byte 0 of every frame comes first, then byte 1, and so on. Sections of the same kind are
+//! lane's common time step). CAN payloads of long fixed-length streams are split into bit
+//! fields (see `fields`); otherwise their byte columns are stored raw, XORed or subtracted with
+//! the previous frame of the same stream (per column, the lowest-entropy choice), transposed so
+//! that byte 0 of every frame comes first, then byte 1, and so on. Sections of the same kind are
 //! kept together so zstd sees homogeneous data. The original record order is restored either by
 //! merging the streams on (timestamp, stream index), when the encoder saw that this reproduces
 //! it, or from an explicit per-record stream index column. `docs/formats.md` has the byte layout.
@@ -14,6 +15,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
+use super::fields::{self, Field};
 use super::varint::{put, unzigzag, zigzag, Reader};
 use super::{LaneError, Limits};
 use crate::record::{
@@ -27,6 +29,9 @@ pub const CODEC_VERSION: u8 = 1;
 const KIND_CAN: u8 = 0;
 const KIND_MQTT: u8 = 1;
 const KIND_SIGNAL: u8 = 2;
+
+const LAYOUT_BYTES: u8 = 0;
+const LAYOUT_FIELDS: u8 = 1;
 
 const ORDER_MERGED: u8 = 0;
 const ORDER_EXPLICIT: u8 = 1;
@@ -243,29 +248,57 @@ pub fn encode(records: &[Record], delta: PayloadDelta) -> Vec<u8> {
                     lens.push(f.len() as u8);
                     max_len = max_len.max(if remote { 0 } else { f.len() });
                 }
-                for j in 0..max_len {
-                    let mut best = (f64::INFINITY, PayloadDelta::Raw, Vec::new());
-                    let fixed = [delta];
-                    let choices: &[PayloadDelta] =
-                        if delta == PayloadDelta::Auto { &PayloadDelta::CHOICES } else { &fixed };
-                    for &d in choices {
-                        col.clear();
-                        let mut p = 0u8;
-                        for f in &frames {
-                            let b = f.padded()[j];
-                            if f.len() > j {
-                                col.push(d.apply(b, p));
-                            }
-                            p = b;
-                        }
-                        let cost = if choices.len() == 1 { 0.0 } else { entropy(&col) };
-                        if cost < best.0 {
-                            best = (cost, d, std::mem::take(&mut col));
-                        }
+                let uniform = frames.first().map(|f| f.len()).filter(|&l| {
+                    !remote && delta == PayloadDelta::Auto && frames.iter().all(|f| f.len() == l)
+                });
+                let layout = uniform.and_then(|l| {
+                    let words: Vec<u64> = frames
+                        .iter()
+                        .map(|f| {
+                            let mut w = [0u8; 8];
+                            w.copy_from_slice(&f.padded()[..8]);
+                            u64::from_le_bytes(w)
+                        })
+                        .collect();
+                    fields::choose(&words, l).map(|fs| (fs, words))
+                });
+                if let Some((fs, words)) = layout {
+                    modes.push(LAYOUT_FIELDS);
+                    put(&mut modes, fs.len() as u64);
+                    for f in &fs {
+                        modes.push(f.bits);
+                        modes.push(u8::from(f.delta));
                     }
-                    modes.push(best.1.code());
-                    can.extend_from_slice(&best.2);
-                    col = best.2;
+                    fields::encode(&words, &fs, &mut can);
+                } else {
+                    modes.push(LAYOUT_BYTES);
+                    for j in 0..max_len {
+                        let mut best = (f64::INFINITY, PayloadDelta::Raw, Vec::new());
+                        let fixed = [delta];
+                        let choices: &[PayloadDelta] = if delta == PayloadDelta::Auto {
+                            &PayloadDelta::CHOICES
+                        } else {
+                            &fixed
+                        };
+                        for &d in choices {
+                            col.clear();
+                            let mut p = 0u8;
+                            for f in &frames {
+                                let b = f.padded()[j];
+                                if f.len() > j {
+                                    col.push(d.apply(b, p));
+                                }
+                                p = b;
+                            }
+                            let cost = if choices.len() == 1 { 0.0 } else { entropy(&col) };
+                            if cost < best.0 {
+                                best = (cost, d, std::mem::take(&mut col));
+                            }
+                        }
+                        modes.push(best.1.code());
+                        can.extend_from_slice(&best.2);
+                        col = best.2;
+                    }
                 }
             }
             Key::Mqtt { .. } => {
@@ -546,20 +579,66 @@ fn decode_can(
         });
     }
     let mut data = vec![[0u8; MAX_CAN_DATA]; s.count];
-    let max_len = if remote { 0 } else { ls.iter().copied().max().unwrap_or(0) as usize };
-    for j in 0..max_len {
-        let code = modes.u8()?;
-        let delta = PayloadDelta::from_code(code).ok_or_else(|| LaneError::Invalid {
-            section: "column deltas",
-            field: "delta code",
-            reason: format!("{code} is not 0 (raw), 1 (xor) or 2 (sub)"),
-        })?;
-        let mut p = 0u8;
-        for (d, &l) in data.iter_mut().zip(ls) {
-            if usize::from(l) > j {
-                d[j] = delta.undo(can.u8()?, p);
+    let layout = modes.u8()?;
+    match layout {
+        LAYOUT_BYTES => {
+            let max_len = if remote { 0 } else { ls.iter().copied().max().unwrap_or(0) as usize };
+            for j in 0..max_len {
+                let code = modes.u8()?;
+                let delta = PayloadDelta::from_code(code).ok_or_else(|| LaneError::Invalid {
+                    section: "column deltas",
+                    field: "delta code",
+                    reason: format!("{code} is not 0 (raw), 1 (xor) or 2 (sub)"),
+                })?;
+                let mut p = 0u8;
+                for (d, &l) in data.iter_mut().zip(ls) {
+                    if usize::from(l) > j {
+                        d[j] = delta.undo(can.u8()?, p);
+                    }
+                    p = d[j];
+                }
             }
-            p = d[j];
+        }
+        LAYOUT_FIELDS => {
+            let bad = |reason: String| LaneError::Invalid {
+                section: "column deltas",
+                field: "bit-field layout",
+                reason,
+            };
+            let len = usize::from(ls.first().copied().unwrap_or(0));
+            if remote || len == 0 || len > 8 || ls.iter().any(|&l| usize::from(l) != len) {
+                return Err(bad(format!(
+                    "CAN id {:#x}: fields need non-remote frames of one length 1..=8",
+                    s.id
+                )));
+            }
+            let k = modes.bounded("field count", 64)?;
+            let mut fs = Vec::with_capacity(k);
+            let mut total = 0usize;
+            for _ in 0..k {
+                let bits = modes.u8()?;
+                let delta = modes.u8()?;
+                if bits == 0 || bits > fields::MAX_FIELD_BITS || delta > 1 {
+                    return Err(bad(format!("field of {bits} bits, mode {delta}")));
+                }
+                total += usize::from(bits);
+                fs.push(Field { bits, delta: delta == 1 });
+            }
+            if total != len * 8 {
+                return Err(bad(format!("fields cover {total} bits, frames have {}", len * 8)));
+            }
+            let mut words = vec![0u64; s.count];
+            fields::decode(&fs, &mut words, can)?;
+            for (d, w) in data.iter_mut().zip(words) {
+                d[..8].copy_from_slice(&w.to_le_bytes());
+            }
+        }
+        other => {
+            return Err(LaneError::Invalid {
+                section: "column deltas",
+                field: "payload layout",
+                reason: format!("{other} is neither 0 (byte columns) nor 1 (bit fields)"),
+            })
         }
     }
     Ok(times

@@ -6,6 +6,7 @@
 //! input before anything is allocated. The byte layout is in `docs/formats.md`.
 
 mod codec;
+mod fields;
 mod varint;
 
 pub use codec::{decode, encode, PayloadDelta};
