@@ -51,8 +51,8 @@ pub struct SealOptions {
 
 impl Default for SealOptions {
     /// zstd level 5 and per-column delta choice. On the GPS trace in 131,072-frame blocks:
-    /// level 3 stores 2.78 B/frame, 5 stores 2.70, 7 stores 2.65; encoding + compression runs
-    /// above 2.5 M frames/s per core at each (`lane_bench`), and level 5 leaves headroom for
+    /// level 3 stores 2.68 B/frame, 5 stores 2.59, 7 stores 2.55; encoding + compression runs
+    /// at 3 M frames/s or more per core at each (`lane_bench`), and level 5 leaves headroom for
     /// slower gateway CPUs.
     fn default() -> SealOptions {
         SealOptions { zstd_level: 5, delta: PayloadDelta::Auto }

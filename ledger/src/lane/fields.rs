@@ -14,8 +14,10 @@ use super::LaneError;
 pub(super) const MAX_FIELD_BITS: u8 = 16;
 /// Streams shorter than this keep byte columns (the search costs more than it could save).
 pub(super) const MIN_FRAMES: usize = 1024;
-/// Frames the search looks at.
-const SAMPLE: usize = 2048;
+/// Frames the search looks at: `RUNS` runs of consecutive frames spread over the stream (the
+/// start of a block alone may be unrepresentative, e.g. a vehicle still standing).
+const SAMPLE: usize = 1024;
+const RUNS: usize = 16;
 /// Fields are used only when their estimate is below this share of the byte columns' one.
 const MIN_GAIN: f64 = 0.92;
 
@@ -74,7 +76,13 @@ pub(super) fn choose(words: &[u64], len: usize) -> Option<Vec<Field>> {
     if words.len() < MIN_FRAMES || !(1..=8).contains(&len) {
         return None;
     }
-    let sample = &words[..words.len().min(SAMPLE)];
+    let sample: Vec<u64> = if words.len() <= SAMPLE {
+        words.to_vec()
+    } else {
+        let run = SAMPLE / RUNS;
+        let stride = (words.len() - run) / (RUNS - 1);
+        (0..RUNS).flat_map(|r| &words[r * stride..r * stride + run]).copied().collect()
+    };
     let mut hist = Hist::new();
     let total_bits = (len * 8) as u8;
     let mut byte_cost = 0.0;
