@@ -249,7 +249,10 @@ pub fn encode(records: &[Record], delta: PayloadDelta) -> Vec<u8> {
                     max_len = max_len.max(if remote { 0 } else { f.len() });
                 }
                 let uniform = frames.first().map(|f| f.len()).filter(|&l| {
-                    !remote && delta == PayloadDelta::Auto && frames.iter().all(|f| f.len() == l)
+                    !remote
+                        && delta == PayloadDelta::Auto
+                        && frames.len() >= fields::MIN_FRAMES
+                        && frames.iter().all(|f| f.len() == l)
                 });
                 let layout = uniform.and_then(|l| {
                     let words: Vec<u64> = frames
