@@ -10,15 +10,12 @@ use anyhow::{ensure, Context as _};
 use ledger::keys;
 use ledger::note::Ed25519Signer;
 use ledger::store::rocks::{Mode, Rocks};
-use ledger::store::{append_blocks, BlockData, Store};
+use ledger::store::{append_blocks, testing, Store};
 
 const BLOCKS: u64 = 600;
 
-fn block(h: u64) -> BlockData {
-    BlockData {
-        header: format!("iov-test-block height={h}").into_bytes(),
-        lanes: (0..2u8).map(|i| vec![(h as u8).wrapping_mul(31).wrapping_add(i); 3000]).collect(),
-    }
+fn lanes(h: u64) -> Vec<Vec<u8>> {
+    (0..2u8).map(|i| vec![(h as u8).wrapping_mul(31).wrapping_add(i); 3000]).collect()
 }
 
 struct Fixture {
@@ -39,11 +36,12 @@ fn fixture(flush: bool) -> anyhow::Result<Fixture> {
     let vkey = root.join("gw.vkey");
     fs::write(&vkey, format!("{}\n", signer.verifier().to_vkey()))?;
     let mut s = Rocks::open(&store, &signer.verifier(), Mode::CreateOrOpen)?;
-    let mut h = 0;
-    while h < BLOCKS {
+    let gw = signer.verifier().public_key().to_bytes();
+    while s.size() < BLOCKS {
+        let h = s.size();
         let n = (h % 7 + 1).min(BLOCKS - h);
-        append_blocks(&mut s, &signer, (h..h + n).map(block).collect())?;
-        h += n;
+        let blocks = testing::next_blocks(&s, gw, n, lanes)?;
+        append_blocks(&mut s, &signer, blocks)?;
     }
     s.set_cursor("factory", b"17")?;
     if flush {
@@ -213,11 +211,32 @@ fn flipped_bytes_in_the_manifest_never_verify() -> anyhow::Result<()> {
 fn a_header_rewritten_through_rocksdb_is_named_by_height() -> anyhow::Result<()> {
     let f = fixture(false)?;
     let s = Rocks::open(&f.store, &f.signer.verifier(), Mode::Open)?;
-    s.put_raw_for_test("headers", &417u64.to_be_bytes(), b"iov-test-block height=417 forged")?;
+    // A well-formed header for height 417 that is not the one the log holds (other lanes).
+    let gw = f.signer.verifier().public_key().to_bytes();
+    let prev = s.header(416)?.context("header 416")?;
+    let forged = testing::chained_block(gw, 417, Some(&prev), vec![vec![7; 10]]);
+    s.put_raw_for_test("headers", &417u64.to_be_bytes(), &forged.header)?;
     drop(s);
     let (code, text) = verify(&f.store, &f.vkey)?;
     ensure!(code == Some(1), "exit {code:?}: {text}");
     ensure!(text.contains("headers[height 417]: leaf hash"), "{text}");
+    Ok(())
+}
+
+#[test]
+fn a_lane_rewritten_through_rocksdb_is_named_by_height_and_lane() -> anyhow::Result<()> {
+    let f = fixture(true)?;
+    let s = Rocks::open(&f.store, &f.signer.verifier(), Mode::Open)?;
+    let mut lane = s.lane(250, 1)?.context("lane 250/1")?;
+    lane[1500] ^= 1;
+    let mut key = 250u64.to_be_bytes().to_vec();
+    key.extend_from_slice(&1u16.to_be_bytes());
+    s.put_raw_for_test("lanes", &key, &lane)?;
+    drop(s);
+    let (code, text) = verify(&f.store, &f.vkey)?;
+    ensure!(code == Some(1), "exit {code:?}: {text}");
+    ensure!(text.contains("lanes[height 250 lane 1]: lane 1"), "{text}");
+    ensure!(text.contains("BLAKE3"), "{text}");
     Ok(())
 }
 

@@ -1,16 +1,21 @@
 //! Full verification of a gateway store: everything [`store::check_head`] checks at open, plus
-//! every entry, every tile, every bundle and every stored checkpoint.
+//! every entry, every tile, every bundle and every stored checkpoint, and every block: its header
+//! decodes as a [`BlockHeader`] of this gateway at its height, chains to the previous header
+//! (`prev` = BLAKE3 of the previous header bytes, [`chain_segment`]), and every stored lane
+//! matches the size and BLAKE3 digest the header lists ([`lane_against_header`]).
 //!
 //! Returns a [`Summary`] when the store is intact, or every [`Damage`] found (up to
 //! [`MAX_REPORTED`]), each naming the column family, the key (height, tile path, size) and what
 //! did not match.
 
+use crate::block::{hash_header_bytes, BlockHash, BlockHeader};
 use crate::checkpoint::SignedCheckpoint;
 use crate::log;
 use crate::merkle::{leaf_hash, Hash, HASH_SIZE};
 use crate::note::{Ed25519Verifier, Verifier};
 use crate::store::{self, height_key, Damage, Store};
 use crate::tile::{self, TILE_WIDTH};
+use crate::verify::{chain_segment, lane_against_header};
 
 /// Stop collecting after this many problems (the first ones say enough).
 pub const MAX_REPORTED: usize = 200;
@@ -37,6 +42,54 @@ impl Problems {
             self.0.push(d);
         }
     }
+}
+
+/// Block-level checks of one stored block. Returns the header's hash for the next link.
+fn check_block(
+    height: u64,
+    bytes: &[u8],
+    lanes: Option<&[Vec<u8>]>,
+    prev: Option<BlockHash>,
+    gateway: &[u8; 32],
+    p: &mut Problems,
+) -> Option<BlockHash> {
+    let key = height_key(height);
+    let header = match BlockHeader::from_bytes(bytes) {
+        Ok(h) => h,
+        Err(e) => {
+            p.push(Damage::new("headers", key, format!("not a block header: {e}")));
+            return None;
+        }
+    };
+    if header.height != height {
+        p.push(Damage::new(
+            "headers",
+            key.clone(),
+            format!("header says height {}, stored at {height}", header.height),
+        ));
+    }
+    if header.gateway != *gateway {
+        p.push(Damage::new("headers", key.clone(), "header names another gateway's key"));
+    }
+    // At height 0 the link must be zero; later, to the previous header when it was readable.
+    if let Err(e) = chain_segment(std::slice::from_ref(&header), prev) {
+        p.push(Damage::new("headers", key.clone(), format!("chain: {e}")));
+    }
+    if let Some(lanes) = lanes {
+        if lanes.len() != header.lanes.len() {
+            p.push(Damage::new(
+                "lanes",
+                key,
+                format!("{} lanes stored, the header lists {}", lanes.len(), header.lanes.len()),
+            ));
+        }
+        for (i, lane) in lanes.iter().enumerate() {
+            if let Err(e) = lane_against_header(&header, i, lane) {
+                p.push(Damage::new("lanes", format!("height {height} lane {i}"), e.to_string()));
+            }
+        }
+    }
+    Some(hash_header_bytes(bytes))
 }
 
 /// Verifies the whole store against the gateway's verifier key.
@@ -83,6 +136,8 @@ pub fn verify<S: Store + ?Sized>(
         tiles: tile::tiles_for_size(size).len() as u64,
         checkpoints: 0,
     };
+    let gateway = verifier.public_key().to_bytes();
+    let mut prev: Option<BlockHash> = None;
     let level0_tiles = size.div_ceil(TILE_WIDTH);
     for idx in 0..level0_tiles {
         let tkey = format!("tile/0/{}", tile::encode_index(idx));
@@ -90,10 +145,12 @@ pub fn verify<S: Store + ?Sized>(
             Ok(Some(t)) => t,
             Ok(None) => {
                 p.push(Damage::new("tiles", tkey, "missing"));
+                prev = None;
                 continue;
             }
             Err(e) => {
                 p.push(Damage::new("tiles", tkey, e.to_string()));
+                prev = None;
                 continue;
             }
         };
@@ -106,16 +163,17 @@ pub fn verify<S: Store + ?Sized>(
                 format!("{} bytes, want {}", t0.len(), width * HASH_SIZE as u64),
             ));
         }
-        let mut entries = Vec::with_capacity(width as usize);
         for (height, want) in (first..first + width).zip(t0.chunks_exact(HASH_SIZE)) {
             let header = match store.header(height) {
                 Ok(Some(h)) => h,
                 Ok(None) => {
                     p.push(Damage::new("headers", height_key(height), "missing"));
+                    prev = None;
                     continue;
                 }
                 Err(e) => {
                     p.push(Damage::new("headers", height_key(height), e.to_string()));
+                    prev = None;
                     continue;
                 }
             };
@@ -133,14 +191,18 @@ pub fn verify<S: Store + ?Sized>(
             }
             s.blocks += 1;
             s.header_bytes += header.len() as u64;
-            match store.lanes(height) {
+            let lanes = match store.lanes(height) {
                 Ok(lanes) => {
                     s.lanes += lanes.len() as u64;
                     s.lane_bytes += lanes.iter().map(|l| l.len() as u64).sum::<u64>();
+                    Some(lanes)
                 }
-                Err(e) => p.push(Damage::new("lanes", height_key(height), e.to_string())),
-            }
-            entries.push(header);
+                Err(e) => {
+                    p.push(Damage::new("lanes", height_key(height), e.to_string()));
+                    None
+                }
+            };
+            prev = check_block(height, &header, lanes.as_deref(), prev, &gateway, &mut p);
         }
         // The entry bundle holds exactly these headers.
         let bkey = format!("tile/entries/{}", tile::encode_index(idx));
@@ -221,28 +283,25 @@ mod tests {
     use super::*;
     use crate::note::Ed25519Signer;
     use crate::store::memory::Memory;
-    use crate::store::{append_blocks, BlockData};
+    use crate::store::{append_blocks, testing};
     use ed25519_dalek::SigningKey;
 
     fn signer() -> Ed25519Signer {
         Ed25519Signer::new("iov.example/gw/mem", SigningKey::from_bytes(&[9; 32])).unwrap()
     }
 
-    fn block(h: u64) -> BlockData {
-        BlockData {
-            header: format!("header {h}").into_bytes(),
-            lanes: vec![vec![h as u8; 10], vec![1; 3]],
-        }
+    fn lanes(h: u64) -> Vec<Vec<u8>> {
+        vec![vec![h as u8; 10], vec![1; 3]]
     }
 
     fn store(n: u64) -> (Memory, Ed25519Signer) {
         let s = signer();
+        let gw = s.verifier().public_key().to_bytes();
         let mut m = Memory::new(s.name());
-        let mut h = 0;
-        while h < n {
-            let k = (n - h).min(37);
-            append_blocks(&mut m, &s, (h..h + k).map(block).collect()).unwrap();
-            h += k;
+        while m.size() < n {
+            let k = (n - m.size()).min(37);
+            let blocks = testing::next_blocks(&m, gw, k, lanes).unwrap();
+            append_blocks(&mut m, &s, blocks).unwrap();
         }
         (m, s)
     }
@@ -259,12 +318,51 @@ mod tests {
     #[test]
     fn a_changed_header_is_named_by_height() {
         let (mut m, s) = store(300);
-        m.headers.insert(17, b"forged".to_vec());
+        let mut forged = m.headers[&17].clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        m.headers.insert(17, forged);
         let errs = verify(&m, &s.verifier()).unwrap_err();
         assert!(
             errs.iter().any(|d| d.place.cf == "headers" && d.place.key == "height 17"),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn a_changed_lane_is_named_by_height_and_lane() {
+        let (mut m, s) = store(50);
+        m.lanes.get_mut(&(33, 1)).unwrap()[0] ^= 0x80;
+        let errs = verify(&m, &s.verifier()).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].place.key, "height 33 lane 1");
+        assert!(errs[0].problem.contains("BLAKE3"), "{errs:?}");
+        m.lanes.remove(&(34, 1));
+        let errs = verify(&m, &s.verifier()).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|d| d.to_string() == "lanes[height 34]: 1 lanes stored, the header lists 2"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn a_consistently_rebuilt_log_with_a_broken_chain_is_named_by_height() {
+        // A forger with the gateway's key rebuilds the log, but header 20 does not link to 19.
+        let s = signer();
+        let gw = s.verifier().public_key().to_bytes();
+        let mut m = Memory::new(s.name());
+        let mut blocks = testing::chain(gw, 0, None, 40, lanes);
+        blocks[20] = testing::chained_block(gw, 20, Some(&blocks[18].header), lanes(20));
+        blocks[21] = testing::chained_block(gw, 21, Some(&blocks[20].header), lanes(21));
+        let rest = testing::chain(gw, 22, Some(&blocks[21].header), 18, lanes);
+        blocks.truncate(22);
+        blocks.extend(rest);
+        append_blocks(&mut m, &s, blocks).unwrap();
+        let errs = verify(&m, &s.verifier()).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].place.key, "height 20");
+        assert!(errs[0].problem.starts_with("chain: header at height 20: prev"), "{errs:?}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context as _};
 use ledger::keys;
 use ledger::store::rocks::{Mode, Rocks};
-use ledger::store::{append_blocks, Store};
+use ledger::store::{append_blocks, testing, Store};
 
 const TRIALS: u32 = 200;
 const LANES: usize = 2;
@@ -36,15 +36,16 @@ fn child(dir: &Path, key: &Path) -> anyhow::Result<()> {
     let signer = keys::load_signer(key)?;
     let mut store = Rocks::open(dir, &signer.verifier(), Mode::CreateOrOpen)
         .map_err(|e| anyhow::anyhow!("child open: {e}"))?;
+    let gw = signer.verifier().public_key().to_bytes();
     let mut out = std::io::stdout().lock();
     writeln!(out, "OPEN {}", store.size())?;
     out.flush()?;
     let mut n = 0u64;
     loop {
-        let h = store.size();
         // Mostly single blocks, sometimes a batch of three.
         let count = if n % 5 == 4 { 3 } else { 1 };
-        let blocks = (h..h + count).map(|h| common::block(h, LANES, LANE_BYTES)).collect();
+        let blocks =
+            testing::next_blocks(&store, gw, count, |h| common::lanes(h, LANES, LANE_BYTES))?;
         let done = append_blocks(&mut store, &signer, blocks)?;
         for acked in done.first_height..done.new_size {
             writeln!(out, "ACK {acked}")?;
@@ -79,6 +80,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_block() -> anyhow::Result<()>
     let signer = keys::generate_signer("iov.example/gw/crash")?;
     keys::save_signer(&key, &signer)?;
     let verifier = signer.verifier();
+    let mut expected = common::Expected::new(verifier.public_key().to_bytes(), LANES, LANE_BYTES);
     let exe = std::env::current_exe()?;
     let started = Instant::now();
 
@@ -147,7 +149,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_block() -> anyhow::Result<()>
             );
         }
         for &h in &acks {
-            let want = common::block(h, LANES, LANE_BYTES);
+            let want = expected.block(h);
             ensure!(
                 store.header(h)?.as_deref() == Some(&want.header[..]),
                 "trial {trial}: header {h} differs"
@@ -162,7 +164,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_block() -> anyhow::Result<()>
     let store = Rocks::open(&dir, &verifier, Mode::Open).map_err(|e| anyhow::anyhow!("{e}"))?;
     let final_size = store.size();
     for h in 0..=highest_acked.unwrap_or(0) {
-        let want = common::block(h, LANES, LANE_BYTES);
+        let want = expected.block(h);
         ensure!(store.header(h)?.as_deref() == Some(&want.header[..]), "final: header {h} differs");
         ensure!(store.lanes(h)? == want.lanes, "final: lanes of block {h} differ");
     }

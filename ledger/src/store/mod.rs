@@ -6,8 +6,10 @@
 //! [`append_blocks`] joins the two: it reads what the log needs, lets the log compute the writes,
 //! and commits blocks and writes as one [`Append`].
 //!
-//! Until block decoding lands, the store is block-agnostic: a block is opaque header bytes (the
-//! Merkle leaf) plus opaque lane blobs stored beside it.
+//! Writing is block-agnostic: a block is header bytes (the Merkle leaf) plus lane blobs stored
+//! beside it ([`append_sealed`] takes [`crate::block::SealedBlock`]s). Verification is
+//! block-aware: headers must decode as [`crate::block::BlockHeader`]s of this gateway, chain by
+//! `prev`, and list every lane's BLAKE3 digest and size ([`crate::verify_store`]).
 //!
 //! # Keys (big-endian, so iteration runs in height / index order)
 //!
@@ -209,6 +211,19 @@ pub fn append_blocks<S: Store + ?Sized>(
     Ok(done)
 }
 
+/// Appends sealed blocks (header bytes as the leaves, lanes in header order).
+pub fn append_sealed<S: Store + ?Sized>(
+    store: &mut S,
+    signer: &Ed25519Signer,
+    blocks: &[crate::block::SealedBlock],
+) -> Result<Appended, StoreError> {
+    let data = blocks
+        .iter()
+        .map(|b| BlockData { header: b.header_bytes.clone(), lanes: b.lanes.clone() })
+        .collect();
+    append_blocks(store, signer, data)
+}
+
 /// Checks an [`Append`] against the head before a backend writes it.
 pub(crate) fn check_append(head: u64, a: &Append) -> Result<(), StoreError> {
     if a.log.old_size != head {
@@ -370,6 +385,19 @@ pub fn check_head<S: Store + ?Sized>(
     if crate::merkle::leaf_hash(&header).0[..] != t0[off..] {
         return Err(Damage::new("headers", hk, "leaf hash differs from the level-0 tile"));
     }
+    // The head is a block of this gateway at its height.
+    let block = crate::block::BlockHeader::from_bytes(&header)
+        .map_err(|e| Damage::new("headers", hk.clone(), format!("not a block header: {e}")))?;
+    if block.height != head - 1 {
+        return Err(Damage::new(
+            "headers",
+            hk,
+            format!("header says height {}, stored at {}", block.height, head - 1),
+        ));
+    }
+    if block.gateway != verifier.public_key().to_bytes() {
+        return Err(Damage::new("headers", hk, "header names another gateway's key"));
+    }
     Ok(Some(cp))
 }
 
@@ -430,5 +458,76 @@ mod tests {
             .unwrap();
         let p = log::consistency_proof(&t, 700, 701).unwrap();
         crate::merkle::verify_consistency(700, 701, &p, &a.root, &b.root).unwrap();
+    }
+}
+
+/// Deterministic, valid blocks for tests, examples and benchmarks (no encryption: lanes are
+/// opaque bytes whose BLAKE3 digests and sizes the header lists).
+#[doc(hidden)]
+pub mod testing {
+    use super::BlockData;
+    use crate::block::{hash_header_bytes, BlockHash, BlockHeader, LaneInfo, BLOCK_VERSION};
+
+    /// Block `height` of gateway `gateway`, chained to `prev_header` (the previous header's
+    /// bytes; `None` at height 0), carrying `lanes`.
+    pub fn chained_block(
+        gateway: [u8; 32],
+        height: u64,
+        prev_header: Option<&[u8]>,
+        lanes: Vec<Vec<u8>>,
+    ) -> BlockData {
+        let header = BlockHeader {
+            version: BLOCK_VERSION,
+            gateway,
+            height,
+            prev: prev_header.map_or(BlockHash::ZERO, hash_header_bytes),
+            first_ns: height.saturating_mul(1_000_000_000),
+            last_ns: height.saturating_mul(1_000_000_000).saturating_add(999_999_999),
+            lanes: lanes
+                .iter()
+                .enumerate()
+                .map(|(i, l)| LaneInfo {
+                    name: format!("lane{i}"),
+                    record_count: 1,
+                    recipients: Vec::new(),
+                    digest: *blake3::hash(l).as_bytes(),
+                    size: l.len() as u64,
+                })
+                .collect(),
+        };
+        BlockData { header: header.to_bytes(), lanes }
+    }
+
+    /// `count` chained blocks from `start`, the first linked to `prev_header`; block `h` carries
+    /// `lanes(h)`.
+    pub fn chain(
+        gateway: [u8; 32],
+        start: u64,
+        prev_header: Option<&[u8]>,
+        count: u64,
+        lanes: impl Fn(u64) -> Vec<Vec<u8>>,
+    ) -> Vec<BlockData> {
+        let mut out: Vec<BlockData> = Vec::new();
+        for h in start..start + count {
+            let prev = out.last().map(|b| b.header.as_slice()).or(prev_header);
+            let b = chained_block(gateway, h, prev, lanes(h));
+            out.push(b);
+        }
+        out
+    }
+
+    /// The next `count` blocks for `store`, chained to its head.
+    pub fn next_blocks<S: super::Store + ?Sized>(
+        store: &S,
+        gateway: [u8; 32],
+        count: u64,
+        lanes: impl Fn(u64) -> Vec<Vec<u8>>,
+    ) -> Result<Vec<BlockData>, super::StoreError> {
+        let size = store.size();
+        let prev = match size {
+            0 => None,
+            n => store.header(n - 1)?,
+        };
+        Ok(chain(gateway, size, prev.as_deref(), count, lanes))
     }
 }

@@ -427,15 +427,22 @@ impl Store for Rocks {
 mod tests {
     use super::*;
     use crate::note::Ed25519Signer;
-    use crate::store::{append_blocks, BlockData};
+    use crate::store::{append_blocks, testing};
     use ed25519_dalek::SigningKey;
 
     fn signer() -> Ed25519Signer {
         Ed25519Signer::new("iov.example/gw/rocks", SigningKey::from_bytes(&[3; 32])).unwrap()
     }
 
-    fn block(h: u64) -> BlockData {
-        BlockData { header: format!("header {h}").into_bytes(), lanes: vec![vec![h as u8; 100]; 3] }
+    fn lanes(h: u64) -> Vec<Vec<u8>> {
+        vec![vec![h as u8; 100]; 3]
+    }
+
+    /// Appends `n` chained blocks in one batch.
+    fn add(st: &mut Rocks, s: &Ed25519Signer, n: u64) {
+        let gw = s.verifier().public_key().to_bytes();
+        let blocks = testing::next_blocks(st, gw, n, lanes).unwrap();
+        append_blocks(st, s, blocks).unwrap();
     }
 
     #[test]
@@ -445,16 +452,18 @@ mod tests {
         let v = s.verifier();
         {
             let mut st = Rocks::open(dir.path(), &v, Mode::CreateOrOpen).unwrap();
-            for h in 0..300 {
-                append_blocks(&mut st, &s, vec![block(h)]).unwrap();
+            for _ in 0..300 {
+                add(&mut st, &s, 1);
             }
             st.set_cursor("factory", b"cursor-1").unwrap();
             st.set_receipt("city", b"receipt").unwrap();
         }
         let st = Rocks::open(dir.path(), &v, Mode::Open).unwrap();
         assert_eq!(st.size(), 300);
-        assert_eq!(st.header(299).unwrap().unwrap(), b"header 299");
-        assert_eq!(st.lanes(7).unwrap(), vec![vec![7u8; 100]; 3]);
+        let head =
+            crate::block::BlockHeader::from_bytes(&st.header(299).unwrap().unwrap()).unwrap();
+        assert_eq!(head.height, 299);
+        assert_eq!(st.lanes(7).unwrap(), lanes(7));
         assert_eq!(st.cursor("factory").unwrap().unwrap(), b"cursor-1");
         assert_eq!(st.receipt("city").unwrap().unwrap(), b"receipt");
         let sum = crate::verify_store::verify(&st, &v).unwrap();
@@ -469,7 +478,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = signer();
         let mut st = Rocks::open(dir.path(), &s.verifier(), Mode::CreateOrOpen).unwrap();
-        append_blocks(&mut st, &s, vec![block(0)]).unwrap();
+        add(&mut st, &s, 1);
         drop(st);
         let other =
             Ed25519Signer::new("iov.example/gw/other", SigningKey::from_bytes(&[4; 32])).unwrap();
@@ -486,7 +495,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = signer();
         let mut st = Rocks::open(dir.path(), &s.verifier(), Mode::CreateOrOpen).unwrap();
-        append_blocks(&mut st, &s, (0..5).map(block).collect()).unwrap();
+        add(&mut st, &s, 5);
         st.put_raw_for_test("meta", b"head", &6u64.to_be_bytes()).unwrap();
         drop(st);
         let err = Rocks::open(dir.path(), &s.verifier(), Mode::Open).unwrap_err();
@@ -503,7 +512,9 @@ mod tests {
         let s = signer();
         drop(Rocks::open(dir.path(), &s.verifier(), Mode::CreateOrOpen).unwrap());
         let mut ro = Rocks::open(dir.path(), &s.verifier(), Mode::Verify).unwrap();
-        let err = append_blocks(&mut ro, &s, vec![block(0)]).unwrap_err();
+        let gw = s.verifier().public_key().to_bytes();
+        let blocks = testing::chain(gw, 0, None, 1, lanes);
+        let err = append_blocks(&mut ro, &s, blocks).unwrap_err();
         assert!(err.to_string().contains("read-only"), "{err}");
     }
 }
