@@ -107,6 +107,9 @@ pub fn verify<S: Store + ?Sized>(
             format!("store origin {origin:?} is not the key's name {:?}", verifier.name()),
         ));
     }
+    for d in store.scan_all() {
+        p.push(d);
+    }
     let head = match store::check_head(store, verifier) {
         Ok(cp) => cp,
         Err(d) => {

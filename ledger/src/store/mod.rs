@@ -148,6 +148,13 @@ pub trait Store {
     /// Highest stored header height and highest height with a lane, to find strays past the head.
     fn last_heights(&self) -> Result<(Option<u64>, Option<u64>), StoreError>;
 
+    /// Reads every stored key and value of every column family (so the backend checks every
+    /// block checksum, including data verification would otherwise not touch, such as cursors
+    /// and receipts); returns the problems found. Backends without checksums have nothing to do.
+    fn scan_all(&self) -> Vec<Damage> {
+        Vec::new()
+    }
+
     fn cursor(&self, ledger: &str) -> Result<Option<Vec<u8>>, StoreError>;
     fn set_cursor(&mut self, ledger: &str, value: &[u8]) -> Result<(), StoreError>;
     fn receipt(&self, ledger: &str) -> Result<Option<Vec<u8>>, StoreError>;

@@ -405,6 +405,33 @@ impl Store for Rocks {
         Ok((h, l))
     }
 
+    fn scan_all(&self) -> Vec<Damage> {
+        let mut out = Vec::new();
+        for name in COLUMN_FAMILIES {
+            let cf = match self.cf(name) {
+                Ok(cf) => cf,
+                Err(e) => {
+                    out.push(Damage::new(name, "", e.to_string()));
+                    continue;
+                }
+            };
+            let mut last: Option<Box<[u8]>> = None;
+            for item in self.db.iterator_cf_opt(cf, read_opts(), IteratorMode::Start) {
+                match item {
+                    Ok((k, _)) => last = Some(k),
+                    Err(e) => {
+                        let after = last
+                            .as_ref()
+                            .map_or("start".to_owned(), |k| format!("after key {k:02x?}"));
+                        out.push(Damage::new(name, after, format!("full scan: {e}")));
+                        break;
+                    }
+                }
+            }
+        }
+        out
+    }
+
     fn cursor(&self, ledger: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.get_named("cursors", ledger.as_bytes(), || ledger.to_owned())
     }
