@@ -277,3 +277,23 @@ fn export_tiles_writes_the_c2sp_layout_that_verifies_against_the_checkpoint() ->
     ledger::tile::verify_tiles(&tiles, BLOCKS, signed.checkpoint().root())?;
     Ok(())
 }
+
+#[test]
+fn a_flipped_byte_in_the_last_wal_record_fails_a_read_write_open_too() -> anyhow::Result<()> {
+    // The daemon opens read-write (WAL recovery TolerateCorruptedTailRecords): damage inside the
+    // last, acknowledged record must not be mistaken for a torn tail and dropped silently.
+    let f = fixture(false)?;
+    let wal = files_ending(&f.store, ".log")?.pop().context("no WAL")?;
+    let mut bytes = fs::read(&wal)?;
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0x5a;
+    fs::write(&wal, &bytes)?;
+    let r = Rocks::open(&f.store, &f.signer.verifier(), Mode::Open);
+    match r {
+        Ok(s) => {
+            anyhow::bail!("opened with {} blocks after a flip in the last WAL record", s.size())
+        }
+        Err(e) => println!("read-write open refused: {e}"),
+    }
+    Ok(())
+}

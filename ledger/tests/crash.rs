@@ -87,6 +87,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_block() -> anyhow::Result<()>
     let mut acked_total = 0u64;
     let mut checked_blocks = 0u64;
     let mut killed_before_open = 0u32;
+    let mut verify_mode_refused = 0u32;
     let mut highest_acked: Option<u64> = None;
     for trial in 0..TRIALS {
         let mut child = Command::new(&exe)
@@ -132,6 +133,11 @@ fn sigkill_at_random_moments_loses_no_acknowledged_block() -> anyhow::Result<()>
             highest_acked = Some(highest_acked.map_or(m, |h| h.max(m)));
         }
 
+        // What `iovctl store verify` (read-only, WAL AbsoluteConsistency) says before any
+        // read-write open has recovered the store: it refuses a torn WAL tail.
+        if Rocks::open(&dir, &verifier, Mode::Verify).is_err() {
+            verify_mode_refused += 1;
+        }
         // Recovery: the store opens, verifies fully, and holds every acknowledged block.
         let store = Rocks::open(&dir, &verifier, Mode::Open)
             .map_err(|e| anyhow::anyhow!("trial {trial}: open after SIGKILL failed: {e}"))?;
@@ -172,7 +178,9 @@ fn sigkill_at_random_moments_loses_no_acknowledged_block() -> anyhow::Result<()>
     println!(
         "crash test: {TRIALS} SIGKILL trials in {:.1} s; {acked_total} blocks acknowledged, \
          {checked_blocks} acknowledged blocks re-read after their trial, final store {final_size} blocks \
-         (all {} acknowledged re-checked); {killed_before_open} kills landed before the child had opened the store",
+         (all {} acknowledged re-checked); {killed_before_open} kills landed before the child had opened the store; \
+         {verify_mode_refused} times the read-only verify open refused the crashed store \
+         (torn WAL tail) before a read-write open recovered it",
         elapsed.as_secs_f64(),
         highest_acked.map_or(0, |h| h + 1),
     );
