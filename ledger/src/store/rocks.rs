@@ -136,8 +136,11 @@ impl Rocks {
             checkpoint: None,
         };
         let format = s.get("meta", b"format")?;
+        // A crash while creating the store can leave RocksDB files but none of our keys (the
+        // meta batch below is atomic): that is still a fresh store.
+        let fresh = format.is_none() && (!exists || s.all_empty()?);
         match format {
-            None if !exists => {
+            None if fresh && mode == Mode::CreateOrOpen => {
                 // A fresh store: record what it is, durably, before anything else.
                 let mut b = WriteBatch::default();
                 b.put_cf(s.cf("meta")?, b"format", FORMAT);
@@ -246,6 +249,15 @@ impl Rocks {
             place: Place { cf, key: name() },
             reason: e.to_string(),
         })
+    }
+
+    fn all_empty(&self) -> Result<bool, StoreError> {
+        for name in COLUMN_FAMILIES {
+            if self.last_key(name)?.is_some() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Last key of a column family.
@@ -531,6 +543,20 @@ mod tests {
                 .contains("checkpoints[size 5]: latest checkpoint is for size 5, meta head is 6"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_store_whose_creation_was_interrupted_is_created_again_but_not_opened_as_is() {
+        let dir = tempfile::tempdir().unwrap();
+        // RocksDB files exist, none of our keys do (a crash before the meta batch).
+        drop(DB::open_cf(&options(Mode::CreateOrOpen), dir.path(), COLUMN_FAMILIES).unwrap());
+        let s = signer();
+        let err = Rocks::open(dir.path(), &s.verifier(), Mode::Open).unwrap_err();
+        assert!(err.to_string().contains("meta[format]: expected"), "{err}");
+        let mut st = Rocks::open(dir.path(), &s.verifier(), Mode::CreateOrOpen).unwrap();
+        assert_eq!(st.size(), 0);
+        add(&mut st, &s, 2);
+        assert_eq!(st.size(), 2);
     }
 
     #[test]
