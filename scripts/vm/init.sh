@@ -15,7 +15,8 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 
 marker() {
-  echo "IOV-VM-EXIT: $1" >/dev/console
+  # On a line of its own: the firmware leaves escape sequences without a newline on the console.
+  printf '\nIOV-VM-EXIT: %s\n' "$1" >/dev/console
   sync
   poweroff -f
 }

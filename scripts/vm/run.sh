@@ -45,6 +45,13 @@ for f in "$IOV_VM_KERNEL" "$IOV_VM_INITRD"; do
   [ -f "$f" ] || { echo "vm/run: $f missing: run $here/prepare.sh" >&2; exit 125; }
 done
 
+# An initramfs built from an older init.sh would run different steps: refuse it.
+stamp="$(cat "$here/init.sh" "$here/prepare.sh" | sha256sum | cut -c1-16)"
+if [ "$(cat "$IOV_VM_INITRD.stamp" 2>/dev/null)" != "$stamp" ]; then
+  echo "vm/run: the initramfs is older than scripts/vm/init.sh or prepare.sh: run $here/prepare.sh" >&2
+  exit 125
+fi
+
 own_share=""
 if [ -z "$share" ]; then
   share="$(mktemp -d "${TMPDIR:-/tmp}/iov-vm.XXXXXX")"
@@ -83,7 +90,7 @@ timeout --kill-after=5 "$timeout_s" qemu-system-x86_64 \
 qemu_status="${PIPESTATUS[0]}"
 set -e
 
-status="$(tr -d '\r' <"$console" | sed -n 's/^IOV-VM-EXIT: \([0-9][0-9]*\)$/\1/p' | tail -n1)"
+status="$(tr -d '\r' <"$console" | sed -n 's/^.*IOV-VM-EXIT: \([0-9][0-9]*\)$/\1/p' | tail -n1)"
 if [ -z "$status" ]; then
   if [ "$qemu_status" -eq 124 ] || [ "$qemu_status" -eq 137 ]; then
     echo "vm/run: timed out after ${timeout_s}s without an exit marker" >&2

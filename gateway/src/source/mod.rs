@@ -258,7 +258,8 @@ mod tests {
         // 1 ms later on the adapter; the kernel saw it 30 us late: hardware spacing wins.
         assert_eq!(a.map(1_005_000, 1_700_000_000_001_030_000), 1_700_000_000_001_000_000);
         // The adapter restarted (its clock went back): re-anchor on the kernel time.
-        assert_eq!(a.map(7_000, 1_700_000_000_002_000_000), 1_700_000_000_002_000_000);
+        assert_eq!(a.map(7_000, 1_700_000_001_000_000_000), 1_700_000_001_000_000_000);
+        assert_eq!(a.map(8_000, 1_700_000_001_000_009_000), 1_700_000_001_000_001_000);
         a.reset();
         assert_eq!(a.map(1, 42), 42);
     }

@@ -14,8 +14,8 @@
 //!   (`SO_TIMESTAMPNS`); else, per frame, the host clock. Each frame carries its [`Clock`].
 //! - **Backpressure**: never waits for the pipeline; a full channel drops the *new* frame, counts
 //!   it and logs at a bounded rate (the policy is in the [module above](super)).
-//! - **Link loss**: a read failing with `ENETDOWN` or `ENODEV` (interface down, or removed) closes
-//!   the socket; the task waits for the interface to be present and up again (`/sys/class/net`),
+//! - **Link loss**: a socket error `ENETDOWN` or `ENODEV` (interface down, or removed; noticed
+//!   within one housekeeping tick, see [`Config::housekeeping_interval`]) closes the socket; the task waits for the interface to be present and up again (`/sys/class/net`),
 //!   retrying with capped exponential backoff, reopens it with the same settings and counts a
 //!   reconnect. Errors that retrying cannot fix (no CAN in the kernel, no permission, a bad
 //!   option) end the task with a [`SourceError`] that names the interface and the errno.
@@ -84,13 +84,14 @@ pub struct Config {
     /// First delay before reopening after the link went away; doubled up to `reopen_max`.
     pub reopen_initial: Duration,
     pub reopen_max: Duration,
-    /// How often the kernel's drop counter is read while the socket is open.
-    pub kernel_drops_interval: Duration,
+    /// How often, while the socket is open, the kernel's drop counter and the socket's pending
+    /// error are read (the latter bounds how late a link loss is noticed).
+    pub housekeeping_interval: Duration,
 }
 
 impl Config {
     /// Defaults: every id, error frames on, system receive buffer, reopen after 50 ms backing
-    /// off to 2 s, kernel drops read every 100 ms.
+    /// off to 2 s, housekeeping every 100 ms.
     pub fn new(iface: impl Into<String>, channel: ChannelId) -> Config {
         Config {
             iface: iface.into(),
@@ -100,7 +101,7 @@ impl Config {
             recv_buffer_bytes: None,
             reopen_initial: Duration::from_millis(50),
             reopen_max: Duration::from_secs(2),
-            kernel_drops_interval: Duration::from_millis(100),
+            housekeeping_interval: Duration::from_millis(100),
         }
     }
 }
@@ -252,7 +253,8 @@ pub fn frame_from_fd(
 ) -> Result<CanFrame, FrameError> {
     let kind = FrameKind::Fd { brs: flags & CANFD_BRS != 0, esi: flags & CANFD_ESI != 0 };
     let len = usize::from(len);
-    CanFrame::new(id_of(can_id), kind, data.get(..len).unwrap_or(data))
+    let payload = data.get(..len).ok_or(FrameError::InvalidFdLength { len })?;
+    CanFrame::new(id_of(can_id), kind, payload)
 }
 
 /// `CAN_ERR_MASK` is 29 bits, so this is never used; it keeps the conversion free of panics.
@@ -511,7 +513,7 @@ struct Session<'a> {
 
 impl Session<'_> {
     async fn read_loop(&mut self, shutdown: &CancellationToken) -> Result<(), SourceError> {
-        let mut drops_tick = tokio::time::interval(self.source.config.kernel_drops_interval);
+        let mut drops_tick = tokio::time::interval(self.source.config.housekeeping_interval);
         drops_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -519,6 +521,7 @@ impl Session<'_> {
                 () = shutdown.cancelled() => return Ok(()),
                 _ = drops_tick.tick() => {
                     self.update_kernel_drops();
+                    self.check_socket_error()?;
                 }
                 read = self.opened.socket.read_frame_with_timestamps() => match read {
                     Ok((frame, ts)) => {
@@ -586,6 +589,18 @@ impl Session<'_> {
             }
         }
         Ok(())
+    }
+
+    /// A pending socket error (`ENETDOWN` when the interface goes down, `ENODEV` when it is
+    /// removed) raises only `EPOLLERR`, which does not wake tokio's readable waiter; so the read
+    /// loop asks for it (`SO_ERROR`, which also clears it) on every housekeeping tick.
+    fn check_socket_error(&self) -> Result<(), SourceError> {
+        let read = |source| SourceError::Read { iface: self.source.config.iface.clone(), source };
+        match self.opened.socket.get_socket_option_int(libc::SOL_SOCKET, libc::SO_ERROR) {
+            Ok(0) => Ok(()),
+            Ok(errno) => Err(read(io::Error::from_raw_os_error(errno))),
+            Err(e) => Err(read(e)),
+        }
     }
 
     /// Reads the socket's drop counter into the stats; returns the total so far.
