@@ -139,9 +139,10 @@ async fn capture(args: Args) -> anyhow::Result<ExitCode> {
         bail!("--capacity must be at least 1");
     }
     let ids = args.ids.iter().map(|t| parse_id(t)).collect::<anyhow::Result<Vec<_>>>()?;
-    let file = File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let mut writer =
-        CandumpWriter::new(BufWriter::with_capacity(64 * 1024, file)).with_precision(TimePrecision::Nanos);
+    let file =
+        File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let mut writer = CandumpWriter::new(BufWriter::with_capacity(64 * 1024, file))
+        .with_precision(TimePrecision::Nanos);
 
     let mut config = Config::new(args.iface.clone(), ChannelId(0));
     config.ids = ids;
@@ -154,7 +155,8 @@ async fn capture(args: Args) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let source_task = tokio::spawn(source.run(shutdown.clone()));
     let report_done = CancellationToken::new();
-    let reporter = tokio::spawn(report(args.iface.clone(), state, stats.clone(), report_done.clone()));
+    let reporter =
+        tokio::spawn(report(args.iface.clone(), state, stats.clone(), report_done.clone()));
 
     let deadline = args.seconds.map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s));
     let sleep_until = async {

@@ -47,8 +47,10 @@ fn check_vm_prepared() -> anyhow::Result<()> {
 fn capture_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the test binary")?;
     // target/<profile>/deps/vcan-<hash> -> target/<profile>/examples/can_capture
-    let profile_dir =
-        exe.parent().and_then(Path::parent).context("test binary is not in <target>/<profile>/deps")?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test binary is not in <target>/<profile>/deps")?;
     let bin = profile_dir.join("examples/can_capture");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
@@ -121,11 +123,8 @@ fn run_guest(share: &Share, script: &str) -> anyhow::Result<(i32, String)> {
         .arg(share.path("guest.sh"))
         .output()
         .context("running scripts/vm/run.sh")?;
-    let console = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let console =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     fs::write(share.path("console.txt"), &console).context("saving the console")?;
     Ok((out.status.code().unwrap_or(-1), console))
 }
@@ -233,6 +232,13 @@ fn replayed_real_trace_arrives_complete_and_in_order() -> anyhow::Result<()> {
     assert_eq!((num(&s, "dropped_full"), num(&s, "kernel_drops")), (0, 0), "{s:?}");
     assert_eq!(s.get("clock").map(String::as_str), Some("kernel"), "{s:?}");
     assert!(got.windows(2).all(|w| w[0].t_ns <= w[1].t_ns), "kernel timestamps go backwards");
+    if let (Some(first), Some(last)) = (got.first(), got.last()) {
+        let secs = (last.t_ns - first.t_ns) as f64 / 1e9;
+        eprintln!(
+            "replay: {GPS_FRAMES} frames in {secs:.2} s ({:.0} frames/s)",
+            GPS_FRAMES as f64 / secs
+        );
+    }
     Ok(())
 }
 
@@ -352,7 +358,14 @@ fn the_kernel_filter_passes_only_the_listed_ids() -> anyhow::Result<()> {
     let share = Share::new("filter")?;
     let std_id = |raw: u32| CanId::standard(raw).context("11-bit");
     let ext_id = |raw: u32| CanId::extended(raw).context("29-bit");
-    let ids = [std_id(0x100)?, std_id(0x123)?, ext_id(0x123)?, std_id(0x7FF)?, ext_id(0x1ABC_DEF0)?, ext_id(0x1ABC_DEF1)?];
+    let ids = [
+        std_id(0x100)?,
+        std_id(0x123)?,
+        ext_id(0x123)?,
+        std_id(0x7FF)?,
+        ext_id(0x1ABC_DEF0)?,
+        ext_id(0x1ABC_DEF1)?,
+    ];
     let wanted = |id: CanId| id == ids[1] || id == ids[4];
     let mut sent = Vec::new();
     for round in 0..50u8 {
