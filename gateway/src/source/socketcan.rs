@@ -732,6 +732,27 @@ mod tests {
         assert!(text.contains(&format!("errno {}", libc::EAFNOSUPPORT)), "{text}");
     }
 
+    /// Needs no CAN in the kernel: a missing interface is found missing in sysfs before any
+    /// socket is opened.
+    #[tokio::test(start_paused = true)]
+    async fn a_missing_interface_is_waited_for_until_cancelled() {
+        let (tx, _rx) = mpsc::channel(1);
+        let stats = Arc::new(SourceStats::default());
+        let source = Source::new(Config::new("iovabsent0", ChannelId(0)), tx, stats.clone())
+            .expect("valid name");
+        let state = source.state();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(source.run(shutdown.clone()));
+        // Many backoff rounds of virtual time: still waiting, nothing counted.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(*state.borrow(), State::Opening);
+        shutdown.cancel();
+        let ended = tokio::time::timeout(Duration::from_secs(1), task).await;
+        assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+        assert_eq!(*state.borrow(), State::Stopped);
+        assert_eq!(stats.snapshot(), crate::source::StatsSnapshot::default());
+    }
+
     #[test]
     fn interface_names_are_checked_before_any_io() {
         let (tx, _rx) = mpsc::channel(1);
