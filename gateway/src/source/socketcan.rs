@@ -379,11 +379,9 @@ impl Source {
 
     /// Runs until `shutdown` is cancelled (`Ok`), or until an error that reopening cannot fix.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), SourceError> {
+        // The error, if any, is the caller's to report (it knows whether it is fatal there).
         let result = self.run_inner(&shutdown).await;
         self.state.send_replace(State::Stopped);
-        if let Err(e) = &result {
-            tracing::error!(iface = %self.config.iface, error = %e, "CAN source stopped");
-        }
         result
     }
 
@@ -402,6 +400,8 @@ impl Source {
         let mut drop_log = LogLimiter::new(DROP_LOG_INTERVAL);
         let mut kernel_drops_base = 0u64;
         let mut ever_opened = false;
+        // The first failed attempt of a wait is a warning; the retries after it are debug.
+        let mut wait_logged = false;
         loop {
             if shutdown.is_cancelled() {
                 return Ok(());
@@ -410,7 +410,12 @@ impl Source {
                 Ok(o) => o,
                 Err(e) if e.retryable() => {
                     let delay = backoff.next_delay();
-                    tracing::debug!(iface, error = %e, ?delay, "CAN interface not ready, retrying");
+                    if wait_logged {
+                        tracing::debug!(iface, error = %e, ?delay, "CAN interface not ready, retrying");
+                    } else {
+                        wait_logged = true;
+                        tracing::warn!(iface, error = %e, "CAN interface not ready; waiting for it");
+                    }
                     tokio::select! {
                         biased;
                         () = shutdown.cancelled() => return Ok(()),
@@ -424,6 +429,7 @@ impl Source {
                 tracing::info!(iface, "CAN interface reopened");
             }
             ever_opened = true;
+            wait_logged = false;
             anchor.reset();
             self.state.send_replace(State::Open { clock: opened.clock });
             let mut session = Session {
@@ -528,7 +534,8 @@ impl Session<'_> {
                         self.backoff.reset();
                         self.handle(&frame, &ts)?;
                     }
-                    // A read of a size that is neither a CAN nor a CAN FD frame.
+                    // A read of a size that is neither a CAN nor a CAN FD frame, or (never seen:
+                    // socketcan's buffer fits both timestamp messages) truncated control data.
                     Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                         self.source.stats.malformed.fetch_add(1, Ordering::Relaxed);
                     }
