@@ -55,7 +55,7 @@ struct Args {
     /// Capacity of the channel between the source and the writer.
     #[arg(long, default_value_t = 4096)]
     capacity: usize,
-    /// Socket receive buffer in bytes.
+    /// Socket receive buffer in bytes (default: the source's, 4 MiB; 0: the system default).
     #[arg(long)]
     rcvbuf: Option<usize>,
     /// Pause after writing each frame (simulates a slow pipeline, to exercise drops).
@@ -147,7 +147,11 @@ async fn capture(args: Args) -> anyhow::Result<ExitCode> {
     let mut config = Config::new(args.iface.clone(), ChannelId(0));
     config.ids = ids;
     config.error_frames = !args.no_error_frames;
-    config.recv_buffer_bytes = args.rcvbuf;
+    match args.rcvbuf {
+        Some(0) => config.recv_buffer_bytes = None,
+        Some(bytes) => config.recv_buffer_bytes = Some(bytes),
+        None => {}
+    }
     let stats = Arc::new(SourceStats::default());
     let (tx, mut rx) = mpsc::channel::<SourceFrame>(args.capacity);
     let source = Source::new(config, tx, stats.clone())?;

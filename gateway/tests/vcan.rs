@@ -320,6 +320,38 @@ fn a_full_pipeline_drops_new_frames_and_counts_every_one() -> anyhow::Result<()>
 }
 
 #[test]
+fn a_full_socket_queue_is_counted_as_kernel_drops() -> anyhow::Result<()> {
+    const SENT: u64 = 20_000;
+    let share = Share::new("kernel-drops")?;
+    // The smallest receive buffer the kernel allows (a few frames) against cangen at full speed:
+    // the kernel drops frames before the source reads them, and SO_MEMINFO must count each one.
+    let script = format!(
+        "$CAP --iface vcan0 --out $S/cap.log --count {SENT} --seconds 240 --rcvbuf 1 \
+           >$S/cap.out 2>$S/cap.err &\n\
+         wait_for '^ready' $S/cap.out\n\
+         cangen -n {SENT} -g 0 -p 10 -I 123 -L 8 -D i vcan0 || exit 91\n\
+         wait $!\n"
+    );
+    let (status, console) = run_guest(&share, &script)?;
+    assert_guest_ok(status, &console, &share);
+    let s = stats(&share)?;
+    let (received, delivered, dropped, kernel) = (
+        num(&s, "received"),
+        num(&s, "delivered"),
+        num(&s, "dropped_full"),
+        num(&s, "kernel_drops"),
+    );
+    eprintln!("kernel drops: sent {SENT}, received {received}, kernel_drops {kernel}");
+    assert!(kernel > 0, "the tiny socket queue never overflowed: {s:?}");
+    assert_eq!(received + kernel, SENT, "{s:?}");
+    assert_eq!(delivered + dropped, received, "{s:?}");
+    let got = read_log(&share.path("cap.log"))?;
+    assert_eq!(got.len() as u64, delivered);
+    assert!(got.windows(2).all(|w| counter(&w[0]) < counter(&w[1])), "order broken");
+    Ok(())
+}
+
+#[test]
 fn the_source_survives_the_interface_going_down_and_being_recreated() -> anyhow::Result<()> {
     let share = Share::new("reconnect")?;
     // Phase 1: 100 frames. Down (the source must notice and wait), up: 100 more. Then the

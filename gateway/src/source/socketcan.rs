@@ -63,6 +63,11 @@ const SK_MEMINFO_DROPS: usize = 8;
 /// `SO_RCVBUFFORCE` (asm-generic): lets a privileged process exceed `net.core.rmem_max`.
 const SO_RCVBUFFORCE: libc::c_int = 33;
 
+/// Default socket receive buffer: about 4,000 queued frames. Measured in the test VM, `cangen`
+/// at full speed (about 25,000 frames/s) lost 30 % of 100,000 frames in the kernel with the
+/// system default buffer and none with this one.
+pub const DEFAULT_RECV_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
 /// Largest difference between a hardware-mapped and the kernel timestamp before [`HwAnchor`]
 /// re-anchors.
 const HW_MAX_SKEW: Duration = Duration::from_millis(20);
@@ -78,8 +83,9 @@ pub struct Config {
     pub ids: Vec<CanId>,
     /// Receive error frames (all error classes) as records.
     pub error_frames: bool,
-    /// Socket receive buffer in bytes (`SO_RCVBUFFORCE`, else `SO_RCVBUF`); `None` keeps the
-    /// system default (about 200 frames).
+    /// Socket receive buffer in bytes (`SO_RCVBUFFORCE`, else `SO_RCVBUF`, which the kernel caps
+    /// at `net.core.rmem_max`); `None` keeps the system default (about 200 frames). Default
+    /// [`DEFAULT_RECV_BUFFER_BYTES`].
     pub recv_buffer_bytes: Option<usize>,
     /// First delay before reopening after the link went away; doubled up to `reopen_max`.
     pub reopen_initial: Duration,
@@ -90,7 +96,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults: every id, error frames on, system receive buffer, reopen after 50 ms backing
+    /// Defaults: every id, error frames on, a 4 MiB receive buffer, reopen after 50 ms backing
     /// off to 2 s, housekeeping every 100 ms.
     pub fn new(iface: impl Into<String>, channel: ChannelId) -> Config {
         Config {
@@ -98,7 +104,7 @@ impl Config {
             channel,
             ids: Vec::new(),
             error_frames: true,
-            recv_buffer_bytes: None,
+            recv_buffer_bytes: Some(DEFAULT_RECV_BUFFER_BYTES),
             reopen_initial: Duration::from_millis(50),
             reopen_max: Duration::from_secs(2),
             housekeeping_interval: Duration::from_millis(100),
