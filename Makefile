@@ -39,7 +39,7 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy $(PROFILE) --workspace --all-targets -- -D warnings
 
-# `unit` includes the SocketCAN tests in the VM (gateway/tests/vcan.rs, about 3 minutes).
+# `unit` includes the SocketCAN tests in the VM (gateway/tests/vcan.rs: 7 boots, about 1.5 minutes).
 unit:
 	$(CARGO) test $(PROFILE) --workspace --all-targets --no-fail-fast
 	$(CARGO) test $(PROFILE) --workspace --doc
