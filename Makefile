@@ -48,9 +48,12 @@ unit:
 vm-test: deps-vm
 	$(CARGO) test $(PROFILE) -p gateway --test vcan
 
-# Decode speed against cantools on the same frames; figures go to docs/BENCHMARKS.md by hand.
+# Decode speed against cantools, sealing and bytes per frame, Merkle proofs; figures go to
+# docs/BENCHMARKS.md by hand.
 bench: deps
 	$(CARGO) run $(PROFILE) -q -p can-decoders --example bench -- --dbc $(GPS_DBC) --trace $(GPS_TRACE)
+	$(CARGO) run $(PROFILE) -q -p ledger --example lane_bench
+	$(CARGO) run $(PROFILE) -q -p ledger --example merkle_speed
 
 # A short coverage-guided run of every fuzz target (cargo-fuzz, stable toolchain).
 FUZZ_SECONDS ?= 10
