@@ -3,7 +3,9 @@
 //! - `verify --store DIR --key VKEY_FILE`: opens the store read-only (strictest RocksDB checks),
 //!   runs the recovery checks and a full verification, prints a summary. Exit 0 intact,
 //!   1 damaged (every problem printed, naming column family, key and mismatch), 2 usage error
-//!   (bad arguments, unreadable or invalid key file, no store in DIR).
+//!   (bad arguments, unreadable or invalid key file, no store in DIR). Any WAL damage counts,
+//!   including the torn last record a crash can leave: run it after the daemon has reopened
+//!   the store (which drops that never-acknowledged record).
 //! - `export-tiles --store DIR --key VKEY_FILE --out DIR`: writes the C2SP tlog-tiles static
 //!   layout of the head (`checkpoint`, `tile/<L>/<N>[.p/<W>]`, `tile/entries/<N>[.p/<W>]`), so
 //!   the log can be served as static files. The key is needed because opening a store runs the
