@@ -275,6 +275,23 @@ fn export_tiles_writes_the_c2sp_layout_that_verifies_against_the_checkpoint() ->
         }
     }
     ledger::tile::verify_tiles(&tiles, BLOCKS, signed.checkpoint().root())?;
+
+    // The exported log passes the generic C2SP verifier a mirror or auditor would run.
+    let o = iovctl(&[
+        "tlog",
+        "verify",
+        "--log",
+        out.to_str().context("path")?,
+        "--key",
+        f.vkey.to_str().context("path")?,
+        "--entries",
+    ])?;
+    ensure!(
+        o.status.success(),
+        "tlog verify of the exported store: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     Ok(())
 }
 
