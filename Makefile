@@ -53,6 +53,7 @@ vm-test: deps-vm
 bench: deps
 	$(CARGO) run $(PROFILE) -q -p can-decoders --example bench -- --dbc $(GPS_DBC) --trace $(GPS_TRACE)
 	$(CARGO) run $(PROFILE) -q -p ledger --example lane_bench
+	$(CARGO) run $(PROFILE) -q -p ledger --features rocks --example store_bench
 	$(CARGO) run $(PROFILE) -q -p ledger --example merkle_speed
 
 # A short coverage-guided run of every fuzz target (cargo-fuzz, stable toolchain).
