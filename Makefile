@@ -16,7 +16,7 @@ PROFILE := --release
 GPS_DBC := fixtures/dbc/css-electronics/canmod-gps.dbc
 GPS_TRACE := fixtures/traces/canmod_gps_3BA199E2.log.gz
 
-.PHONY: demo test deps deps-system check lint unit bench fuzz-smoke clean-cache help
+.PHONY: demo test deps deps-system deps-vm check lint unit vm-test bench fuzz-smoke clean-cache help
 
 help:
 	@sed -n '1,4p' Makefile
@@ -32,13 +32,21 @@ deps:
 deps-system:
 	scripts/deps.sh system
 
+deps-vm:
+	scripts/deps.sh vm
+
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy $(PROFILE) --workspace --all-targets -- -D warnings
 
+# `unit` includes the SocketCAN tests in the VM (gateway/tests/vcan.rs, about 3 minutes).
 unit:
 	$(CARGO) test $(PROFILE) --workspace --all-targets --no-fail-fast
 	$(CARGO) test $(PROFILE) --workspace --doc
+
+# Only the tests that boot the SocketCAN VM (docs/testing-vm.md).
+vm-test: deps-vm
+	$(CARGO) test $(PROFILE) -p gateway --test vcan
 
 # Decode speed against cantools on the same frames; figures go to docs/BENCHMARKS.md by hand.
 bench: deps

@@ -4,7 +4,9 @@
 #
 #   scripts/deps.sh system   Debian packages only
 #   scripts/deps.sh oracle   the Python virtualenv with the reference tools (cantools, python-can)
-#   scripts/deps.sh all      both (what `make test` uses)
+#   scripts/deps.sh vm       the SocketCAN test VM: qemu, busybox, can-utils, Debian's kernel and an
+#                            initramfs in $IOV_CACHE/vm (scripts/vm/prepare.sh; see docs/testing-vm.md)
+#   scripts/deps.sh all      all three (what `make test` uses)
 set -euo pipefail
 
 cache="${IOV_CACHE:-$HOME/.cache/iov-gateway}"
@@ -62,9 +64,16 @@ PY
   "$venv/bin/pip" install -q --disable-pip-version-check "${oracle_packages[@]}"
 }
 
+# The VM's Debian packages (qemu-system-x86 busybox-static cpio kmod can-utils) are installed by
+# prepare.sh itself, so that script also works on its own.
+install_vm() {
+  "$(dirname "${BASH_SOURCE[0]}")/vm/prepare.sh"
+}
+
 case "$what" in
   system) install_system ;;
   oracle) install_oracle ;;
-  all) install_system; install_oracle ;;
-  *) echo "usage: $0 system|oracle|all" >&2; exit 2 ;;
+  vm) install_vm ;;
+  all) install_system; install_oracle; install_vm ;;
+  *) echo "usage: $0 system|oracle|vm|all" >&2; exit 2 ;;
 esac
