@@ -16,6 +16,12 @@
 //! - [`tile`]: C2SP tlog-tiles: tile coordinates and paths, which tiles a tree has, tile
 //!   contents, entry bundles, a [`merkle::HashReader`] over tiles, and [`tile::verify_tiles`]
 //!   ("these tiles are exactly the tree with this checkpoint root").
+//! - [`record`]: the records lanes carry (CAN frames, MQTT messages, signal samples).
+//! - [`lane`]: columnar record encoding (codec v1) and its bounded zstd container.
+//! - [`block`]: block header (canonical CBOR, BLAKE3 hash) and [`block::SealedBlock`].
+//! - [`seal`]: sealing lanes (ChaCha20-Poly1305 with a one-time key, HPKE-wrapped per
+//!   recipient, AAD binding the lane to its header) and opening them.
+//! - [`verify`]: chain segments, lane digests, header inclusion and range completeness.
 //! - [`log`]: the per-gateway log as a pure state machine: an append yields exactly the tiles,
 //!   entry bundles and signed checkpoint a store must write in one batch; proofs from stored tiles.
 //! - [`store`]: the [`store::Store`] trait (blocks, lanes, tiles, bundles, checkpoints, per-ledger
@@ -28,12 +34,17 @@
 //! Hand-written rather than built on `tlog_tiles` / `signed_note` 0.2; the crate README says
 //! why (a second Ed25519 stack, and errors without the context our log lines need).
 
+pub mod block;
 pub mod checkpoint;
 pub mod cosignature;
 pub mod keys;
+pub mod lane;
 pub mod log;
 pub mod merkle;
 pub mod note;
+pub mod record;
+pub mod seal;
 pub mod store;
 pub mod tile;
+pub mod verify;
 pub mod verify_store;

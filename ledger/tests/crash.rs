@@ -8,7 +8,8 @@
 //! binary path has to be guessed).
 #![cfg(feature = "rocks")]
 
-mod common;
+mod store_common;
+use store_common as common;
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::Path;
