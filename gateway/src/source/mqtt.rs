@@ -1,0 +1,208 @@
+//! The MQTT source: one task per broker connection (rumqttc, MQTT 3.1.1), subscribed to the
+//! configured topic filters with QoS 0 or 1, handing every message to the pipeline raw (the
+//! pipeline also decodes payloads whose topic has a field layout).
+//!
+//! # At-least-once, end to end
+//! Manual acks: a QoS 1 message is acknowledged to the broker (PUBACK) only after the block
+//! that holds it is durable. Each message gets a sequence number; the writer publishes, per
+//! source, the highest sequence number covered by a durable block ([`Durable::mqtt_seq`]), and
+//! this task then acknowledges every held message up to it. The session is persistent
+//! (`clean_session = false`, fixed client id), so after a crash or a lost connection the broker
+//! redelivers what was not acknowledged. Duplicates are possible (a block made durable just
+//! before a crash whose acks never left); losses are not.
+//!
+//! # Backpressure
+//! The source **awaits** room in the pipeline channel; while it waits it does not read the
+//! socket, so the broker holds further messages (and its in-flight window fills, as nothing is
+//! acknowledged). MQTT is slowed, never dropped.
+//!
+//! # Reconnects
+//! A connection error is logged and retried after a capped exponential backoff
+//! (`reconnect_min` doubling to `reconnect_max`), reset after a successful CONNACK; the
+//! subscriptions are renewed on every CONNACK.
+//!
+//! # Shutdown
+//! On cancellation the task stops taking messages (their sender is dropped so the pipeline
+//! can seal the last block), keeps the connection only to send the acks of that last block
+//! once it is durable (until the writer ends or the grace period passes), then disconnects.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::{Backoff, SourceStats};
+use crate::config::MqttConfig;
+use crate::pipeline::MqttMessage;
+use crate::writer::Durable;
+
+/// Requests the client may queue for the event loop (acks, subscribes).
+const REQUEST_CAPACITY: usize = 1024;
+
+/// Why the MQTT source stopped on its own.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MqttError {
+    #[error("MQTT source {source_name}: the pipeline closed")]
+    PipelineClosed { source_name: String },
+}
+
+/// One MQTT broker connection as a source.
+pub struct MqttSource {
+    pub name: String,
+    pub index: usize,
+    pub config: MqttConfig,
+    pub tx: mpsc::Sender<MqttMessage>,
+    pub durable: watch::Receiver<Durable>,
+    pub stats: Arc<SourceStats>,
+    /// How long, after cancellation, to wait for the last block's acks.
+    pub grace: Duration,
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|d| u64::try_from(d.as_nanos()).ok())
+        .unwrap_or(0)
+}
+
+fn qos(q: u8) -> QoS {
+    if q == 0 {
+        QoS::AtMostOnce
+    } else {
+        QoS::AtLeastOnce
+    }
+}
+
+impl MqttSource {
+    fn options(&self) -> MqttOptions {
+        let c = &self.config;
+        let mut o = MqttOptions::new(c.client_id.clone(), c.host.clone(), c.port);
+        o.set_keep_alive(c.keep_alive.max(Duration::from_secs(1)));
+        o.set_clean_session(false);
+        o.set_manual_acks(true);
+        o.set_request_channel_capacity(REQUEST_CAPACITY);
+        o.set_max_packet_size(c.max_payload + 64 * 1024, 64 * 1024);
+        if let (Some(u), Some(p)) = (&c.username, &c.password) {
+            o.set_credentials(u.clone(), p.clone());
+        } else if let Some(u) = &c.username {
+            o.set_credentials(u.clone(), String::new());
+        }
+        o
+    }
+
+    /// Runs until `shutdown` is cancelled and the last acks are out.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), MqttError> {
+        let (client, mut events) = AsyncClient::new(self.options(), REQUEST_CAPACITY);
+        let mut backoff = Backoff::new(self.config.reconnect_min, self.config.reconnect_max);
+        let mut durable = self.durable.clone();
+        let mut tx = Some(self.tx.clone());
+        // Messages awaiting durability: (seq, publish to ack; None for QoS 0).
+        let mut held: VecDeque<(u64, Option<Publish>)> = VecDeque::new();
+        let mut seq: u64 = 0;
+        let mut draining_since: Option<tokio::time::Instant> = None;
+        let mut writer_done = false;
+        loop {
+            if draining_since.is_none() && shutdown.is_cancelled() {
+                draining_since = Some(tokio::time::Instant::now());
+                tx = None; // lets the pipeline seal the last block
+            }
+            if let Some(t) = draining_since {
+                let acked_all = held.is_empty();
+                if acked_all || writer_done || t.elapsed() >= self.grace {
+                    if !held.is_empty() {
+                        tracing::warn!(source = %self.name, unacked = held.len(), "MQTT messages left unacknowledged at shutdown; the broker will redeliver them");
+                    }
+                    let _ = client.try_disconnect();
+                    // Give the event loop a moment to send DISCONNECT.
+                    let _ = tokio::time::timeout(Duration::from_millis(200), events.poll()).await;
+                    return Ok(());
+                }
+            }
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled(), if draining_since.is_none() => continue,
+                changed = durable.changed(), if !writer_done => {
+                    if changed.is_err() {
+                        writer_done = true;
+                    }
+                    let upto = durable.borrow_and_update().mqtt_seq.get(self.index).copied().flatten();
+                    if let Some(upto) = upto {
+                        while held.front().is_some_and(|(s, _)| *s <= upto) {
+                            let Some((_, p)) = held.pop_front() else { break };
+                            if let Some(p) = p {
+                                if let Err(e) = client.try_ack(&p) {
+                                    // The request queue is full: the broker will redeliver.
+                                    tracing::warn!(source = %self.name, error = %e, "MQTT ack not queued");
+                                }
+                            }
+                        }
+                    }
+                }
+                () = tokio::time::sleep(Duration::from_millis(100)), if draining_since.is_some() => {}
+                ev = events.poll() => match ev {
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                        backoff.reset();
+                        tracing::info!(source = %self.name, host = %self.config.host, port = self.config.port, session_present = ack.session_present, "MQTT connected");
+                        for (filter, q) in &self.config.topics {
+                            if let Err(e) = client.try_subscribe(filter.clone(), qos(*q)) {
+                                tracing::warn!(source = %self.name, filter, error = %e, "MQTT subscribe not queued");
+                            }
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        self.stats.received.fetch_add(1, Ordering::Relaxed);
+                        let Some(sender) = &tx else {
+                            // Draining: not taken, not acknowledged; redelivered later.
+                            continue;
+                        };
+                        seq += 1;
+                        let msg = MqttMessage {
+                            source: self.index,
+                            seq,
+                            t_ns: now_ns(),
+                            topic: Arc::from(p.topic.as_str()),
+                            payload: p.payload.to_vec(),
+                            qos: match p.qos { QoS::AtMostOnce => 0, QoS::AtLeastOnce => 1, QoS::ExactlyOnce => 2 },
+                            retain: p.retain,
+                        };
+                        let ack = (p.qos != QoS::AtMostOnce).then_some(p);
+                        held.push_back((seq, ack));
+                        // Backpressure: wait for room; the socket is not read meanwhile.
+                        tokio::select! {
+                            biased;
+                            r = sender.send(msg) => {
+                                if r.is_err() {
+                                    return Err(MqttError::PipelineClosed { source_name: self.name.clone() });
+                                }
+                                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                            }
+                            () = shutdown.cancelled() => {
+                                // Not handed over: forget it (unacked, so redelivered).
+                                held.pop_back();
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        self.stats.link_down.fetch_add(1, Ordering::Relaxed);
+                        let delay = backoff.next_delay();
+                        tracing::warn!(source = %self.name, error = %e, ?delay, "MQTT connection lost; reconnecting");
+                        // Publishes held from the old connection are acked on the new one
+                        // by packet id only if still pending there; the broker redelivers
+                        // anything else (persistent session).
+                        tokio::select! {
+                            () = tokio::time::sleep(delay) => { self.stats.reconnects.fetch_add(1, Ordering::Relaxed); }
+                            () = shutdown.cancelled() => {}
+                        }
+                    }
+                },
+            }
+        }
+    }
+}
