@@ -482,11 +482,13 @@ fn non_zero(key: &str, v: usize) -> Result<NonZeroUsize, ConfigError> {
 /// of the 32 bytes; checks the key id when present.
 pub fn parse_public_key(text: &str) -> Result<PublicKey, String> {
     let text = text.trim();
-    let parts: Vec<&str> = text.split('+').collect();
-    let (name_id, b64) = match parts.as_slice() {
-        [b64] => (None, *b64),
-        [name, id, b64] => (Some((*name, *id)), *b64),
-        _ => return Err("expected NAME+KEYID+BASE64 or BASE64 of 32 bytes".into()),
+    // Key names never contain '+'; base64 may.
+    let mut parts = text.splitn(3, '+');
+    let (name_id, b64) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(name), Some(id), Some(b64)) if id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            (Some((name, id)), b64)
+        }
+        _ => (None, text),
     };
     let raw = base64::engine::general_purpose::STANDARD
         .decode(b64)
@@ -1019,3 +1021,101 @@ signals = [
   # { name = "gnss_imu.AccelerationX", every = 10 },
 ]
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::tests::{chmod, fixtures, keys};
+
+    /// The default config with its packaged paths pointed at real files in `dir`.
+    fn default_in(dir: &Path) -> String {
+        let dbc = fixtures().join("dbc/css-electronics/canmod-gps.dbc");
+        DEFAULT_CONFIG
+            .replace("/etc/iov/keys/signing.key", &dir.join("signing.key").display().to_string())
+            .replace("/var/lib/iov-gateway/store", &dir.join("store").display().to_string())
+            .replace("/etc/iov/dbc/canmod-gps.dbc", &dbc.display().to_string())
+            .replace("/etc/iov/keys/factory.x25519.pub", &dir.join("factory.pub").display().to_string())
+            .replace("/etc/iov/keys/city.x25519.pub", &dir.join("city.pub").display().to_string())
+    }
+
+    fn err(text: &str, dir: &Path) -> String {
+        match Config::from_toml(text, &dir.join("gateway.toml")) {
+            Ok(_) => panic!("config was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_printed_default_config_validates() {
+        let k = keys();
+        let text = default_in(k.dir.path());
+        let c = Config::from_toml(&text, &k.dir.path().join("gateway.toml")).expect("default validates");
+        assert_eq!(c.lanes.len(), 2);
+        assert_eq!(c.sources.len(), 1);
+        assert_eq!(c.block.max_age, Duration::from_secs(10));
+        assert_eq!(c.block.max_bytes.get(), 4 << 20);
+        let city = c.lanes.iter().find(|l| l.name == "city").expect("city lane");
+        let LaneContent::Signals(rules) = &city.content else { panic!("city carries signals") };
+        assert_eq!(rules[1].grid, Some(0.001));
+        assert_eq!(rules[1].min_interval, Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_its_name() {
+        let k = keys();
+        let text = default_in(k.dir.path()).replace("[block]\n", "[block]\nmax_recods = 5\n");
+        let e = err(&text, k.dir.path());
+        assert!(e.contains("max_recods"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_key_path() {
+        let k = keys();
+        let d = k.dir.path();
+        let base = default_in(d);
+        let e = err(&base.replace("\"gnss_pos.Latitude\"", "\"gnss_pos.Lattitude\""), d);
+        assert!(e.starts_with("lanes.city.signals[1].name: \"gnss_pos.Lattitude\""), "{e}");
+        let e = err(&base.replace("max_age = \"10s\"", "max_age = \"10 parsecs\""), d);
+        assert!(e.starts_with("block.max_age: "), "{e}");
+        let e = err(&base.replace("recipients = [\"city\"]", "recipients = [\"town\"]"), d);
+        assert!(e.starts_with("lanes.city.recipients[0]: \"town\" is not declared"), "{e}");
+        let e = err(&base.replace("kind = \"socketcan\"", "kind = \"serial\""), d);
+        assert!(e.contains("serial"), "{e}");
+        let e = err(&base.replace("# sources = [\"can0\"]", "sources = [\"can9\"]"), d);
+        assert!(e.starts_with("lanes.factory.sources[0]: no source named \"can9\""), "{e}");
+        std::fs::write(d.join("bad.dbc"), "BO_ 1 x: 8 y\n SG_ a : 0|8@1+ (1,0) [0|1] \"\" z\nBO_ oops").expect("write");
+        let e = err(&base.replace(&fixtures().join("dbc/css-electronics/canmod-gps.dbc").display().to_string(), &d.join("nope.dbc").display().to_string()), d);
+        assert!(e.starts_with("dbc[0].file: "), "{e}");
+    }
+
+    #[test]
+    fn a_signing_key_readable_by_others_is_refused() {
+        let k = keys();
+        chmod(&k.dir.path().join("signing.key"), 0o644);
+        let e = err(&default_in(k.dir.path()), k.dir.path());
+        assert!(e.starts_with("gateway.signing_key: ") && e.contains("0644"), "{e}");
+    }
+
+    #[test]
+    fn a_recipient_key_with_a_wrong_id_is_refused() {
+        let k = keys();
+        let p = k.dir.path().join("city.pub");
+        let text = std::fs::read_to_string(&p).expect("read");
+        let mut parts: Vec<&str> = text.split('+').collect();
+        parts[1] = if parts[1] == "00000000" { "00000001" } else { "00000000" };
+        std::fs::write(&p, parts.join("+")).expect("write");
+        let e = err(&default_in(k.dir.path()), k.dir.path());
+        assert!(e.starts_with("recipients.city: ") && e.contains("key id"), "{e}");
+    }
+
+    #[test]
+    fn durations_and_sizes_parse_with_units() {
+        assert_eq!(parse_duration("k", "250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("k", "1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("k", "5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("k", "5 fortnights").is_err());
+        assert_eq!(parse_size("k", "4 MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("k", "1000"), Ok(1000));
+        assert!(parse_size("k", "-1").is_err());
+    }
+}

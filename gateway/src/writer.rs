@@ -13,7 +13,6 @@
 //! An append error is **fatal**: the store is poisoned (`ledger` D21), the writer returns the
 //! error, the daemon cancels everything and exits non-zero so systemd restarts it.
 
-use std::sync::Arc;
 
 use ledger::block::{hash_header_bytes, BlockHash};
 use ledger::note::Ed25519Signer;

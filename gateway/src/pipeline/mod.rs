@@ -441,4 +441,4 @@ pub fn seal(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
