@@ -101,6 +101,7 @@ impl<S: Store + ?Sized> Writer<S> {
                 .map_err(|source| WriteError::Append { height, source })?;
             self.prev = sealed.header.hash();
             records = p.record_count() as u64;
+            tracing::info!(height, records, inputs = p.inputs, "block durable");
         }
         let size = self.store.size();
         self.durable.send_modify(|d| {

@@ -155,6 +155,9 @@ impl MqttSource {
                             }
                         }
                     }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        tracing::info!(source = %self.name, "MQTT subscribed");
+                    }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         self.stats.received.fetch_add(1, Ordering::Relaxed);
                         let Some(sender) = &tx else {
@@ -171,6 +174,7 @@ impl MqttSource {
                             qos: match p.qos { QoS::AtMostOnce => 0, QoS::AtLeastOnce => 1, QoS::ExactlyOnce => 2 },
                             retain: p.retain,
                         };
+                        tracing::debug!(source = %self.name, seq, topic = %p.topic, dup = p.dup, "MQTT message received");
                         let ack = (p.qos != QoS::AtMostOnce).then_some(p);
                         held.push_back((seq, ack));
                         // Backpressure: wait for room; the socket is not read meanwhile.
