@@ -128,7 +128,7 @@ pub async fn run(
                     name: name.clone(),
                     index: i,
                     config: m.clone(),
-                    tx: mqtt_tx.clone(),
+                    tx: Some(mqtt_tx.clone()),
                     durable: durable_rx.clone(),
                     stats: st,
                     grace: config.shutdown_grace,

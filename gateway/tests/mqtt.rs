@@ -216,3 +216,28 @@ fn messages_received_but_not_sealed_are_redelivered_after_a_kill() -> Result<()>
     ensure!(got == sent, "after the kill: stored {:?}, sent {} messages", got.len(), sent.len());
     Ok(())
 }
+
+#[test]
+fn sigterm_seals_the_partial_block_and_acknowledges_it_before_exit() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let d = tmp.path();
+    let k = common::keys(d)?;
+    let broker = Broker::start(d)?;
+    // Nothing is sealed by age: only the shutdown seals.
+    let config = write_config(d, broker.port, "1h")?;
+    let mut gw = common::Gateway::start(&config)?;
+    gw.wait_for(Duration::from_secs(20), |l| l.contains("MQTT subscribed"))?;
+    let sent = messages(50, "t");
+    broker.publish("v/7/t", &sent)?;
+    gw.wait_for(Duration::from_secs(30), |l| l.contains("MQTT message received") && l.contains("seq=50"))?;
+    ensure!(common::durable_records(&gw.seen) == 0, "a block was sealed before SIGTERM");
+    gw.signal("-TERM")?;
+    let (status, _) = gw.wait_exit(Duration::from_secs(30))?;
+    ensure!(status.success(), "gateway exited {status}:\n{}", gw.seen.join("\n"));
+    ensure!(gw.seen.iter().any(|l| l.contains("sealing the partial block")), "no partial block");
+    ensure!(stored_payloads(d, &k)? == sent, "the partial block does not hold every message");
+    broker.publish("v/7/t", &["sentinel".to_owned()])?;
+    let first = broker.first_for_session("gw-e2e")?;
+    ensure!(first == "sentinel", "the broker redelivered {first:?}: the last block was not acknowledged");
+    Ok(())
+}

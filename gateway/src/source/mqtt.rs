@@ -43,6 +43,9 @@ use crate::writer::Durable;
 /// Requests the client may queue for the event loop (acks, subscribes).
 const REQUEST_CAPACITY: usize = 1024;
 
+/// How long the last acks and the DISCONNECT may take at shutdown.
+const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Why the MQTT source stopped on its own.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -56,7 +59,8 @@ pub struct MqttSource {
     pub name: String,
     pub index: usize,
     pub config: MqttConfig,
-    pub tx: mpsc::Sender<MqttMessage>,
+    /// The pipeline channel; taken by [`MqttSource::run`] and dropped at shutdown.
+    pub tx: Option<mpsc::Sender<MqttMessage>>,
     pub durable: watch::Receiver<Durable>,
     pub stats: Arc<SourceStats>,
     /// How long, after cancellation, to wait for the last block's acks.
@@ -97,11 +101,11 @@ impl MqttSource {
     }
 
     /// Runs until `shutdown` is cancelled and the last acks are out.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), MqttError> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), MqttError> {
         let (client, mut events) = AsyncClient::new(self.options(), REQUEST_CAPACITY);
         let mut backoff = Backoff::new(self.config.reconnect_min, self.config.reconnect_max);
         let mut durable = self.durable.clone();
-        let mut tx = Some(self.tx.clone());
+        let mut tx = self.tx.take();
         // Messages awaiting durability: (seq, publish to ack; None for QoS 0).
         let mut held: VecDeque<(u64, Option<Publish>)> = VecDeque::new();
         let mut seq: u64 = 0;
@@ -118,9 +122,20 @@ impl MqttSource {
                     if !held.is_empty() {
                         tracing::warn!(source = %self.name, unacked = held.len(), "MQTT messages left unacknowledged at shutdown; the broker will redeliver them");
                     }
+                    // The acks are queued requests: poll the event loop until it has written
+                    // them and the DISCONNECT after them (bounded).
                     let _ = client.try_disconnect();
-                    // Give the event loop a moment to send DISCONNECT.
-                    let _ = tokio::time::timeout(Duration::from_millis(200), events.poll()).await;
+                    let flush = async {
+                        loop {
+                            match events.poll().await {
+                                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                                Ok(_) => {}
+                            }
+                        }
+                    };
+                    if tokio::time::timeout(DISCONNECT_TIMEOUT, flush).await.is_err() {
+                        tracing::warn!(source = %self.name, "MQTT disconnect timed out; unsent acks will be redelivered");
+                    }
                     return Ok(());
                 }
             }
