@@ -436,10 +436,7 @@ pub fn parse_duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
         "m" => n * 60.0,
         "h" => n * 3600.0,
         u => {
-            return Err(invalid(
-                key,
-                format!("{text:?}: unknown unit {u:?} (ns, us, ms, s, m, h)"),
-            ))
+            return Err(invalid(key, format!("{text:?}: unknown unit {u:?} (ns, us, ms, s, m, h)")))
         }
     };
     Duration::try_from_secs_f64(secs)
@@ -485,7 +482,9 @@ pub fn parse_public_key(text: &str) -> Result<PublicKey, String> {
     // Key names never contain '+'; base64 may.
     let mut parts = text.splitn(3, '+');
     let (name_id, b64) = match (parts.next(), parts.next(), parts.next()) {
-        (Some(name), Some(id), Some(b64)) if id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+        (Some(name), Some(id), Some(b64))
+            if id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
             (Some((name, id)), b64)
         }
         _ => (None, text),
@@ -637,12 +636,14 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
         }
         let kind = match s {
             RawSource::Socketcan { interface, ids, error_frames } => {
-                let channel = ChannelId(u16::try_from(i).map_err(|_| {
-                    invalid(format!("sources.{name}"), "more than 65535 sources")
-                })?);
+                let channel =
+                    ChannelId(u16::try_from(i).map_err(|_| {
+                        invalid(format!("sources.{name}"), "more than 65535 sources")
+                    })?);
                 let mut c = crate::source::socketcan::Config::new(interface.clone(), channel);
                 for (j, id) in ids.iter().enumerate() {
-                    let cid = if *id <= 0x7FF { CanId::standard(*id) } else { CanId::extended(*id) };
+                    let cid =
+                        if *id <= 0x7FF { CanId::standard(*id) } else { CanId::extended(*id) };
                     c.ids.push(cid.ok_or_else(|| {
                         invalid(key(&format!("ids[{j}]")), format!("{id:#x} is not a CAN id"))
                     })?);
@@ -665,7 +666,10 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
                     "recorded" => Pace::Recorded,
                     "fast" => Pace::Fast,
                     p => {
-                        return Err(invalid(key("pace"), format!("{p:?}: use \"recorded\" or \"fast\"")))
+                        return Err(invalid(
+                            key("pace"),
+                            format!("{p:?}: use \"recorded\" or \"fast\""),
+                        ))
                     }
                 };
                 let policy = match on_error.as_str() {
@@ -754,7 +758,10 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
                         "json" => PayloadFormat::Json,
                         "cbor" => PayloadFormat::Cbor,
                         f => {
-                            return Err(invalid(lk("format"), format!("{f:?}: use \"json\" or \"cbor\"")))
+                            return Err(invalid(
+                                lk("format"),
+                                format!("{f:?}: use \"json\" or \"cbor\""),
+                            ))
                         }
                     };
                     if l.fields.is_empty() {
@@ -845,7 +852,10 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
                         let mut ids = BTreeSet::new();
                         for (j, m) in ms.iter().enumerate() {
                             let k = decoder.message_by_name(m).ok_or_else(|| {
-                                invalid(key(&format!("messages[{j}]")), format!("no DBC message named {m:?}"))
+                                invalid(
+                                    key(&format!("messages[{j}]")),
+                                    format!("no DBC message named {m:?}"),
+                                )
                             })?;
                             ids.insert(decoder.message(k).id());
                         }
@@ -875,13 +885,22 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
                     }
                     let every = match s.every {
                         None => None,
-                        Some(n) => Some(NonZeroU64::new(n).ok_or_else(|| invalid(sk("every"), "must be at least 1"))?),
+                        Some(n) => Some(
+                            NonZeroU64::new(n)
+                                .ok_or_else(|| invalid(sk("every"), "must be at least 1"))?,
+                        ),
                     };
-                    let min_interval =
-                        s.min_interval.as_deref().map(|t| parse_duration(&sk("min_interval"), t)).transpose()?;
+                    let min_interval = s
+                        .min_interval
+                        .as_deref()
+                        .map(|t| parse_duration(&sk("min_interval"), t))
+                        .transpose()?;
                     if let Some(g) = s.grid {
                         if !(g.is_finite() && g > 0.0) {
-                            return Err(invalid(sk("grid"), format!("{g} is not a positive number")));
+                            return Err(invalid(
+                                sk("grid"),
+                                format!("{g} is not a positive number"),
+                            ));
                         }
                     }
                     rules.push(SignalRule {
@@ -897,12 +916,18 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
             c => return Err(invalid(key("carries"), format!("{c:?}: use \"raw\" or \"signals\""))),
         };
         if l.recipients.is_empty() {
-            return Err(invalid(key("recipients"), "at least one recipient: nobody could open the lane"));
+            return Err(invalid(
+                key("recipients"),
+                "at least one recipient: nobody could open the lane",
+            ));
         }
         let mut rs = Vec::new();
         for (j, r) in l.recipients.iter().enumerate() {
             let pk = recipients.get(r).ok_or_else(|| {
-                invalid(key(&format!("recipients[{j}]")), format!("{r:?} is not declared under [recipients]"))
+                invalid(
+                    key(&format!("recipients[{j}]")),
+                    format!("{r:?} is not declared under [recipients]"),
+                )
             })?;
             if rs.contains(pk) {
                 return Err(invalid(key(&format!("recipients[{j}]")), "listed twice"));
@@ -1034,7 +1059,10 @@ mod tests {
             .replace("/etc/iov/keys/signing.key", &dir.join("signing.key").display().to_string())
             .replace("/var/lib/iov-gateway/store", &dir.join("store").display().to_string())
             .replace("/etc/iov/dbc/canmod-gps.dbc", &dbc.display().to_string())
-            .replace("/etc/iov/keys/factory.x25519.pub", &dir.join("factory.pub").display().to_string())
+            .replace(
+                "/etc/iov/keys/factory.x25519.pub",
+                &dir.join("factory.pub").display().to_string(),
+            )
             .replace("/etc/iov/keys/city.x25519.pub", &dir.join("city.pub").display().to_string())
     }
 
@@ -1049,7 +1077,8 @@ mod tests {
     fn the_printed_default_config_validates() {
         let k = keys();
         let text = default_in(k.dir.path());
-        let c = Config::from_toml(&text, &k.dir.path().join("gateway.toml")).expect("default validates");
+        let c = Config::from_toml(&text, &k.dir.path().join("gateway.toml"))
+            .expect("default validates");
         assert_eq!(c.lanes.len(), 2);
         assert_eq!(c.sources.len(), 1);
         assert_eq!(c.block.max_age, Duration::from_secs(10));
@@ -1083,8 +1112,18 @@ mod tests {
         assert!(e.contains("serial"), "{e}");
         let e = err(&base.replace("# sources = [\"can0\"]", "sources = [\"can9\"]"), d);
         assert!(e.starts_with("lanes.factory.sources[0]: no source named \"can9\""), "{e}");
-        std::fs::write(d.join("bad.dbc"), "BO_ 1 x: 8 y\n SG_ a : 0|8@1+ (1,0) [0|1] \"\" z\nBO_ oops").expect("write");
-        let e = err(&base.replace(&fixtures().join("dbc/css-electronics/canmod-gps.dbc").display().to_string(), &d.join("nope.dbc").display().to_string()), d);
+        std::fs::write(
+            d.join("bad.dbc"),
+            "BO_ 1 x: 8 y\n SG_ a : 0|8@1+ (1,0) [0|1] \"\" z\nBO_ oops",
+        )
+        .expect("write");
+        let e = err(
+            &base.replace(
+                &fixtures().join("dbc/css-electronics/canmod-gps.dbc").display().to_string(),
+                &d.join("nope.dbc").display().to_string(),
+            ),
+            d,
+        );
         assert!(e.starts_with("dbc[0].file: "), "{e}");
     }
 

@@ -16,7 +16,11 @@ use gateway::config::{Config, DEFAULT_CONFIG, DEFAULT_PATH};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "iov-gateway", version, about = "IoV edge gateway: CAN/MQTT in, sealed blocks out")]
+#[command(
+    name = "iov-gateway",
+    version,
+    about = "IoV edge gateway: CAN/MQTT in, sealed blocks out"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -136,7 +140,9 @@ fn open_store(_config: &Config) -> anyhow::Result<Box<dyn ledger::store::Store +
 
 async fn wait_for_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
         tracing::error!("cannot install signal handlers");
         return;
     };

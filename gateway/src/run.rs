@@ -101,7 +101,10 @@ pub async fn run(
         match &s.kind {
             SourceKind::SocketCan(c) => {
                 let src = crate::source::socketcan::Source::new(c.clone(), frames_tx.clone(), st)
-                    .map_err(|e| RunError::Source { name: name.clone(), reason: e.to_string() })?;
+                    .map_err(|e| RunError::Source {
+                    name: name.clone(),
+                    reason: e.to_string(),
+                })?;
                 tracker.spawn(async move {
                     if let Err(e) = src.run(token).await {
                         fail(RunError::Source { name, reason: e.to_string() });
@@ -146,7 +149,8 @@ pub async fn run(
     tracker.close();
 
     let pipeline = Pipeline::new(&config);
-    let pipe = tokio::spawn(pipeline_task(pipeline, frames_rx, mqtt_rx, channels, pending_tx, started));
+    let pipe =
+        tokio::spawn(pipeline_task(pipeline, frames_rx, mqtt_rx, channels, pending_tx, started));
     let counters = pipe.await.map_err(|e| RunError::Join(e.to_string()))?;
     let writer_result = writer_task.await.map_err(|e| RunError::Join(e.to_string()))?;
     if let Err(e) = writer_result {

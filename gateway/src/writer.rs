@@ -13,7 +13,6 @@
 //! An append error is **fatal**: the store is poisoned (`ledger` D21), the writer returns the
 //! error, the daemon cancels everything and exits non-zero so systemd restarts it.
 
-
 use ledger::block::{hash_header_bytes, BlockHash};
 use ledger::note::Ed25519Signer;
 use ledger::seal::SealOptions;
@@ -75,7 +74,10 @@ impl<S: Store + ?Sized> Writer<S> {
                 .ok_or_else(|| WriteError::Head {
                     height: size - 1,
                     source: ledger::store::StoreError::Read {
-                        place: ledger::store::Place { cf: "headers", key: ledger::store::height_key(size - 1) },
+                        place: ledger::store::Place {
+                            cf: "headers",
+                            key: ledger::store::height_key(size - 1),
+                        },
                         reason: "missing".into(),
                     },
                 })?;
@@ -95,8 +97,9 @@ impl<S: Store + ?Sized> Writer<S> {
             let mut seed = [0u8; 32];
             getrandom::fill(&mut seed).map_err(|e| WriteError::Random(e.to_string()))?;
             let mut rng = chacha20::ChaCha20Rng::from_seed(seed);
-            let (sealed, data) = pipeline::seal(p, self.gateway, height, self.prev, &self.opts, &mut rng)
-                .map_err(|source| WriteError::Seal { height, source })?;
+            let (sealed, data) =
+                pipeline::seal(p, self.gateway, height, self.prev, &self.opts, &mut rng)
+                    .map_err(|source| WriteError::Seal { height, source })?;
             append_blocks(&mut *self.store, &self.signer, vec![data])
                 .map_err(|source| WriteError::Append { height, source })?;
             self.prev = sealed.header.hash();
@@ -132,4 +135,3 @@ impl<S: Store + ?Sized> Writer<S> {
         &self.store
     }
 }
-

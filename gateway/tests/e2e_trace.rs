@@ -2,6 +2,9 @@
 //! store (raw `factory` lane, 1 Hz coarsened `city` lane), stops at the end of the trace, and
 //! the store verifies with `iovctl store verify` and gives back every frame, in order.
 
+// They need the RocksDB store (the default feature `rocks`).
+#![cfg(feature = "rocks")]
+
 mod common;
 
 use std::sync::Arc;
@@ -71,10 +74,8 @@ signals = [
     ensure!(status.success(), "gateway exited {status}; log:\n{}", gw.seen.join("\n"));
     let summary = stdout.lines().find(|l| l.contains("stopped:")).context("summary line")?;
     println!("{summary}");
-    let rate = summary
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("frames_per_s="))
-        .context("rate")?;
+    let rate =
+        summary.split_whitespace().find_map(|w| w.strip_prefix("frames_per_s=")).context("rate")?;
     println!("ingest rate (trace, as fast as possible, RocksDB synced appends): {rate} frames/s");
 
     // iovctl store verify: the real binary.
@@ -86,7 +87,11 @@ signals = [
         .arg(d.join("signing.vkey"))
         .output()?;
     println!("iovctl store verify: {}", String::from_utf8_lossy(&out.stdout).trim());
-    ensure!(out.status.success(), "iovctl store verify failed: {}", String::from_utf8_lossy(&out.stderr));
+    ensure!(
+        out.status.success(),
+        "iovctl store verify failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Every frame of the trace, in order, from the factory lanes.
     let mut r = trace::open(&trace_path, ErrorPolicy::Strict)?;

@@ -2,6 +2,9 @@
 //! with its own config file: QoS 1 messages land in sealed blocks exactly once and are
 //! acknowledged only then; a gateway killed between receipt and seal gets them redelivered.
 
+// They need the RocksDB store (the default feature `rocks`).
+#![cfg(feature = "rocks")]
+
 mod common;
 
 use std::io::Write as _;
@@ -66,7 +69,17 @@ impl Broker {
     /// The first message the broker delivers to `client_id`'s persistent session.
     fn first_for_session(&self, client_id: &str) -> Result<String> {
         let out = Command::new("mosquitto_sub")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q", "1", "-c", "-i", client_id])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-q",
+                "1",
+                "-c",
+                "-i",
+                client_id,
+            ])
             .args(["-t", "v/#", "-C", "1", "-W", "20"])
             .output()?;
         ensure!(out.status.success(), "mosquitto_sub: {}", String::from_utf8_lossy(&out.stderr));
@@ -170,8 +183,13 @@ fn qos1_messages_are_sealed_exactly_once_and_acknowledged_after_durability() -> 
     println!("{}", stdout.trim());
 
     let got = stored_payloads(d, &k)?;
-    ensure!(got == sent, "stored {} payloads, sent {}; first differing: {:?}", got.len(), sent.len(),
-        got.iter().zip(&sent).position(|(a, b)| a != b));
+    ensure!(
+        got == sent,
+        "stored {} payloads, sent {}; first differing: {:?}",
+        got.len(),
+        sent.len(),
+        got.iter().zip(&sent).position(|(a, b)| a != b)
+    );
 
     // Nothing is left unacknowledged in the gateway's session: the first message the broker
     // delivers to it now is one published after the gateway stopped.
@@ -193,7 +211,9 @@ fn messages_received_but_not_sealed_are_redelivered_after_a_kill() -> Result<()>
     gw.wait_for(Duration::from_secs(20), |l| l.contains("MQTT subscribed"))?;
     let sent = messages(50, "k");
     broker.publish("v/7/t", &sent)?;
-    gw.wait_for(Duration::from_secs(30), |l| l.contains("MQTT message received") && l.contains("seq=50"))?;
+    gw.wait_for(Duration::from_secs(30), |l| {
+        l.contains("MQTT message received") && l.contains("seq=50")
+    })?;
     ensure!(common::durable_records(&gw.seen) == 0, "a block was sealed before the kill");
     gw.signal("-KILL")?;
     let (status, _) = gw.wait_exit(Duration::from_secs(10))?;
@@ -229,7 +249,9 @@ fn sigterm_seals_the_partial_block_and_acknowledges_it_before_exit() -> Result<(
     gw.wait_for(Duration::from_secs(20), |l| l.contains("MQTT subscribed"))?;
     let sent = messages(50, "t");
     broker.publish("v/7/t", &sent)?;
-    gw.wait_for(Duration::from_secs(30), |l| l.contains("MQTT message received") && l.contains("seq=50"))?;
+    gw.wait_for(Duration::from_secs(30), |l| {
+        l.contains("MQTT message received") && l.contains("seq=50")
+    })?;
     ensure!(common::durable_records(&gw.seen) == 0, "a block was sealed before SIGTERM");
     gw.signal("-TERM")?;
     let (status, _) = gw.wait_exit(Duration::from_secs(30))?;
@@ -238,6 +260,9 @@ fn sigterm_seals_the_partial_block_and_acknowledges_it_before_exit() -> Result<(
     ensure!(stored_payloads(d, &k)? == sent, "the partial block does not hold every message");
     broker.publish("v/7/t", &["sentinel".to_owned()])?;
     let first = broker.first_for_session("gw-e2e")?;
-    ensure!(first == "sentinel", "the broker redelivered {first:?}: the last block was not acknowledged");
+    ensure!(
+        first == "sentinel",
+        "the broker redelivered {first:?}: the last block was not acknowledged"
+    );
     Ok(())
 }

@@ -121,7 +121,10 @@ fn approx_bytes(r: &Record) -> usize {
 }
 
 /// Our ledger record for a frame from interface `iface`.
-pub fn can_record(iface: &Arc<str>, f: &TimedFrame) -> Result<CanRecord, ledger::record::RecordError> {
+pub fn can_record(
+    iface: &Arc<str>,
+    f: &TimedFrame,
+) -> Result<CanRecord, ledger::record::RecordError> {
     let fr = &f.frame;
     let mut flags = CanFlags::default();
     if fr.id.is_extended() {
@@ -190,7 +193,8 @@ impl Pipeline {
                     .layouts
                     .iter()
                     .map(|l| {
-                        let names = l.fields.iter().map(|(n, _)| Arc::<str>::from(n.as_str())).collect();
+                        let names =
+                            l.fields.iter().map(|(n, _)| Arc::<str>::from(n.as_str())).collect();
                         (l.clone(), names)
                     })
                     .collect(),
@@ -201,12 +205,16 @@ impl Pipeline {
             .lanes
             .iter()
             .map(|l| Lane {
-                spec: LaneSpec { name: l.name.clone(), recipients: l.recipients.clone(), records: Vec::new() },
+                spec: LaneSpec {
+                    name: l.name.clone(),
+                    recipients: l.recipients.clone(),
+                    records: Vec::new(),
+                },
                 sources: l.sources.clone(),
                 content: match &l.content {
-                    LaneContent::Raw { can_ids } => {
-                        Content::Raw { can_ids: can_ids.as_ref().map(|s| s.iter().copied().collect()) }
-                    }
+                    LaneContent::Raw { can_ids } => Content::Raw {
+                        can_ids: can_ids.as_ref().map(|s| s.iter().copied().collect()),
+                    },
                     LaneContent::Signals(rules) => Content::Signals(SignalLane {
                         by_name: rules
                             .iter()
@@ -262,11 +270,11 @@ impl Pipeline {
         };
         self.open(now);
         self.inputs += 1;
-        let wants_signals = self
-            .lanes
-            .iter()
-            .any(|l| matches!(l.content, Content::Signals(_)) && l.takes(source));
-        let key = if wants_signals && matches!(frame.frame.kind, FrameKind::Data | FrameKind::Fd { .. }) {
+        let wants_signals =
+            self.lanes.iter().any(|l| matches!(l.content, Content::Signals(_)) && l.takes(source));
+        let key = if wants_signals
+            && matches!(frame.frame.kind, FrameKind::Data | FrameKind::Fd { .. })
+        {
             let bus = self.decoder.bus(iface);
             let k = self.decoder.decode(bus, &frame.frame, &mut self.decoded);
             if k.is_none() {
@@ -296,7 +304,11 @@ impl Pipeline {
                         let Some(name) = names.get(v.signal) else { continue };
                         let Some(&ri) = sl.by_name.get(name) else { continue };
                         if let Some(value) = sl.state[ri].keep(&sl.rules[ri], frame.t_ns, v.value) {
-                            let r = Record::Signal(SignalRecord { t_ns: frame.t_ns, name: name.clone(), value });
+                            let r = Record::Signal(SignalRecord {
+                                t_ns: frame.t_ns,
+                                name: name.clone(),
+                                value,
+                            });
                             self.bytes += approx_bytes(&r);
                             lane.spec.records.push(r);
                             self.counters.signals_kept += 1;
@@ -327,7 +339,9 @@ impl Pipeline {
                     Ok(x) => {
                         self.counters.fields_missing += x.missing;
                         samples.extend(
-                            x.values.into_iter().filter_map(|(i, v)| names.get(i).map(|n| (n.clone(), v))),
+                            x.values
+                                .into_iter()
+                                .filter_map(|(i, v)| names.get(i).map(|n| (n.clone(), v))),
                         );
                     }
                     Err(e) => {
@@ -361,7 +375,8 @@ impl Pipeline {
                     for (name, v) in &samples {
                         let Some(&ri) = sl.by_name.get(name) else { continue };
                         if let Some(value) = sl.state[ri].keep(&sl.rules[ri], t_ns, *v) {
-                            let r = Record::Signal(SignalRecord { t_ns, name: name.clone(), value });
+                            let r =
+                                Record::Signal(SignalRecord { t_ns, name: name.clone(), value });
                             self.bytes += approx_bytes(&r);
                             lane.spec.records.push(r);
                             self.counters.signals_kept += 1;
@@ -404,8 +419,12 @@ impl Pipeline {
 
     fn take(&mut self) -> Option<Pending> {
         self.opened_at?;
-        let marks: Vec<(usize, u64)> =
-            self.marks.iter_mut().enumerate().filter_map(|(i, m)| m.take().map(|s| (i, s))).collect();
+        let marks: Vec<(usize, u64)> = self
+            .marks
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, m)| m.take().map(|s| (i, s)))
+            .collect();
         let lanes = self
             .lanes
             .iter_mut()

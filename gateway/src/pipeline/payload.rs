@@ -122,11 +122,11 @@ mod tests {
     #[test]
     fn json_fields_are_read_by_path_and_missing_ones_counted() {
         let l = layout(PayloadFormat::Json);
-        let got = extract(&l, br#"{"speed": 12.5, "pos": {"lon": 1}}"#).unwrap();
+        let got = extract(&l, br#"{"speed": 12.5, "pos": {"lon": 1}}"#).expect("extracts");
         assert_eq!(got, Extracted { values: vec![(0, 12.5)], missing: 1 });
-        let got = extract(&l, br#"{"speed": "fast", "pos": {"lat": 48.1}}"#).unwrap();
+        let got = extract(&l, br#"{"speed": "fast", "pos": {"lat": 48.1}}"#).expect("extracts");
         assert_eq!(got, Extracted { values: vec![(1, 48.1)], missing: 1 });
-        assert!(extract(&l, b"\xff not json").unwrap_err().starts_with("not JSON"));
+        assert!(extract(&l, b"\xff not json").expect_err("not JSON").starts_with("not JSON"));
     }
 
     #[test]
@@ -138,9 +138,9 @@ mod tests {
             (V::Text("pos".into()), V::Map(vec![(V::Text("lat".into()), V::Float(48.5))])),
         ]);
         let mut buf = Vec::new();
-        ciborium::into_writer(&v, &mut buf).unwrap();
+        ciborium::into_writer(&v, &mut buf).expect("encodes");
         assert_eq!(
-            extract(&l, &buf).unwrap(),
+            extract(&l, &buf).expect("extracts"),
             Extracted { values: vec![(0, 30.0), (1, 48.5)], missing: 0 }
         );
         assert!(extract(&l, &[0xff, 0x00]).is_err());

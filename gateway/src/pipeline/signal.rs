@@ -28,7 +28,7 @@ impl SignalState {
         let n = self.seen;
         self.seen += 1;
         if let Some(every) = rule.every {
-            if n % every.get() != 0 {
+            if !n.is_multiple_of(every.get()) {
                 return None;
             }
         }
@@ -76,11 +76,8 @@ mod tests {
         let r = SignalRule { min_interval: Some(Duration::from_millis(1000)), ..rule() };
         let mut s = SignalState::default();
         let ts = [0u64, 400, 999, 1000, 1500, 2100, 2999, 3100];
-        let kept: Vec<u64> = ts
-            .iter()
-            .copied()
-            .filter(|&t| s.keep(&r, t * 1_000_000, 1.0).is_some())
-            .collect();
+        let kept: Vec<u64> =
+            ts.iter().copied().filter(|&t| s.keep(&r, t * 1_000_000, 1.0).is_some()).collect();
         assert_eq!(kept, [0, 1000, 2100, 3100]);
     }
 

@@ -87,8 +87,9 @@ fn lane_index(b: &BlockHeader, name: &str) -> usize {
 }
 
 fn gps_frames(n: usize) -> (Vec<TimedFrame>, Vec<String>) {
-    let mut r = trace::open(&fixtures().join("traces/canmod_gps_3BA199E2.log.gz"), ErrorPolicy::Strict)
-        .expect("trace opens");
+    let mut r =
+        trace::open(&fixtures().join("traces/canmod_gps_3BA199E2.log.gz"), ErrorPolicy::Strict)
+            .expect("trace opens");
     let frames: Vec<TimedFrame> = r.by_ref().take(n).map(|f| f.expect("frame")).collect();
     (frames, r.channels().to_vec())
 }
@@ -156,7 +157,8 @@ fn sealed_blocks_open_with_the_lane_keys_and_give_back_every_frame() {
     let names: Vec<Arc<str>> = chans.iter().map(|c| Arc::from(c.as_str())).collect();
     let mut p = Pipeline::new(&cfg);
     let store = Box::new(Memory::new(cfg.signer.name()));
-    let (mut w, durable) = Writer::new(store, cfg.signer.clone(), SealOptions::default(), 1).expect("writer");
+    let (mut w, durable) =
+        Writer::new(store, cfg.signer.clone(), SealOptions::default(), 1).expect("writer");
     for f in &frames {
         if let Some(b) = p.push_can(0, &names[usize::from(f.channel.0)], f, Duration::ZERO) {
             w.write(&b).expect("write");
@@ -177,8 +179,13 @@ fn sealed_blocks_open_with_the_lane_keys_and_give_back_every_frame() {
         prev = header.hash();
         let lanes = store.lanes(h).expect("lanes");
         let (fi, ci) = (lane_index(&header, "factory"), lane_index(&header, "city"));
-        got.extend(open_lane_bytes(&header, fi, &lanes[fi], &k.factory, &Limits::default()).expect("factory opens"));
-        city += open_lane_bytes(&header, ci, &lanes[ci], &k.city, &Limits::default()).expect("city opens").len();
+        got.extend(
+            open_lane_bytes(&header, fi, &lanes[fi], &k.factory, &Limits::default())
+                .expect("factory opens"),
+        );
+        city += open_lane_bytes(&header, ci, &lanes[ci], &k.city, &Limits::default())
+            .expect("city opens")
+            .len();
         assert!(
             open_lane_bytes(&header, fi, &lanes[fi], &k.city, &Limits::default()).is_err(),
             "the city key does not open the factory lane"
@@ -186,7 +193,10 @@ fn sealed_blocks_open_with_the_lane_keys_and_give_back_every_frame() {
     }
     assert_eq!(got.len(), frames.len());
     for (r, f) in got.iter().zip(&frames) {
-        assert_eq!(*r, Record::Can(can_record(&names[usize::from(f.channel.0)], f).expect("record")));
+        assert_eq!(
+            *r,
+            Record::Can(can_record(&names[usize::from(f.channel.0)], f).expect("record"))
+        );
     }
     assert!(city > 0);
     // The log is verifiable as stored.
@@ -230,8 +240,7 @@ fn a_block_is_sealed_by_size() {
 #[test]
 fn mqtt_messages_are_kept_raw_decoded_by_layout_and_marked_for_acks() {
     let k = keys();
-    let text = format!(
-        r#"
+    let text = r#"
 [gateway]
 signing_key = "signing.key"
 store = "store"
@@ -242,21 +251,20 @@ city = "city.pub"
 kind = "mqtt"
 host = "127.0.0.1"
 client_id = "gw-test"
-topics = [{{ filter = "v/+/t", qos = 1 }}]
+topics = [{ filter = "v/+/t", qos = 1 }]
 [[sources.broker.layouts]]
 topic = "v/+/t"
 format = "json"
-fields = {{ "t.speed" = "speed" }}
+fields = { "t.speed" = "speed" }
 [lanes.factory]
 carries = "raw"
 recipients = ["factory"]
 [lanes.city]
 carries = "signals"
 recipients = ["city"]
-signals = [{{ name = "t.speed", on_change = true }}]
-"#
-    );
-    let cfg = Config::from_toml(&text, &k.dir.path().join("g.toml")).expect("config");
+signals = [{ name = "t.speed", on_change = true }]
+"#;
+    let cfg = Config::from_toml(text, &k.dir.path().join("g.toml")).expect("config");
     let mut p = Pipeline::new(&cfg);
     let msg = |seq: u64, payload: &str| MqttMessage {
         source: 0,
@@ -267,7 +275,9 @@ signals = [{{ name = "t.speed", on_change = true }}]
         qos: 1,
         retain: false,
     };
-    for (i, pl) in [r#"{"speed": 3}"#, r#"{"speed": 3}"#, "garbage", r#"{"speed": 4.5}"#].iter().enumerate() {
+    for (i, pl) in
+        [r#"{"speed": 3}"#, r#"{"speed": 3}"#, "garbage", r#"{"speed": 4.5}"#].iter().enumerate()
+    {
         assert!(p.push_mqtt(msg(i as u64 + 1, pl), Duration::ZERO).is_none());
     }
     let b = p.flush().expect("block");

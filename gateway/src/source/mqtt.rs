@@ -128,7 +128,9 @@ impl MqttSource {
                     let flush = async {
                         loop {
                             match events.poll().await {
-                                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => {
+                                    break
+                                }
                                 Ok(_) => {}
                             }
                         }

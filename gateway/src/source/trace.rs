@@ -114,7 +114,8 @@ impl TraceSource {
             let id = match map[local] {
                 Some(id) => id,
                 None => {
-                    let ch = reader.channels().get(local).cloned().unwrap_or_else(|| format!("{local}"));
+                    let ch =
+                        reader.channels().get(local).cloned().unwrap_or_else(|| format!("{local}"));
                     let id = self
                         .channels
                         .register(self.index, &ch)

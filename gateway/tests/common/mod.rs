@@ -73,7 +73,11 @@ impl Gateway {
     }
 
     /// Waits for a log line for which `f` is true; fails after `timeout` or if the process ends.
-    pub fn wait_for(&mut self, timeout: Duration, mut f: impl FnMut(&str) -> bool) -> Result<String> {
+    pub fn wait_for(
+        &mut self,
+        timeout: Duration,
+        mut f: impl FnMut(&str) -> bool,
+    ) -> Result<String> {
         let end = Instant::now() + timeout;
         loop {
             let left = end.saturating_duration_since(Instant::now());
@@ -115,16 +119,19 @@ impl Gateway {
                 while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
                     self.seen.push(l);
                 }
-                let out = self.stdout.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+                let out =
+                    self.stdout.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
                 return Ok((st, out));
             }
             if Instant::now() >= end {
                 let _ = self.child.kill();
-                bail!("the gateway did not exit within {timeout:?}; log:\n{}", self.seen.join("\n"));
+                bail!(
+                    "the gateway did not exit within {timeout:?}; log:\n{}",
+                    self.seen.join("\n")
+                );
             }
-            match self.lines.recv_timeout(Duration::from_millis(50)) {
-                Ok(l) => self.seen.push(l),
-                Err(_) => {}
+            if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(50)) {
+                self.seen.push(l);
             }
         }
     }
