@@ -168,3 +168,84 @@ fn pace_until(due: Instant, shutdown: &CancellationToken) -> bool {
         std::thread::sleep((due - now).min(PACE_SLICE));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AtEnd, Pace, TraceConfig};
+
+    fn source(
+        dir: &std::path::Path,
+        text: &str,
+        pace: Pace,
+        policy: ErrorPolicy,
+    ) -> (TraceSource, mpsc::Receiver<SourceFrame>) {
+        let file = dir.join("t.log");
+        std::fs::write(&file, text).expect("write");
+        let (tx, rx) = mpsc::channel(64);
+        let s = TraceSource {
+            name: "replay".into(),
+            index: 1,
+            config: TraceConfig { file, pace, policy, at_end: AtEnd::Continue },
+            channels: Channels::new(&["can0".into(), "replay".into()]),
+            tx,
+            stats: Arc::default(),
+        };
+        (s, rx)
+    }
+
+    const TRACE: &str = "(1.000000) can1 003#0102030405060708\n\
+                         (1.100000) can1 007#AABB\n\
+                         (1.150000) can1 zzz#nothex\n\
+                         (1.200000) vcan2 123#\n";
+
+    #[test]
+    fn malformed_lines_are_skipped_and_counted_and_channels_registered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (s, mut rx) = source(dir.path(), TRACE, Pace::Fast, ErrorPolicy::Skip);
+        let (channels, stats) = (s.channels.clone(), s.stats.clone());
+        let sum = s.run_blocking(&CancellationToken::new()).expect("replay");
+        assert_eq!((sum.frames, sum.malformed, sum.cancelled), (3, 1, false));
+        let got: Vec<SourceFrame> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(got.len(), 3);
+        assert!(got.iter().all(|f| f.clock == Clock::Recorded));
+        assert_eq!(got[0].frame.t_ns, 1_000_000_000);
+        let names: Vec<String> = got
+            .iter()
+            .map(|f| channels.get(f.frame.channel).map(|c| c.name.to_string()).unwrap_or_default())
+            .collect();
+        assert_eq!(names, ["can1", "can1", "vcan2"]);
+        assert_eq!(channels.get(got[2].frame.channel).map(|c| c.source), Some(1));
+        let st = stats.snapshot();
+        assert_eq!((st.received, st.delivered, st.malformed), (3, 3, 1));
+    }
+
+    #[test]
+    fn strict_replay_stops_at_the_first_malformed_line_and_names_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (s, mut rx) = source(dir.path(), TRACE, Pace::Fast, ErrorPolicy::Strict);
+        let e = s.run_blocking(&CancellationToken::new()).expect_err("strict");
+        assert!(e.to_string().contains("line 3"), "{e}");
+        assert_eq!(std::iter::from_fn(|| rx.try_recv().ok()).count(), 2);
+    }
+
+    #[test]
+    fn recorded_pace_keeps_the_recorded_gaps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (s, _rx) = source(dir.path(), TRACE, Pace::Recorded, ErrorPolicy::Skip);
+        let sum = s.run_blocking(&CancellationToken::new()).expect("replay");
+        // The last frame is 200 ms after the first: the replay cannot be faster.
+        assert!(sum.elapsed >= Duration::from_millis(200), "{:?}", sum.elapsed);
+        assert_eq!(sum.frames, 3);
+    }
+
+    #[test]
+    fn at_end_shutdown_cancels_the_gateway() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut s, _rx) = source(dir.path(), TRACE, Pace::Fast, ErrorPolicy::Skip);
+        s.config.at_end = AtEnd::Shutdown;
+        let token = CancellationToken::new();
+        s.run_blocking(&token).expect("replay");
+        assert!(token.is_cancelled());
+    }
+}
