@@ -242,3 +242,118 @@ async fn pipeline_task(
     }
     p.counters()
 }
+
+#[cfg(test)]
+mod tests {
+    use ledger::store::memory::Memory;
+    use ledger::store::{Append, Place, StoreError};
+
+    use super::*;
+
+    /// A store whose appends fail like a failed fsync; reads delegate to memory.
+    struct FailingStore(Memory);
+
+    type R<T> = Result<T, StoreError>;
+
+    impl Store for FailingStore {
+        fn size(&self) -> u64 {
+            self.0.size()
+        }
+        fn origin(&self) -> &str {
+            self.0.origin()
+        }
+        fn append(&mut self, _: &Append) -> R<()> {
+            Err(StoreError::Io {
+                place: Place { cf: "headers", key: "height 0".into() },
+                reason: "fsync: EIO (injected)".into(),
+            })
+        }
+        fn header(&self, h: u64) -> R<Option<Vec<u8>>> {
+            self.0.header(h)
+        }
+        fn lane(&self, h: u64, l: u16) -> R<Option<Vec<u8>>> {
+            self.0.lane(h, l)
+        }
+        fn lanes(&self, h: u64) -> R<Vec<Vec<u8>>> {
+            self.0.lanes(h)
+        }
+        fn tile(&self, l: u8, i: u64) -> R<Option<Vec<u8>>> {
+            self.0.tile(l, i)
+        }
+        fn bundle(&self, i: u64) -> R<Option<Vec<u8>>> {
+            self.0.bundle(i)
+        }
+        fn checkpoint(&self) -> R<Option<Vec<u8>>> {
+            self.0.checkpoint()
+        }
+        fn checkpoint_at(&self, s: u64) -> R<Option<Vec<u8>>> {
+            self.0.checkpoint_at(s)
+        }
+        fn last_checkpoint_size(&self) -> R<Option<u64>> {
+            self.0.last_checkpoint_size()
+        }
+        fn checkpoint_sizes(&self) -> R<Vec<u64>> {
+            self.0.checkpoint_sizes()
+        }
+        fn last_heights(&self) -> R<(Option<u64>, Option<u64>)> {
+            self.0.last_heights()
+        }
+        fn cursor(&self, l: &str) -> R<Option<Vec<u8>>> {
+            self.0.cursor(l)
+        }
+        fn set_cursor(&mut self, l: &str, v: &[u8]) -> R<()> {
+            self.0.set_cursor(l, v)
+        }
+        fn receipt(&self, l: &str) -> R<Option<Vec<u8>>> {
+            self.0.receipt(l)
+        }
+        fn set_receipt(&mut self, l: &str, v: &[u8]) -> R<()> {
+            self.0.set_receipt(l, v)
+        }
+    }
+
+    fn trace_config(k: &crate::pipeline::tests::Keys) -> Config {
+        let f = crate::pipeline::tests::fixtures();
+        let text = format!(
+            "[gateway]\nsigning_key = \"signing.key\"\nstore = \"store\"\n[block]\nmax_records = 1000\n\
+             [recipients]\nfactory = \"factory.pub\"\n\
+             [sources.replay]\nkind = \"trace\"\nfile = \"{}\"\npace = \"fast\"\nat_end = \"shutdown\"\n\
+             [lanes.factory]\ncarries = \"raw\"\nrecipients = [\"factory\"]\n",
+            f.join("traces/canmod_gps_3BA199E2.log.gz").display()
+        );
+        Config::from_toml(&text, &k.dir.path().join("g.toml")).expect("config")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_append_stops_the_gateway_with_the_writer_error() {
+        let k = crate::pipeline::tests::keys();
+        let cfg = trace_config(&k);
+        let store = Box::new(FailingStore(Memory::new(cfg.signer.name())));
+        let token = CancellationToken::new();
+        let r = tokio::time::timeout(Duration::from_secs(60), run(cfg, store, token.clone()))
+            .await
+            .expect("run ends");
+        match r {
+            Err(RunError::Writer(WriteError::Append { height: 0, .. })) => {}
+            other => panic!("expected the writer's append error, got {other:?}"),
+        }
+        assert!(token.is_cancelled(), "everything else was told to stop");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_trace_run_into_memory_stores_every_frame_and_stops_at_its_end() {
+        let k = crate::pipeline::tests::keys();
+        let cfg = trace_config(&k);
+        let store = Box::new(Memory::new(cfg.signer.name()));
+        let s = tokio::time::timeout(
+            Duration::from_secs(120),
+            run(cfg, store, CancellationToken::new()),
+        )
+        .await
+        .expect("run ends")
+        .expect("run succeeds");
+        assert_eq!(s.counters.frames_in, 640_067);
+        assert_eq!(s.durable.records, 640_067);
+        assert_eq!(s.durable.size, 641, "blocks of 1,000 frames and the partial last one");
+    }
+}
