@@ -29,6 +29,10 @@ struct Broker {
 impl Broker {
     fn start(dir: &Path) -> Result<Broker> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        Broker::start_on(dir, port)
+    }
+
+    fn start_on(dir: &Path, port: u16) -> Result<Broker> {
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
@@ -264,5 +268,41 @@ fn sigterm_seals_the_partial_block_and_acknowledges_it_before_exit() -> Result<(
         first == "sentinel",
         "the broker redelivered {first:?}: the last block was not acknowledged"
     );
+    Ok(())
+}
+
+#[test]
+fn the_gateway_reconnects_after_the_broker_restarts_and_resubscribes() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let d = tmp.path();
+    let k = common::keys(d)?;
+    let broker = Broker::start(d)?;
+    let port = broker.port;
+    let config = write_config(d, port, "200ms")?;
+    let mut gw = common::Gateway::start(&config)?;
+    gw.wait_for(Duration::from_secs(20), |l| l.contains("MQTT subscribed"))?;
+    let first = messages(20, "before");
+    broker.publish("v/7/t", &first)?;
+    let mut durable = 0;
+    gw.wait_for(Duration::from_secs(30), |l| {
+        durable += common::durable_records(&[l.to_owned()]);
+        durable >= 2 * first.len() as u64
+    })?;
+    drop(broker);
+    gw.wait_for(Duration::from_secs(20), |l| l.contains("MQTT connection lost"))?;
+    let broker = Broker::start_on(d, port)?;
+    gw.wait_for(Duration::from_secs(30), |l| l.contains("MQTT subscribed"))?;
+    let second = messages(20, "after");
+    broker.publish("v/7/t", &second)?;
+    gw.wait_for(Duration::from_secs(30), |l| {
+        l.contains("MQTT message received") && l.contains("seq=40")
+    })?;
+    gw.signal("-TERM")?;
+    let (status, stdout) = gw.wait_exit(Duration::from_secs(30))?;
+    ensure!(status.success(), "gateway exited {status}:\n{}", gw.seen.join("\n"));
+    ensure!(stdout.contains("reconnects=") && !stdout.contains("reconnects=0"), "{stdout}");
+    let got = stored_payloads(d, &k)?;
+    let want: Vec<String> = first.into_iter().chain(second).collect();
+    ensure!(got == want, "stored {} payloads, want {}", got.len(), want.len());
     Ok(())
 }
