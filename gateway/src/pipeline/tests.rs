@@ -299,3 +299,55 @@ signals = [{ name = "t.speed", on_change = true }]
 pub(crate) fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
+
+#[test]
+fn a_block_with_an_empty_lane_seals_and_opens_to_nothing() {
+    let k = keys();
+    let cfg = config(&k, "max_records = 1000");
+    // OBD frames on can1 (id 0x7E8) decode to no GPS signal: the city lane stays empty.
+    let (frames, chans) = gps_frames(5);
+    let name: Arc<str> = Arc::from(chans[0].as_str());
+    let mut p = Pipeline::new(&cfg);
+    for f in &frames {
+        assert!(p.push_can(0, &name, f, Duration::ZERO).is_none());
+    }
+    let b = p.flush().expect("block");
+    assert!(lane(&b, "city").records.is_empty());
+    let store = Box::new(Memory::new(cfg.signer.name()));
+    let (mut w, _) =
+        Writer::new(store, cfg.signer.clone(), SealOptions::default(), 1).expect("writer");
+    w.write(&b).expect("a block with an empty lane seals");
+    let header = BlockHeader::from_bytes(&w.store().header(0).expect("read").expect("header"))
+        .expect("parses");
+    let ci = lane_index(&header, "city");
+    let lanes = w.store().lanes(0).expect("lanes");
+    let city =
+        open_lane_bytes(&header, ci, &lanes[ci], &k.city, &Limits::default()).expect("opens");
+    assert!(city.is_empty());
+}
+
+#[test]
+fn a_raw_lane_with_messages_keeps_only_their_ids() {
+    let k = keys();
+    // gnss_pos is BO_ 3 in canmod-gps.dbc.
+    let mut cfg = config(&k, "max_records = 1000000");
+    let ids: std::collections::BTreeSet<can_decoders::CanId> =
+        [can_decoders::CanId::standard(3).expect("id")].into_iter().collect();
+    for l in &mut cfg.lanes {
+        if l.name == "factory" {
+            l.content = crate::config::LaneContent::Raw { can_ids: Some(ids.clone()) };
+        }
+    }
+    let (frames, chans) = gps_frames(20_000);
+    let names: Vec<Arc<str>> = chans.iter().map(|c| Arc::from(c.as_str())).collect();
+    let mut p = Pipeline::new(&cfg);
+    for f in &frames {
+        assert!(p.push_can(0, &names[usize::from(f.channel.0)], f, Duration::ZERO).is_none());
+    }
+    let b = p.flush().expect("block");
+    let raw = &lane(&b, "factory").records;
+    let want = frames.iter().filter(|f| f.frame.id.raw() == 3 && !f.frame.id.is_extended()).count();
+    assert!(want > 100);
+    assert_eq!(raw.len(), want);
+    assert!(raw.iter().all(|r| matches!(r, Record::Can(c) if c.id == 3)));
+}
