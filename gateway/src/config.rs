@@ -1110,6 +1110,19 @@ mod tests {
         assert!(e.starts_with("lanes.city.recipients[0]: \"town\" is not declared"), "{e}");
         let e = err(&base.replace("kind = \"socketcan\"", "kind = \"serial\""), d);
         assert!(e.contains("serial"), "{e}");
+        let e = err(&base.replace("# messages = [\"gnss_pos\"]", "messages = [\"gnss_posx\"]"), d);
+        assert!(
+            e.starts_with("lanes.factory.messages[0]: no DBC message named \"gnss_posx\""),
+            "{e}"
+        );
+        let ok = Config::from_toml(
+            &base.replace("# messages = [\"gnss_pos\"]", "messages = [\"gnss_pos\"]"),
+            &d.join("gateway.toml"),
+        )
+        .expect("messages by name");
+        let f = ok.lanes.iter().find(|l| l.name == "factory").expect("factory");
+        let LaneContent::Raw { can_ids: Some(ids) } = &f.content else { panic!("ids") };
+        assert_eq!(ids.iter().map(|i| i.raw()).collect::<Vec<_>>(), [3]);
         let e = err(&base.replace("# sources = [\"can0\"]", "sources = [\"can9\"]"), d);
         assert!(e.starts_with("lanes.factory.sources[0]: no source named \"can9\""), "{e}");
         std::fs::write(
