@@ -1125,11 +1125,6 @@ mod tests {
         assert_eq!(ids.iter().map(|i| i.raw()).collect::<Vec<_>>(), [3]);
         let e = err(&base.replace("# sources = [\"can0\"]", "sources = [\"can9\"]"), d);
         assert!(e.starts_with("lanes.factory.sources[0]: no source named \"can9\""), "{e}");
-        std::fs::write(
-            d.join("bad.dbc"),
-            "BO_ 1 x: 8 y\n SG_ a : 0|8@1+ (1,0) [0|1] \"\" z\nBO_ oops",
-        )
-        .expect("write");
         let e = err(
             &base.replace(
                 &fixtures().join("dbc/css-electronics/canmod-gps.dbc").display().to_string(),
