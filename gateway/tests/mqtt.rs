@@ -33,10 +33,17 @@ impl Broker {
     }
 
     fn start_on(dir: &Path, port: u16) -> Result<Broker> {
+        Broker::start_with(dir, port, "allow_anonymous true\n")
+    }
+
+    /// A broker on `port` with `extra` config lines (authentication).
+    fn start_with(dir: &Path, port: u16, extra: &str) -> Result<Broker> {
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 100\n"),
+            format!(
+                "listener {port} 127.0.0.1\n{extra}persistence false\nmax_inflight_messages 100\n"
+            ),
         )?;
         let child = Command::new("mosquitto")
             .arg("-c")
@@ -99,6 +106,10 @@ impl Drop for Broker {
 }
 
 fn write_config(d: &Path, port: u16, max_age: &str) -> Result<std::path::PathBuf> {
+    write_config_auth(d, port, max_age, "")
+}
+
+fn write_config_auth(d: &Path, port: u16, max_age: &str, auth: &str) -> Result<std::path::PathBuf> {
     let config = d.join("gateway.toml");
     std::fs::write(
         &config,
@@ -118,6 +129,7 @@ kind = "mqtt"
 host = "127.0.0.1"
 port = {port}
 client_id = "gw-e2e"
+{auth}
 reconnect_min = "50ms"
 reconnect_max = "1s"
 topics = [{{ filter = "v/+/t", qos = 1 }}]
@@ -304,5 +316,67 @@ fn the_gateway_reconnects_after_the_broker_restarts_and_resubscribes() -> Result
     let got = stored_payloads(d, &k)?;
     let want: Vec<String> = first.into_iter().chain(second).collect();
     ensure!(got == want, "stored {} payloads, want {}", got.len(), want.len());
+    Ok(())
+}
+
+#[test]
+fn username_and_password_from_the_config_are_used_and_a_wrong_password_is_refused() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let d = tmp.path();
+    let k = common::keys(d)?;
+    let passwd = d.join("mosquitto.passwd");
+    let st = Command::new("mosquitto_passwd")
+        .args(["-c", "-b"])
+        .arg(&passwd)
+        .args(["gateway", "s3cret"])
+        .status()?;
+    ensure!(st.success(), "mosquitto_passwd failed");
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let extra = format!("allow_anonymous false\npassword_file {}\n", passwd.display());
+    let broker = Broker::start_with(d, port, &extra)?;
+    let pw = d.join("mqtt.password");
+    std::fs::write(&pw, "wrong\n")?;
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let auth = "username = \"gateway\"\npassword_file = \"mqtt.password\"";
+    let config = write_config_auth(d, port, "200ms", auth)?;
+    let mut gw = common::Gateway::start(&config)?;
+    let refused = gw.wait_for(Duration::from_secs(20), |l| l.contains("MQTT connection lost"))?;
+    ensure!(
+        !gw.seen.iter().any(|l| l.contains("MQTT subscribed")),
+        "connected with a wrong password"
+    );
+    println!("wrong password: {refused}");
+    gw.signal("-TERM")?;
+    let (status, _) = gw.wait_exit(Duration::from_secs(30))?;
+    ensure!(status.success(), "gateway exited {status}");
+
+    std::fs::remove_file(&pw)?;
+    std::fs::write(&pw, "s3cret\n")?;
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let mut gw = common::Gateway::start(&config)?;
+    gw.wait_for(Duration::from_secs(20), |l| l.contains("MQTT subscribed"))?;
+    let sent = messages(10, "auth");
+    let mut p = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-u", "gateway", "-P", "s3cret"])
+        .args(["-q", "1", "-t", "v/7/t", "-l"])
+        .stdin(Stdio::piped())
+        .spawn()?;
+    {
+        let mut stdin = p.stdin.take().context("stdin")?;
+        for m in &sent {
+            writeln!(stdin, "{m}")?;
+        }
+    }
+    ensure!(p.wait()?.success());
+    let mut durable = 0;
+    gw.wait_for(Duration::from_secs(30), |l| {
+        durable += common::durable_records(&[l.to_owned()]);
+        durable >= 2 * sent.len() as u64
+    })?;
+    gw.signal("-TERM")?;
+    let (status, _) = gw.wait_exit(Duration::from_secs(30))?;
+    ensure!(status.success(), "gateway exited {status}");
+    ensure!(stored_payloads(d, &k)? == sent);
+    drop(broker);
     Ok(())
 }
