@@ -136,6 +136,8 @@ struct RawDbc {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+// Read once at start-up; boxing the MQTT variant would only complicate the serde shape.
+#[allow(clippy::large_enum_variant)]
 enum RawSource {
     Socketcan {
         interface: String,
@@ -173,7 +175,16 @@ enum RawSource {
         topics: Vec<RawTopic>,
         #[serde(default)]
         layouts: Vec<RawLayout>,
+        tls: Option<RawTls>,
     },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca_file: PathBuf,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
 }
 
 fn yes() -> bool {
@@ -368,6 +379,23 @@ pub struct MqttConfig {
     pub max_payload: usize,
     pub topics: Vec<(String, u8)>,
     pub layouts: Vec<Layout>,
+    pub tls: Option<TlsFiles>,
+}
+
+/// TLS to the broker: the CA certificates (PEM) that sign its certificate, and optionally a
+/// client certificate and key (PEM; the key file must be 0600). Contents are loaded at start.
+#[derive(Clone)]
+pub struct TlsFiles {
+    pub ca_pem: Vec<u8>,
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsFiles")
+            .field("client_auth", &self.client.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Debug for MqttConfig {
@@ -379,6 +407,7 @@ impl fmt::Debug for MqttConfig {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("topics", &self.topics)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -707,6 +736,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
                 max_payload,
                 topics,
                 layouts,
+                tls,
             } => {
                 if protocol != "3.1.1" {
                     return Err(invalid(
@@ -796,7 +826,43 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
                         format!("must be 1 byte to {} bytes", ledger::record::MAX_MQTT_PAYLOAD),
                     ));
                 }
+                let tls = match tls {
+                    None => None,
+                    Some(t) => {
+                        let ca = existing_file(base, &key("tls.ca_file"), &t.ca_file)?;
+                        let ca_pem = std::fs::read(&ca).map_err(|e| {
+                            invalid(key("tls.ca_file"), format!("{}: {e}", ca.display()))
+                        })?;
+                        if !ca_pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                            return Err(invalid(
+                                key("tls.ca_file"),
+                                format!("{}: no PEM certificate in it", ca.display()),
+                            ));
+                        }
+                        let client = match (&t.client_cert, &t.client_key) {
+                            (None, None) => None,
+                            (Some(c), Some(k)) => {
+                                let c = existing_file(base, &key("tls.client_cert"), c)?;
+                                let cert = std::fs::read(&c).map_err(|e| {
+                                    invalid(key("tls.client_cert"), format!("{}: {e}", c.display()))
+                                })?;
+                                let k = existing_file(base, &key("tls.client_key"), k)?;
+                                let pem = ledger::keys::read_secret_file(&k)
+                                    .map_err(|e| invalid(key("tls.client_key"), e.to_string()))?;
+                                Some((cert, pem.as_bytes().to_vec()))
+                            }
+                            _ => {
+                                return Err(invalid(
+                                    key("tls"),
+                                    "client_cert and client_key go together",
+                                ))
+                            }
+                        };
+                        Some(TlsFiles { ca_pem, client })
+                    }
+                };
                 SourceKind::Mqtt(MqttConfig {
+                    tls,
                     host: host.clone(),
                     port: *port,
                     client_id: client_id.clone(),
@@ -1023,6 +1089,7 @@ error_frames = true
 # reconnect_max = "30s"
 # max_payload = "1 MiB"
 # topics = [{ filter = "vehicle/+/telemetry", qos = 1 }]
+# tls = { ca_file = "/etc/iov/mqtt-ca.pem" }   # optional client_cert / client_key (0600)
 # [[sources.telemetry.layouts]]
 # topic = "vehicle/+/telemetry"   # an MQTT topic filter
 # format = "json"                 # or "cbor"

@@ -41,8 +41,10 @@ impl Broker {
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
+            // `user root`: a broker started as root keeps that identity to read the test's key
+            // files in its 0700 temp dir (ignored when not started as root).
             format!(
-                "listener {port} 127.0.0.1\n{extra}persistence false\nmax_inflight_messages 100\n"
+                "listener {port} 127.0.0.1\nuser root\n{extra}persistence false\nmax_inflight_messages 100\n"
             ),
         )?;
         let child = Command::new("mosquitto")
@@ -377,6 +379,116 @@ fn username_and_password_from_the_config_are_used_and_a_wrong_password_is_refuse
     let (status, _) = gw.wait_exit(Duration::from_secs(30))?;
     ensure!(status.success(), "gateway exited {status}");
     ensure!(stored_payloads(d, &k)? == sent);
+    drop(broker);
+    Ok(())
+}
+
+/// A CA and a server certificate for 127.0.0.1, made with openssl.
+fn make_certs(d: &Path) -> Result<()> {
+    let run = |args: &[&str]| -> Result<()> {
+        let out = Command::new("openssl").args(args).current_dir(d).output()?;
+        ensure!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(())
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=iov test CA",
+    ])?;
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ])?;
+    std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")?;
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ])?;
+    Ok(())
+}
+
+#[test]
+fn tls_to_the_broker_with_the_configured_ca() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let d = tmp.path();
+    let k = common::keys(d)?;
+    make_certs(d)?;
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let extra = format!(
+        "allow_anonymous true\ncafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key\n",
+        d.display()
+    );
+    let broker = Broker::start_with(d, port, &extra)?;
+    let config = write_config_auth(d, port, "200ms", "tls = { ca_file = \"ca.pem\" }")?;
+    let mut gw = common::Gateway::start(&config)?;
+    gw.wait_for(Duration::from_secs(20), |l| l.contains("MQTT subscribed"))?;
+    let sent = messages(10, "tls");
+    let mut p = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--cafile"])
+        .arg(d.join("ca.pem"))
+        .args(["-q", "1", "-t", "v/7/t", "-l"])
+        .stdin(Stdio::piped())
+        .spawn()?;
+    {
+        let mut stdin = p.stdin.take().context("stdin")?;
+        for m in &sent {
+            writeln!(stdin, "{m}")?;
+        }
+    }
+    ensure!(p.wait()?.success(), "mosquitto_pub over TLS failed");
+    let mut durable = 0;
+    gw.wait_for(Duration::from_secs(30), |l| {
+        durable += common::durable_records(&[l.to_owned()]);
+        durable >= 2 * sent.len() as u64
+    })?;
+    gw.signal("-TERM")?;
+    let (status, _) = gw.wait_exit(Duration::from_secs(30))?;
+    ensure!(status.success(), "gateway exited {status}");
+    ensure!(stored_payloads(d, &k)? == sent);
+
+    // A CA that did not sign the broker's certificate: the handshake is refused.
+    std::fs::rename(d.join("ca.pem"), d.join("real-ca.pem"))?;
+    let other = tempfile::tempdir()?;
+    make_certs(other.path())?;
+    std::fs::copy(other.path().join("ca.pem"), d.join("ca.pem"))?;
+    let mut gw = common::Gateway::start(&config)?;
+    let line = gw.wait_for(Duration::from_secs(20), |l| l.contains("MQTT connection lost"))?;
+    ensure!(!gw.seen.iter().any(|l| l.contains("MQTT subscribed")), "connected with a wrong CA");
+    println!("wrong CA: {line}");
+    gw.signal("-TERM")?;
+    let (status, _) = gw.wait_exit(Duration::from_secs(30))?;
+    ensure!(status.success(), "gateway exited {status}");
     drop(broker);
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! The MQTT source: one task per broker connection (rumqttc, MQTT 3.1.1), subscribed to the
+//! The MQTT source: one task per broker connection (rumqttc, MQTT 3.1.1, plain TCP or TLS with
+//! rustls), subscribed to the
 //! configured topic filters with QoS 0 or 1, handing every message to the pipeline raw (the
 //! pipeline also decodes payloads whose topic has a field layout).
 //!
@@ -92,6 +93,13 @@ impl MqttSource {
         o.set_manual_acks(true);
         o.set_request_channel_capacity(REQUEST_CAPACITY);
         o.set_max_packet_size(c.max_payload + 64 * 1024, 64 * 1024);
+        if let Some(t) = &c.tls {
+            o.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
+                ca: t.ca_pem.clone(),
+                alpn: None,
+                client_auth: t.client.clone(),
+            }));
+        }
         if let (Some(u), Some(p)) = (&c.username, &c.password) {
             o.set_credentials(u.clone(), p.clone());
         } else if let Some(u) = &c.username {
