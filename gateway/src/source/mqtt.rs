@@ -76,6 +76,22 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// Hands held acks to the client until its request queue is full.
+fn push_acks(client: &AsyncClient, unsent: &mut VecDeque<Publish>) {
+    while let Some(p) = unsent.front() {
+        if client.try_ack(p).is_err() {
+            break;
+        }
+        unsent.pop_front();
+    }
+}
+
+/// A poll made room in the request queue: hand over more acks, then handle the event.
+fn after_poll<T>(event: T, client: &AsyncClient, unsent: &mut VecDeque<Publish>) -> T {
+    push_acks(client, unsent);
+    event
+}
+
 fn qos(q: u8) -> QoS {
     if q == 0 {
         QoS::AtMostOnce
@@ -116,6 +132,9 @@ impl MqttSource {
         let mut tx = self.tx.take();
         // Messages awaiting durability: (seq, publish to ack; None for QoS 0).
         let mut held: VecDeque<(u64, Option<Publish>)> = VecDeque::new();
+        // Acks of durable messages not yet taken by the client's bounded request queue (it
+        // drains one request per event-loop poll); retried after every poll, never dropped.
+        let mut unsent: VecDeque<Publish> = VecDeque::new();
         let mut seq: u64 = 0;
         let mut draining_since: Option<tokio::time::Instant> = None;
         let mut writer_done = false;
@@ -132,9 +151,13 @@ impl MqttSource {
                     }
                     // The acks are queued requests: poll the event loop until it has written
                     // them and the DISCONNECT after them (bounded).
-                    let _ = client.try_disconnect();
                     let flush = async {
+                        let mut disconnecting = false;
                         loop {
+                            push_acks(&client, &mut unsent);
+                            if unsent.is_empty() && !disconnecting {
+                                disconnecting = client.try_disconnect().is_ok();
+                            }
                             match events.poll().await {
                                 Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => {
                                     break
@@ -160,17 +183,13 @@ impl MqttSource {
                     if let Some(upto) = upto {
                         while held.front().is_some_and(|(s, _)| *s <= upto) {
                             let Some((_, p)) = held.pop_front() else { break };
-                            if let Some(p) = p {
-                                if let Err(e) = client.try_ack(&p) {
-                                    // The request queue is full: the broker will redeliver.
-                                    tracing::warn!(source = %self.name, error = %e, "MQTT ack not queued");
-                                }
-                            }
+                            unsent.extend(p);
                         }
+                        push_acks(&client, &mut unsent);
                     }
                 }
                 () = tokio::time::sleep(Duration::from_millis(100)), if draining_since.is_some() => {}
-                ev = events.poll() => match ev {
+                ev = events.poll() => match after_poll(ev, &client, &mut unsent) {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                         backoff.reset();
                         tracing::info!(source = %self.name, host = %self.config.host, port = self.config.port, session_present = ack.session_present, "MQTT connected");
