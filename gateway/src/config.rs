@@ -366,8 +366,16 @@ pub struct Layout {
     pub fields: Vec<(String, Vec<String>)>,
 }
 
+/// MQTT protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttProtocol {
+    V311,
+    V5,
+}
+
 #[derive(Clone)]
 pub struct MqttConfig {
+    pub protocol: MqttProtocol,
     pub host: String,
     pub port: u16,
     pub client_id: String,
@@ -401,6 +409,7 @@ impl fmt::Debug for TlsFiles {
 impl fmt::Debug for MqttConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MqttConfig")
+            .field("protocol", &self.protocol)
             .field("host", &self.host)
             .field("port", &self.port)
             .field("client_id", &self.client_id)
@@ -738,12 +747,16 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
                 layouts,
                 tls,
             } => {
-                if protocol != "3.1.1" {
-                    return Err(invalid(
-                        key("protocol"),
-                        format!("{protocol:?}: only \"3.1.1\" is implemented (MQTT 5 is not yet)"),
-                    ));
-                }
+                let protocol = match protocol.as_str() {
+                    "3.1.1" => MqttProtocol::V311,
+                    "5" => MqttProtocol::V5,
+                    p => {
+                        return Err(invalid(
+                            key("protocol"),
+                            format!("{p:?}: use \"3.1.1\" or \"5\""),
+                        ))
+                    }
+                };
                 if host.is_empty() {
                     return Err(invalid(key("host"), "empty"));
                 }
@@ -862,6 +875,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
                     }
                 };
                 SourceKind::Mqtt(MqttConfig {
+                    protocol,
                     tls,
                     host: host.clone(),
                     port: *port,
@@ -1081,7 +1095,7 @@ error_frames = true
 # host = "127.0.0.1"
 # port = 1883
 # client_id = "iov-gw-1"  # fixed: the broker keeps the session and redelivers unacked QoS 1
-# protocol = "3.1.1"
+# protocol = "3.1.1"      # or "5" (session kept for a week while away)
 # username = "gateway"
 # password_file = "/etc/iov/keys/mqtt.password"   # mode 0600
 # keep_alive = "30s"

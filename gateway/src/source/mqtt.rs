@@ -32,14 +32,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{Backoff, SourceStats};
-use crate::config::MqttConfig;
+use crate::config::{MqttConfig, MqttProtocol};
 use crate::pipeline::MqttMessage;
 use crate::writer::Durable;
+
+/// MQTT 5 session expiry: how long the broker keeps the session (and unacknowledged messages)
+/// while the gateway is away. One week.
+pub const SESSION_EXPIRY_S: u32 = 7 * 24 * 3600;
 
 /// Requests the client may queue for the event loop (acks, subscribes).
 const REQUEST_CAPACITY: usize = 1024;
@@ -76,60 +79,21 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Hands held acks to the client until its request queue is full.
-fn push_acks(client: &AsyncClient, unsent: &mut VecDeque<Publish>) {
-    while let Some(p) = unsent.front() {
-        if client.try_ack(p).is_err() {
-            break;
-        }
-        unsent.pop_front();
-    }
-}
-
-/// A poll made room in the request queue: hand over more acks, then handle the event.
-fn after_poll<T>(event: T, client: &AsyncClient, unsent: &mut VecDeque<Publish>) -> T {
-    push_acks(client, unsent);
-    event
-}
-
-fn qos(q: u8) -> QoS {
-    if q == 0 {
-        QoS::AtMostOnce
-    } else {
-        QoS::AtLeastOnce
-    }
-}
-
-impl MqttSource {
-    fn options(&self) -> MqttOptions {
-        let c = &self.config;
-        let mut o = MqttOptions::new(c.client_id.clone(), c.host.clone(), c.port);
-        o.set_keep_alive(c.keep_alive.max(Duration::from_secs(1)));
-        o.set_clean_session(false);
-        o.set_manual_acks(true);
-        o.set_request_channel_capacity(REQUEST_CAPACITY);
-        o.set_max_packet_size(c.max_payload + 64 * 1024, 64 * 1024);
-        if let Some(t) = &c.tls {
-            o.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
-                ca: t.ca_pem.clone(),
-                alpn: None,
-                client_auth: t.client.clone(),
-            }));
-        }
-        if let (Some(u), Some(p)) = (&c.username, &c.password) {
-            o.set_credentials(u.clone(), p.clone());
-        } else if let Some(u) = &c.username {
-            o.set_credentials(u.clone(), String::new());
-        }
-        o
-    }
-
-    /// Runs until `shutdown` is cancelled and the last acks are out.
-    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), MqttError> {
-        let (client, mut events) = AsyncClient::new(self.options(), REQUEST_CAPACITY);
-        let mut backoff = Backoff::new(self.config.reconnect_min, self.config.reconnect_max);
-        let mut durable = self.durable.clone();
-        let mut tx = self.tx.take();
+/// The source's event loop, written once and expanded for each protocol version's rumqttc
+/// types (`rumqttc` for 3.1.1, `rumqttc::v5` for 5): the names `AsyncClient`, `EventLoop`,
+/// `Event`, `Packet`, `Publish`, `QoS` and `topic_of` resolve in the module that expands it.
+macro_rules! event_loop {
+    () => {
+        /// The event loop (one source of truth for both protocol versions).
+        pub(super) async fn run(
+            mut src: MqttSource,
+            client: AsyncClient,
+            mut events: EventLoop,
+            shutdown: CancellationToken,
+        ) -> Result<(), MqttError> {
+        let mut backoff = Backoff::new(src.config.reconnect_min, src.config.reconnect_max);
+        let mut durable = src.durable.clone();
+        let mut tx = src.tx.take();
         // Messages awaiting durability: (seq, publish to ack; None for QoS 0).
         let mut held: VecDeque<(u64, Option<Publish>)> = VecDeque::new();
         // Acks of durable messages not yet taken by the client's bounded request queue (it
@@ -145,9 +109,9 @@ impl MqttSource {
             }
             if let Some(t) = draining_since {
                 let acked_all = held.is_empty();
-                if acked_all || writer_done || t.elapsed() >= self.grace {
+                if acked_all || writer_done || t.elapsed() >= src.grace {
                     if !held.is_empty() {
-                        tracing::warn!(source = %self.name, unacked = held.len(), "MQTT messages left unacknowledged at shutdown; the broker will redeliver them");
+                        tracing::warn!(source = %src.name, unacked = held.len(), "MQTT messages left unacknowledged at shutdown; the broker will redeliver them");
                     }
                     // The acks are queued requests: poll the event loop until it has written
                     // them and the DISCONNECT after them (bounded).
@@ -167,7 +131,7 @@ impl MqttSource {
                         }
                     };
                     if tokio::time::timeout(DISCONNECT_TIMEOUT, flush).await.is_err() {
-                        tracing::warn!(source = %self.name, "MQTT disconnect timed out; unsent acks will be redelivered");
+                        tracing::warn!(source = %src.name, "MQTT disconnect timed out; unsent acks will be redelivered");
                     }
                     return Ok(());
                 }
@@ -179,7 +143,7 @@ impl MqttSource {
                     if changed.is_err() {
                         writer_done = true;
                     }
-                    let upto = durable.borrow_and_update().mqtt_seq.get(self.index).copied().flatten();
+                    let upto = durable.borrow_and_update().mqtt_seq.get(src.index).copied().flatten();
                     if let Some(upto) = upto {
                         while held.front().is_some_and(|(s, _)| *s <= upto) {
                             let Some((_, p)) = held.pop_front() else { break };
@@ -192,33 +156,33 @@ impl MqttSource {
                 ev = events.poll() => match after_poll(ev, &client, &mut unsent) {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                         backoff.reset();
-                        tracing::info!(source = %self.name, host = %self.config.host, port = self.config.port, session_present = ack.session_present, "MQTT connected");
-                        for (filter, q) in &self.config.topics {
+                        tracing::info!(source = %src.name, host = %src.config.host, port = src.config.port, session_present = ack.session_present, "MQTT connected");
+                        for (filter, q) in &src.config.topics {
                             if let Err(e) = client.try_subscribe(filter.clone(), qos(*q)) {
-                                tracing::warn!(source = %self.name, filter, error = %e, "MQTT subscribe not queued");
+                                tracing::warn!(source = %src.name, filter, error = %e, "MQTT subscribe not queued");
                             }
                         }
                     }
                     Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        tracing::info!(source = %self.name, "MQTT subscribed");
+                        tracing::info!(source = %src.name, "MQTT subscribed");
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        self.stats.received.fetch_add(1, Ordering::Relaxed);
+                        src.stats.received.fetch_add(1, Ordering::Relaxed);
                         let Some(sender) = &tx else {
                             // Draining: not taken, not acknowledged; redelivered later.
                             continue;
                         };
                         seq += 1;
                         let msg = MqttMessage {
-                            source: self.index,
+                            source: src.index,
                             seq,
                             t_ns: now_ns(),
-                            topic: Arc::from(p.topic.as_str()),
+                            topic: topic_of(&p),
                             payload: p.payload.to_vec(),
                             qos: match p.qos { QoS::AtMostOnce => 0, QoS::AtLeastOnce => 1, QoS::ExactlyOnce => 2 },
                             retain: p.retain,
                         };
-                        tracing::debug!(source = %self.name, seq, topic = %p.topic, dup = p.dup, "MQTT message received");
+                        tracing::debug!(source = %src.name, seq, topic = %topic_of(&p), dup = p.dup, "MQTT message received");
                         let ack = (p.qos != QoS::AtMostOnce).then_some(p);
                         held.push_back((seq, ack));
                         // Backpressure: wait for room; the socket is not read meanwhile.
@@ -226,9 +190,9 @@ impl MqttSource {
                             biased;
                             r = sender.send(msg) => {
                                 if r.is_err() {
-                                    return Err(MqttError::PipelineClosed { source_name: self.name.clone() });
+                                    return Err(MqttError::PipelineClosed { source_name: src.name.clone() });
                                 }
-                                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                                src.stats.delivered.fetch_add(1, Ordering::Relaxed);
                             }
                             () = shutdown.cancelled() => {
                                 // Not handed over: forget it (unacked, so redelivered).
@@ -238,14 +202,14 @@ impl MqttSource {
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        self.stats.link_down.fetch_add(1, Ordering::Relaxed);
+                        src.stats.link_down.fetch_add(1, Ordering::Relaxed);
                         let delay = backoff.next_delay();
-                        tracing::warn!(source = %self.name, error = %e, ?delay, "MQTT connection lost; reconnecting");
+                        tracing::warn!(source = %src.name, error = %e, ?delay, "MQTT connection lost; reconnecting");
                         // Publishes held from the old connection are acked on the new one
                         // by packet id only if still pending there; the broker redelivers
                         // anything else (persistent session).
                         tokio::select! {
-                            () = tokio::time::sleep(delay) => { self.stats.reconnects.fetch_add(1, Ordering::Relaxed); }
+                            () = tokio::time::sleep(delay) => { src.stats.reconnects.fetch_add(1, Ordering::Relaxed); }
                             () = shutdown.cancelled() => {}
                         }
                     }
@@ -253,4 +217,120 @@ impl MqttSource {
             }
         }
     }
+
+        /// Hands held acks to the client until its request queue is full.
+        fn push_acks(client: &AsyncClient, unsent: &mut VecDeque<Publish>) {
+            while let Some(p) = unsent.front() {
+                if client.try_ack(p).is_err() {
+                    break;
+                }
+                unsent.pop_front();
+            }
+        }
+
+        /// A poll made room in the request queue: hand over more acks, then handle the event.
+        fn after_poll<T>(event: T, client: &AsyncClient, unsent: &mut VecDeque<Publish>) -> T {
+            push_acks(client, unsent);
+            event
+        }
+
+        fn qos(q: u8) -> QoS {
+            if q == 0 {
+                QoS::AtMostOnce
+            } else {
+                QoS::AtLeastOnce
+            }
+        }
+    };
+}
+
+impl MqttSource {
+    /// Runs until `shutdown` is cancelled and the last acks are out.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), MqttError> {
+        match self.config.protocol {
+            MqttProtocol::V311 => {
+                let (client, events) = v4::connect(&self.config);
+                v4::run(self, client, events, shutdown).await
+            }
+            MqttProtocol::V5 => {
+                let (client, events) = v5::connect(&self.config);
+                v5::run(self, client, events, shutdown).await
+            }
+        }
+    }
+}
+
+fn transport(c: &MqttConfig) -> Option<rumqttc::Transport> {
+    c.tls.as_ref().map(|t| {
+        rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Simple {
+            ca: t.ca_pem.clone(),
+            alpn: None,
+            client_auth: t.client.clone(),
+        })
+    })
+}
+
+fn credentials(c: &MqttConfig) -> Option<(String, String)> {
+    c.username.as_ref().map(|u| (u.clone(), c.password.clone().unwrap_or_default()))
+}
+
+/// MQTT 3.1.1: persistent session (`clean_session = false`).
+mod v4 {
+    use super::*;
+    use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+
+    pub(super) fn connect(c: &MqttConfig) -> (AsyncClient, EventLoop) {
+        let mut o = MqttOptions::new(c.client_id.clone(), c.host.clone(), c.port);
+        o.set_keep_alive(c.keep_alive.max(Duration::from_secs(1)));
+        o.set_clean_session(false);
+        o.set_manual_acks(true);
+        o.set_request_channel_capacity(REQUEST_CAPACITY);
+        o.set_max_packet_size(c.max_payload + 64 * 1024, 64 * 1024);
+        if let Some(t) = transport(c) {
+            o.set_transport(t);
+        }
+        if let Some((u, p)) = credentials(c) {
+            o.set_credentials(u, p);
+        }
+        AsyncClient::new(o, REQUEST_CAPACITY)
+    }
+
+    fn topic_of(p: &Publish) -> Arc<str> {
+        Arc::from(p.topic.as_str())
+    }
+
+    event_loop!();
+}
+
+/// MQTT 5: `clean_start = false` and a session expiry ([`SESSION_EXPIRY_S`]), so the broker keeps
+/// the session (and the unacknowledged messages) across restarts.
+mod v5 {
+    use super::*;
+    use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+
+    pub(super) fn connect(c: &MqttConfig) -> (AsyncClient, EventLoop) {
+        let mut o = MqttOptions::new(c.client_id.clone(), c.host.clone(), c.port);
+        o.set_keep_alive(c.keep_alive.max(Duration::from_secs(1)));
+        o.set_clean_start(false);
+        o.set_session_expiry_interval(Some(SESSION_EXPIRY_S));
+        o.set_manual_acks(true);
+        o.set_request_channel_capacity(REQUEST_CAPACITY);
+        o.set_max_packet_size(u32::try_from(c.max_payload + 64 * 1024).ok());
+        if let Some(t) = transport(c) {
+            o.set_transport(t);
+        }
+        if let Some((u, p)) = credentials(c) {
+            o.set_credentials(u, p);
+        }
+        AsyncClient::new(o, REQUEST_CAPACITY)
+    }
+
+    /// MQTT 5 topics are UTF-8 by the spec; anything else is kept with replacement characters.
+    fn topic_of(p: &Publish) -> Arc<str> {
+        Arc::from(String::from_utf8_lossy(&p.topic).as_ref())
+    }
+
+    event_loop!();
 }
