@@ -83,7 +83,13 @@ impl Broker {
 
     /// The first message the broker delivers to `client_id`'s persistent session.
     fn first_for_session(&self, client_id: &str) -> Result<String> {
+        self.first_for_session_v(client_id, &[])
+    }
+
+    /// The same with extra mosquitto_sub options (`-V mqttv5 -x SECONDS`).
+    fn first_for_session_v(&self, client_id: &str, version: &[&str]) -> Result<String> {
         let out = Command::new("mosquitto_sub")
+            .args(version)
             .args([
                 "-h",
                 "127.0.0.1",
@@ -537,5 +543,42 @@ fn a_slow_pipeline_slows_mqtt_without_losing_or_duplicating() -> Result<()> {
     let first = broker.first_for_session("gw-e2e")?;
     let warnings: Vec<&String> = gw.seen.iter().filter(|l| l.contains("WARN")).collect();
     ensure!(first == "sentinel", "redelivered {first:?}; warnings: {warnings:#?}");
+    Ok(())
+}
+
+#[test]
+fn mqtt5_session_survives_a_kill_and_everything_is_sealed_once_and_acknowledged() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let d = tmp.path();
+    let k = common::keys(d)?;
+    let broker = Broker::start(d)?;
+    let config = write_config_auth(d, broker.port, "1h", "protocol = \"5\"")?;
+    let mut gw = common::Gateway::start(&config)?;
+    gw.wait_for(Duration::from_secs(20), |l| l.contains("MQTT subscribed"))?;
+    let sent = messages(50, "v5");
+    broker.publish("v/7/t", &sent)?;
+    gw.wait_for(Duration::from_secs(30), |l| {
+        l.contains("MQTT message received") && l.contains("seq=50")
+    })?;
+    gw.signal("-KILL")?;
+    let (status, _) = gw.wait_exit(Duration::from_secs(10))?;
+    ensure!(!status.success(), "killed gateway exited {status}");
+
+    let config = write_config_auth(d, broker.port, "200ms", "protocol = \"5\"")?;
+    let mut gw = common::Gateway::start(&config)?;
+    let resumed = gw.wait_for(Duration::from_secs(20), |l| l.contains("MQTT connected"))?;
+    ensure!(resumed.contains("session_present=true"), "MQTT 5 session not kept: {resumed}");
+    let mut durable = 0;
+    gw.wait_for(Duration::from_secs(60), |l| {
+        durable += common::durable_records(&[l.to_owned()]);
+        durable >= 2 * sent.len() as u64
+    })?;
+    gw.signal("-TERM")?;
+    let (status, _) = gw.wait_exit(Duration::from_secs(30))?;
+    ensure!(status.success(), "gateway exited {status}:\n{}", gw.seen.join("\n"));
+    ensure!(stored_payloads(d, &k)? == sent, "MQTT 5: stored payloads differ from the sent ones");
+    broker.publish("v/7/t", &["sentinel".to_owned()])?;
+    let first = broker.first_for_session_v("gw-e2e", &["-V", "mqttv5", "-x", "600"])?;
+    ensure!(first == "sentinel", "the broker redelivered {first:?}");
     Ok(())
 }
