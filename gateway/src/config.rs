@@ -1189,6 +1189,14 @@ mod tests {
         assert!(e.starts_with("block.max_age: "), "{e}");
         let e = err(&base.replace("recipients = [\"city\"]", "recipients = [\"town\"]"), d);
         assert!(e.starts_with("lanes.city.recipients[0]: \"town\" is not declared"), "{e}");
+        let mq = format!(
+            "{base}\n[sources.telemetry]\nkind = \"mqtt\"\nhost = \"127.0.0.1\"\nclient_id = \"gw\"\n\
+             protocol = \"4\"\ntopics = [{{ filter = \"a/b\", qos = 2 }}]\n"
+        );
+        let e = err(&mq, d);
+        assert!(e.starts_with("sources.telemetry.protocol: \"4\""), "{e}");
+        let e = err(&mq.replace("protocol = \"4\"", "protocol = \"5\""), d);
+        assert!(e.starts_with("sources.telemetry.topics[0].qos: 2 is not 0 or 1"), "{e}");
         let e = err(&base.replace("kind = \"socketcan\"", "kind = \"serial\""), d);
         assert!(e.contains("serial"), "{e}");
         let e = err(&base.replace("# messages = [\"gnss_pos\"]", "messages = [\"gnss_posx\"]"), d);

@@ -7,7 +7,7 @@
 //!   example.
 //! - [`source`]: inputs. [`source::socketcan`] (one SocketCAN interface, drop-new backpressure),
 //!   [`source::trace`] (candump/ASC/BLF replay, recorded pace or as fast as possible, waits),
-//!   [`source::mqtt`] (rumqttc 3.1.1, QoS 0/1, manual acks after durability, waits),
+//!   [`source::mqtt`] (rumqttc, MQTT 3.1.1 or 5, TLS, QoS 0/1, manual acks after durability, waits),
 //!   [`source::channels`] (which source and interface a frame's channel id means).
 //! - [`pipeline`]: pure core: records -> lanes by policy (raw frames; decoded, thinned and
 //!   coarsened signals) -> blocks sealed by count, bytes or age, time a parameter.

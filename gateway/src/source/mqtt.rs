@@ -1,4 +1,4 @@
-//! The MQTT source: one task per broker connection (rumqttc, MQTT 3.1.1, plain TCP or TLS with
+//! The MQTT source: one task per broker connection (rumqttc, MQTT 3.1.1 or 5, plain TCP or TLS with
 //! rustls), subscribed to the
 //! configured topic filters with QoS 0 or 1, handing every message to the pipeline raw (the
 //! pipeline also decodes payloads whose topic has a field layout).
