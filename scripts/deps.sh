@@ -13,8 +13,9 @@ cache="${IOV_CACHE:-$HOME/.cache/iov-gateway}"
 venv="$cache/venv"
 what="${1:-all}"
 
-# Debian packages: build tools (libclang for RocksDB's bindgen) and Python's venv module.
-system_packages=(build-essential pkg-config clang libclang-dev python3 python3-venv)
+# Debian packages: build tools (libclang for RocksDB's bindgen), Python's venv module, and the
+# gateway tests' broker (mosquitto, mosquitto-clients) and certificate tool (openssl).
+system_packages=(build-essential pkg-config clang libclang-dev python3 python3-venv mosquitto mosquitto-clients openssl)
 
 # Versions of the reference implementations our differential tests compare against.
 oracle_packages=(cantools==45.1.0 python-can==4.6.1)

@@ -1,9 +1,22 @@
-//! The IoV edge gateway daemon, as a library: today its CAN input; the pipeline, store, sync
-//! agents and `run(config, shutdown)` come next (see `docs/ARCHITECTURE.md`).
+//! The IoV edge gateway daemon as a library: config, sources, the pure pipeline core, the store
+//! writer, and [`run::run`], which `iov-gateway run` calls (tests and the simulator call it too).
 //!
 //! # Layout
-//! - [`source`]: inputs that turn the outside world into records. [`source::socketcan`] reads one
-//!   SocketCAN interface (classic, CAN FD and error frames, kernel filters, kernel or hardware
-//!   timestamps, reconnects) into a bounded channel that never blocks the reader.
+//! - [`config`]: the TOML file, parsed into raw structs that refuse unknown keys and validated
+//!   into typed values; errors name the key path. [`config::DEFAULT_CONFIG`] is the commented
+//!   example.
+//! - [`source`]: inputs. [`source::socketcan`] (one SocketCAN interface, drop-new backpressure),
+//!   [`source::trace`] (candump/ASC/BLF replay, recorded pace or as fast as possible, waits),
+//!   [`source::mqtt`] (rumqttc, MQTT 3.1.1 or 5, TLS, QoS 0/1, manual acks after durability, waits),
+//!   [`source::channels`] (which source and interface a frame's channel id means).
+//! - [`pipeline`]: pure core: records -> lanes by policy (raw frames; decoded, thinned and
+//!   coarsened signals) -> blocks sealed by count, bytes or age, time a parameter.
+//! - [`writer`]: the blocking store writer: seal, append with a signed checkpoint, publish what
+//!   is durable on a `watch`; an I/O error is fatal.
+//! - [`run`]: the task graph, channels and shutdown order.
 
+pub mod config;
+pub mod pipeline;
+pub mod run;
 pub mod source;
+pub mod writer;

@@ -20,7 +20,10 @@
 //! (`SO_TIMESTAMPNS`, wall clock taken when the frame entered the socket layer), or the host's
 //! wall clock read by the task after the read (the fallback; it includes scheduling delay).
 
+pub mod channels;
+pub mod mqtt;
 pub mod socketcan;
+pub mod trace;
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
@@ -40,6 +43,8 @@ pub enum Clock {
     Kernel = 2,
     /// The host's wall clock read after `recvmsg` returned: no kernel timestamp was delivered.
     Host = 3,
+    /// The timestamp recorded in a trace file (replay), whatever clock the recorder used.
+    Recorded = 4,
 }
 
 impl Clock {
@@ -48,6 +53,7 @@ impl Clock {
             Clock::Hardware => "hardware",
             Clock::Kernel => "kernel",
             Clock::Host => "host",
+            Clock::Recorded => "recorded",
         }
     }
 
@@ -56,6 +62,7 @@ impl Clock {
             1 => Some(Clock::Hardware),
             2 => Some(Clock::Kernel),
             3 => Some(Clock::Host),
+            4 => Some(Clock::Recorded),
             _ => None,
         }
     }

@@ -1,0 +1,1257 @@
+//! The gateway's one TOML file: parsed with serde into raw structs that refuse unknown keys, then
+//! validated into typed values ([`Config`]). Every error names the key path
+//! (`lanes.city.signals[2].name`) and what is wrong with it; nothing here panics on input.
+//!
+//! Validation does the start-up I/O that can fail early: it loads the DBC files (a DBC that does
+//! not load is an error naming the key and the file), the gateway's signing key (`ledger::keys`,
+//! refused unless mode 0600) and the recipients' X25519 public keys, and checks that the paths
+//! it will need exist. Lane policies are checked against what was loaded: sources must be
+//! configured, messages and signals must exist in a DBC (or be an MQTT field a layout defines),
+//! recipients must be declared.
+//!
+//! [`DEFAULT_CONFIG`] is the commented example `iov-gateway print-default-config` prints; a test
+//! checks that it validates (with its paths pointed at real files).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use can_decoders::decode::Decoder;
+use can_decoders::{dbc, CanId, ChannelId};
+use ledger::note::Ed25519Signer;
+use serde::Deserialize;
+use x25519_dalek::PublicKey;
+
+/// Where the daemon looks when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/iov/gateway.toml";
+
+/// A configuration error: the key it is about, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("{path}: {message}")]
+    Syntax { path: String, message: String },
+    #[error("{key}: {problem}")]
+    Invalid { key: String, problem: String },
+    #[error("reading {path}: {reason}")]
+    Read { path: String, reason: String },
+}
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), problem: problem.into() }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw structs: exactly the file's shape.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    gateway: RawGateway,
+    #[serde(default)]
+    block: RawBlock,
+    #[serde(default)]
+    dbc: Vec<RawDbc>,
+    #[serde(default)]
+    recipients: BTreeMap<String, String>,
+    #[serde(default)]
+    sources: BTreeMap<String, RawSource>,
+    #[serde(default)]
+    lanes: BTreeMap<String, RawLane>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    signing_key: PathBuf,
+    store: PathBuf,
+    #[serde(default = "default_capacity")]
+    pipeline_capacity: usize,
+    #[serde(default = "default_writer_capacity")]
+    writer_capacity: usize,
+    #[serde(default = "default_grace")]
+    shutdown_grace: String,
+}
+
+fn default_capacity() -> usize {
+    8192
+}
+fn default_writer_capacity() -> usize {
+    4
+}
+fn default_grace() -> String {
+    "10s".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBlock {
+    #[serde(default = "default_max_records")]
+    max_records: usize,
+    #[serde(default = "default_max_bytes")]
+    max_bytes: String,
+    #[serde(default = "default_max_age")]
+    max_age: String,
+    #[serde(default = "default_zstd")]
+    zstd_level: i32,
+}
+
+impl Default for RawBlock {
+    fn default() -> Self {
+        RawBlock {
+            max_records: default_max_records(),
+            max_bytes: default_max_bytes(),
+            max_age: default_max_age(),
+            zstd_level: default_zstd(),
+        }
+    }
+}
+
+fn default_max_records() -> usize {
+    100_000
+}
+fn default_max_bytes() -> String {
+    "4 MiB".into()
+}
+fn default_max_age() -> String {
+    "10s".into()
+}
+fn default_zstd() -> i32 {
+    5
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDbc {
+    file: PathBuf,
+    #[serde(default)]
+    interfaces: Vec<String>,
+    #[serde(default)]
+    j1939_by_pgn: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+// Read once at start-up; boxing the MQTT variant would only complicate the serde shape.
+#[allow(clippy::large_enum_variant)]
+enum RawSource {
+    Socketcan {
+        interface: String,
+        #[serde(default)]
+        ids: Vec<u32>,
+        #[serde(default = "yes")]
+        error_frames: bool,
+    },
+    Trace {
+        file: PathBuf,
+        #[serde(default = "default_pace")]
+        pace: String,
+        #[serde(default = "default_on_error")]
+        on_error: String,
+        #[serde(default = "default_at_end")]
+        at_end: String,
+    },
+    Mqtt {
+        host: String,
+        #[serde(default = "default_mqtt_port")]
+        port: u16,
+        client_id: String,
+        #[serde(default = "default_protocol")]
+        protocol: String,
+        username: Option<String>,
+        password_file: Option<PathBuf>,
+        #[serde(default = "default_keep_alive")]
+        keep_alive: String,
+        #[serde(default = "default_reconnect_min")]
+        reconnect_min: String,
+        #[serde(default = "default_reconnect_max")]
+        reconnect_max: String,
+        #[serde(default = "default_max_payload")]
+        max_payload: String,
+        topics: Vec<RawTopic>,
+        #[serde(default)]
+        layouts: Vec<RawLayout>,
+        tls: Option<RawTls>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca_file: PathBuf,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_pace() -> String {
+    "recorded".into()
+}
+fn default_on_error() -> String {
+    "skip".into()
+}
+fn default_at_end() -> String {
+    "continue".into()
+}
+fn default_mqtt_port() -> u16 {
+    1883
+}
+fn default_protocol() -> String {
+    "3.1.1".into()
+}
+fn default_keep_alive() -> String {
+    "30s".into()
+}
+fn default_reconnect_min() -> String {
+    "100ms".into()
+}
+fn default_reconnect_max() -> String {
+    "30s".into()
+}
+fn default_max_payload() -> String {
+    "1 MiB".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTopic {
+    filter: String,
+    #[serde(default = "one")]
+    qos: u8,
+}
+
+fn one() -> u8 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLayout {
+    topic: String,
+    format: String,
+    fields: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLane {
+    carries: String,
+    #[serde(default)]
+    sources: Option<Vec<String>>,
+    #[serde(default)]
+    messages: Option<Vec<String>>,
+    #[serde(default)]
+    signals: Vec<RawSignal>,
+    recipients: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSignal {
+    name: String,
+    every: Option<u64>,
+    min_interval: Option<String>,
+    #[serde(default)]
+    on_change: bool,
+    grid: Option<f64>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typed, validated configuration.
+
+/// The validated configuration.
+#[derive(Clone)]
+pub struct Config {
+    /// The file it came from (for log lines).
+    pub path: PathBuf,
+    pub signer: Ed25519Signer,
+    /// RocksDB directory (created on first start; its parent must exist).
+    pub store: PathBuf,
+    pub pipeline_capacity: NonZeroUsize,
+    pub writer_capacity: NonZeroUsize,
+    pub shutdown_grace: Duration,
+    pub block: BlockPolicy,
+    /// Every configured DBC compiled into one decoder, per interface.
+    pub decoder: Arc<Decoder>,
+    /// DBC build warnings, for the log.
+    pub dbc_warnings: Vec<String>,
+    pub sources: Vec<SourceConfig>,
+    pub lanes: Vec<LanePolicy>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("path", &self.path)
+            .field("signer", &self.signer)
+            .field("store", &self.store)
+            .field("block", &self.block)
+            .field("sources", &self.sources)
+            .field("lanes", &self.lanes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// When to seal a block: whichever limit is reached first.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BlockPolicy {
+    /// Input records (CAN frames, MQTT messages) per block.
+    pub max_records: NonZeroUsize,
+    /// Approximate plaintext bytes of every lane together.
+    pub max_bytes: NonZeroUsize,
+    /// Age of the block's first record (by the monotonic clock of the pipeline).
+    pub max_age: Duration,
+    pub zstd_level: i32,
+}
+
+/// One configured source.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// Its key under `[sources]`.
+    pub name: String,
+    pub kind: SourceKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    SocketCan(crate::source::socketcan::Config),
+    Trace(TraceConfig),
+    Mqtt(MqttConfig),
+}
+
+/// How fast a trace is replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// With the recorded gaps between frames.
+    Recorded,
+    /// As fast as the pipeline takes them.
+    Fast,
+}
+
+/// What the daemon does when a trace ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtEnd {
+    /// Keep running (other sources go on).
+    Continue,
+    /// Shut the gateway down gracefully (the partial block is sealed).
+    Shutdown,
+}
+
+#[derive(Debug, Clone)]
+pub struct TraceConfig {
+    pub file: PathBuf,
+    pub pace: Pace,
+    pub policy: can_decoders::trace::ErrorPolicy,
+    pub at_end: AtEnd,
+}
+
+/// How an MQTT payload is decoded into signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadFormat {
+    Json,
+    Cbor,
+}
+
+/// One topic's payload layout: signal name -> field path (`pos.lat`).
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub topic: String,
+    pub format: PayloadFormat,
+    pub fields: Vec<(String, Vec<String>)>,
+}
+
+/// MQTT protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttProtocol {
+    V311,
+    V5,
+}
+
+#[derive(Clone)]
+pub struct MqttConfig {
+    pub protocol: MqttProtocol,
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub keep_alive: Duration,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    pub max_payload: usize,
+    pub topics: Vec<(String, u8)>,
+    pub layouts: Vec<Layout>,
+    pub tls: Option<TlsFiles>,
+}
+
+/// TLS to the broker: the CA certificates (PEM) that sign its certificate, and optionally a
+/// client certificate and key (PEM; the key file must be 0600). Contents are loaded at start.
+#[derive(Clone)]
+pub struct TlsFiles {
+    pub ca_pem: Vec<u8>,
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsFiles")
+            .field("client_auth", &self.client.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for MqttConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MqttConfig")
+            .field("protocol", &self.protocol)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("topics", &self.topics)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a lane carries.
+#[derive(Debug, Clone)]
+pub enum LaneContent {
+    /// Raw records: every CAN frame and MQTT message of its sources, or only the CAN ids of
+    /// the listed messages (MQTT messages always).
+    Raw { can_ids: Option<BTreeSet<CanId>> },
+    /// Decoded signal samples.
+    Signals(Vec<SignalRule>),
+}
+
+/// One signal a signal lane carries, and how it is thinned and coarsened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignalRule {
+    /// `Message.Signal` for DBC signals, the layout's field name for MQTT signals.
+    pub name: String,
+    /// Keep every n-th sample (the first, the n+1-th, ...).
+    pub every: Option<NonZeroU64>,
+    /// Keep a sample only when at least this long (record time) after the last kept one.
+    pub min_interval: Option<Duration>,
+    /// Keep a sample only when its (coarsened) value differs from the last kept one.
+    pub on_change: bool,
+    /// Round the value to the nearest multiple of this (e.g. 0.001 degrees: about 100 m).
+    pub grid: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LanePolicy {
+    pub name: String,
+    /// Indexes into [`Config::sources`]; `None` = every source.
+    pub sources: Option<Vec<usize>>,
+    pub content: LaneContent,
+    pub recipients: Vec<PublicKey>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small typed values.
+
+/// `"250ms"`, `"10s"`, `"5m"`, `"1h"`, `"1500us"`.
+pub fn parse_duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| {
+        invalid(key, format!("{text:?} is not a duration (use e.g. \"250ms\", \"10s\", \"5m\")"))
+    })?;
+    let secs = match unit.trim() {
+        "ns" => n / 1e9,
+        "us" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        u => {
+            return Err(invalid(key, format!("{text:?}: unknown unit {u:?} (ns, us, ms, s, m, h)")))
+        }
+    };
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| invalid(key, format!("{text:?} is not a representable duration")))
+}
+
+/// `"4 MiB"`, `"512KiB"`, `"1000000"`, `"2 MB"`.
+pub fn parse_size(key: &str, text: &str) -> Result<usize, ConfigError> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| invalid(key, format!("{text:?} is not a size (use e.g. \"4 MiB\")")))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        u => {
+            return Err(invalid(
+                key,
+                format!("{text:?}: unknown unit {u:?} (B, KiB, MiB, GiB, kB, MB, GB)"),
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(|| invalid(key, format!("{text:?} is too large")))
+}
+
+fn non_zero(key: &str, v: usize) -> Result<NonZeroUsize, ConfigError> {
+    NonZeroUsize::new(v).ok_or_else(|| invalid(key, "must be at least 1"))
+}
+
+/// Parses an X25519 public key in `iovctl keygen`'s `name+hexid+base64` form, or plain base64
+/// of the 32 bytes; checks the key id when present.
+pub fn parse_public_key(text: &str) -> Result<PublicKey, String> {
+    let text = text.trim();
+    // Key names never contain '+'; base64 may.
+    let mut parts = text.splitn(3, '+');
+    let (name_id, b64) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(name), Some(id), Some(b64))
+            if id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            (Some((name, id)), b64)
+        }
+        _ => (None, text),
+    };
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| format!("public key is not base64: {e}"))?;
+    let bytes: [u8; 32] =
+        raw.as_slice().try_into().map_err(|_| format!("{} bytes, want 32", raw.len()))?;
+    let pk = PublicKey::from(bytes);
+    if let Some((name, id)) = name_id {
+        let want = ledger::keys::x25519_key_id(name, &pk);
+        let got = u32::from_str_radix(id, 16).map_err(|_| format!("key id {id:?} is not hex"))?;
+        if got != want {
+            return Err(format!("key id {got:08x} does not match the key ({want:08x})"));
+        }
+    }
+    Ok(pk)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading and validation.
+
+impl Config {
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Parses and validates `text`; relative paths in it are taken relative to `path`'s
+    /// directory.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.display().to_string(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        validate(raw, path, &base)
+    }
+
+    /// Index of the source named `name`.
+    pub fn source_index(&self, name: &str) -> Option<usize> {
+        self.sources.iter().position(|s| s.name == name)
+    }
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn existing_file(base: &Path, key: &str, p: &Path) -> Result<PathBuf, ConfigError> {
+    let full = resolve(base, p);
+    match std::fs::metadata(&full) {
+        Ok(m) if m.is_file() => Ok(full),
+        Ok(_) => Err(invalid(key, format!("{} is not a regular file", full.display()))),
+        Err(e) => Err(invalid(key, format!("{}: {e}", full.display()))),
+    }
+}
+
+fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError> {
+    // [gateway]
+    let g = &raw.gateway;
+    let key_path = existing_file(base, "gateway.signing_key", &g.signing_key)?;
+    let signer = ledger::keys::load_signer(&key_path)
+        .map_err(|e| invalid("gateway.signing_key", e.to_string()))?;
+    let store = resolve(base, &g.store);
+    let parent = store.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return Err(invalid(
+            "gateway.store",
+            format!("the parent directory {} does not exist", parent.display()),
+        ));
+    }
+    if store.exists() && !store.is_dir() {
+        return Err(invalid("gateway.store", format!("{} is not a directory", store.display())));
+    }
+    let pipeline_capacity = non_zero("gateway.pipeline_capacity", g.pipeline_capacity)?;
+    let writer_capacity = non_zero("gateway.writer_capacity", g.writer_capacity)?;
+    let shutdown_grace = parse_duration("gateway.shutdown_grace", &g.shutdown_grace)?;
+
+    // [block]
+    let b = &raw.block;
+    let block = BlockPolicy {
+        max_records: non_zero("block.max_records", b.max_records)?,
+        max_bytes: non_zero("block.max_bytes", parse_size("block.max_bytes", &b.max_bytes)?)?,
+        max_age: parse_duration("block.max_age", &b.max_age)?,
+        zstd_level: b.zstd_level,
+    };
+    if block.max_age.is_zero() {
+        return Err(invalid("block.max_age", "must be more than 0"));
+    }
+    if !(1..=22).contains(&block.zstd_level) {
+        return Err(invalid("block.zstd_level", format!("{} is not in 1..=22", b.zstd_level)));
+    }
+
+    // [[dbc]]
+    let mut builder = Decoder::builder();
+    let mut dbs = Vec::new();
+    let mut by_pgn = false;
+    for (i, d) in raw.dbc.iter().enumerate() {
+        let key = format!("dbc[{i}].file");
+        let file = existing_file(base, &key, &d.file)?;
+        let db = dbc::load_file(&file)
+            .map_err(|e| invalid(&key, format!("{} does not load: {e}", file.display())))?;
+        for (j, iface) in d.interfaces.iter().enumerate() {
+            if iface.is_empty() {
+                return Err(invalid(format!("dbc[{i}].interfaces[{j}]"), "empty name"));
+            }
+        }
+        by_pgn |= d.j1939_by_pgn;
+        dbs.push((db, d.interfaces.clone()));
+    }
+    for (db, ifaces) in &dbs {
+        let names: Vec<&str> = ifaces.iter().map(String::as_str).collect();
+        builder.add_database(db, &names);
+    }
+    builder.j1939_by_pgn(by_pgn);
+    let (decoder, warnings) =
+        builder.build().map_err(|e| invalid("dbc", format!("the DBCs do not compile: {e}")))?;
+    let dbc_warnings = warnings.iter().map(ToString::to_string).collect();
+
+    // [recipients]
+    let mut recipients = BTreeMap::new();
+    for (name, file) in &raw.recipients {
+        let key = format!("recipients.{name}");
+        let full = existing_file(base, &key, Path::new(file))?;
+        let text = std::fs::read_to_string(&full)
+            .map_err(|e| invalid(&key, format!("{}: {e}", full.display())))?;
+        let pk = parse_public_key(&text)
+            .map_err(|e| invalid(&key, format!("{}: {e}", full.display())))?;
+        recipients.insert(name.clone(), pk);
+    }
+
+    // [sources.*]
+    let mut sources = Vec::new();
+    let mut mqtt_signals = BTreeSet::new();
+    for (i, (name, s)) in raw.sources.iter().enumerate() {
+        let key = |k: &str| format!("sources.{name}.{k}");
+        if name.is_empty() {
+            return Err(invalid("sources", "a source name is empty"));
+        }
+        let kind = match s {
+            RawSource::Socketcan { interface, ids, error_frames } => {
+                let channel =
+                    ChannelId(u16::try_from(i).map_err(|_| {
+                        invalid(format!("sources.{name}"), "more than 65535 sources")
+                    })?);
+                let mut c = crate::source::socketcan::Config::new(interface.clone(), channel);
+                for (j, id) in ids.iter().enumerate() {
+                    let cid =
+                        if *id <= 0x7FF { CanId::standard(*id) } else { CanId::extended(*id) };
+                    c.ids.push(cid.ok_or_else(|| {
+                        invalid(key(&format!("ids[{j}]")), format!("{id:#x} is not a CAN id"))
+                    })?);
+                }
+                c.error_frames = *error_frames;
+                if interface.is_empty() || interface.len() > 15 {
+                    return Err(invalid(key("interface"), "must be 1 to 15 bytes"));
+                }
+                SourceKind::SocketCan(c)
+            }
+            RawSource::Trace { file, pace, on_error, at_end } => {
+                let file = existing_file(base, &key("file"), file)?;
+                if can_decoders::trace::Format::from_path(&file).is_none() {
+                    return Err(invalid(
+                        key("file"),
+                        format!("{}: not .log, .asc or .blf (optionally .gz)", file.display()),
+                    ));
+                }
+                let pace = match pace.as_str() {
+                    "recorded" => Pace::Recorded,
+                    "fast" => Pace::Fast,
+                    p => {
+                        return Err(invalid(
+                            key("pace"),
+                            format!("{p:?}: use \"recorded\" or \"fast\""),
+                        ))
+                    }
+                };
+                let policy = match on_error.as_str() {
+                    "skip" => can_decoders::trace::ErrorPolicy::Skip,
+                    "strict" => can_decoders::trace::ErrorPolicy::Strict,
+                    p => {
+                        return Err(invalid(
+                            key("on_error"),
+                            format!("{p:?}: use \"skip\" or \"strict\""),
+                        ))
+                    }
+                };
+                let at_end = match at_end.as_str() {
+                    "continue" => AtEnd::Continue,
+                    "shutdown" => AtEnd::Shutdown,
+                    p => {
+                        return Err(invalid(
+                            key("at_end"),
+                            format!("{p:?}: use \"continue\" or \"shutdown\""),
+                        ))
+                    }
+                };
+                SourceKind::Trace(TraceConfig { file, pace, policy, at_end })
+            }
+            RawSource::Mqtt {
+                host,
+                port,
+                client_id,
+                protocol,
+                username,
+                password_file,
+                keep_alive,
+                reconnect_min,
+                reconnect_max,
+                max_payload,
+                topics,
+                layouts,
+                tls,
+            } => {
+                let protocol = match protocol.as_str() {
+                    "3.1.1" => MqttProtocol::V311,
+                    "5" => MqttProtocol::V5,
+                    p => {
+                        return Err(invalid(
+                            key("protocol"),
+                            format!("{p:?}: use \"3.1.1\" or \"5\""),
+                        ))
+                    }
+                };
+                if host.is_empty() {
+                    return Err(invalid(key("host"), "empty"));
+                }
+                if client_id.is_empty() || client_id.len() > 23 {
+                    return Err(invalid(
+                        key("client_id"),
+                        "must be 1 to 23 bytes (a fixed id keeps the broker session, so unacked QoS 1 messages are redelivered)",
+                    ));
+                }
+                let password = match password_file {
+                    None => None,
+                    Some(p) => {
+                        let f = existing_file(base, &key("password_file"), p)?;
+                        let text = ledger::keys::read_secret_file(&f)
+                            .map_err(|e| invalid(key("password_file"), e.to_string()))?;
+                        Some(text.trim_end_matches(['\n', '\r']).to_owned())
+                    }
+                };
+                if password.is_some() && username.is_none() {
+                    return Err(invalid(key("password_file"), "needs sources.*.username"));
+                }
+                if topics.is_empty() {
+                    return Err(invalid(key("topics"), "at least one topic filter"));
+                }
+                let mut ts = Vec::new();
+                for (j, t) in topics.iter().enumerate() {
+                    if t.filter.is_empty() {
+                        return Err(invalid(key(&format!("topics[{j}].filter")), "empty"));
+                    }
+                    if t.qos > 1 {
+                        return Err(invalid(
+                            key(&format!("topics[{j}].qos")),
+                            format!("{} is not 0 or 1", t.qos),
+                        ));
+                    }
+                    ts.push((t.filter.clone(), t.qos));
+                }
+                let mut ls = Vec::new();
+                for (j, l) in layouts.iter().enumerate() {
+                    let lk = |k: &str| key(&format!("layouts[{j}].{k}"));
+                    let format = match l.format.as_str() {
+                        "json" => PayloadFormat::Json,
+                        "cbor" => PayloadFormat::Cbor,
+                        f => {
+                            return Err(invalid(
+                                lk("format"),
+                                format!("{f:?}: use \"json\" or \"cbor\""),
+                            ))
+                        }
+                    };
+                    if l.fields.is_empty() {
+                        return Err(invalid(lk("fields"), "at least one field"));
+                    }
+                    let mut fields = Vec::new();
+                    for (sig, p) in &l.fields {
+                        let parts: Vec<String> = p.split('.').map(str::to_owned).collect();
+                        if parts.iter().any(String::is_empty) {
+                            return Err(invalid(
+                                lk(&format!("fields.{sig}")),
+                                format!("{p:?} is not a field path like \"pos.lat\""),
+                            ));
+                        }
+                        mqtt_signals.insert(sig.clone());
+                        fields.push((sig.clone(), parts));
+                    }
+                    ls.push(Layout { topic: l.topic.clone(), format, fields });
+                }
+                let reconnect_min = parse_duration(&key("reconnect_min"), reconnect_min)?;
+                let reconnect_max = parse_duration(&key("reconnect_max"), reconnect_max)?;
+                if reconnect_min.is_zero() || reconnect_max < reconnect_min {
+                    return Err(invalid(
+                        key("reconnect_max"),
+                        "reconnect_min must be > 0 and reconnect_max >= reconnect_min",
+                    ));
+                }
+                let max_payload = parse_size(&key("max_payload"), max_payload)?;
+                if max_payload == 0 || max_payload > ledger::record::MAX_MQTT_PAYLOAD {
+                    return Err(invalid(
+                        key("max_payload"),
+                        format!("must be 1 byte to {} bytes", ledger::record::MAX_MQTT_PAYLOAD),
+                    ));
+                }
+                let tls = match tls {
+                    None => None,
+                    Some(t) => {
+                        let ca = existing_file(base, &key("tls.ca_file"), &t.ca_file)?;
+                        let ca_pem = std::fs::read(&ca).map_err(|e| {
+                            invalid(key("tls.ca_file"), format!("{}: {e}", ca.display()))
+                        })?;
+                        if !ca_pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                            return Err(invalid(
+                                key("tls.ca_file"),
+                                format!("{}: no PEM certificate in it", ca.display()),
+                            ));
+                        }
+                        let client = match (&t.client_cert, &t.client_key) {
+                            (None, None) => None,
+                            (Some(c), Some(k)) => {
+                                let c = existing_file(base, &key("tls.client_cert"), c)?;
+                                let cert = std::fs::read(&c).map_err(|e| {
+                                    invalid(key("tls.client_cert"), format!("{}: {e}", c.display()))
+                                })?;
+                                let k = existing_file(base, &key("tls.client_key"), k)?;
+                                let pem = ledger::keys::read_secret_file(&k)
+                                    .map_err(|e| invalid(key("tls.client_key"), e.to_string()))?;
+                                Some((cert, pem.as_bytes().to_vec()))
+                            }
+                            _ => {
+                                return Err(invalid(
+                                    key("tls"),
+                                    "client_cert and client_key go together",
+                                ))
+                            }
+                        };
+                        Some(TlsFiles { ca_pem, client })
+                    }
+                };
+                SourceKind::Mqtt(MqttConfig {
+                    protocol,
+                    tls,
+                    host: host.clone(),
+                    port: *port,
+                    client_id: client_id.clone(),
+                    username: username.clone(),
+                    password,
+                    keep_alive: parse_duration(&key("keep_alive"), keep_alive)?,
+                    reconnect_min,
+                    reconnect_max,
+                    max_payload,
+                    topics: ts,
+                    layouts: ls,
+                })
+            }
+        };
+        sources.push(SourceConfig { name: name.clone(), kind });
+    }
+    if sources.is_empty() {
+        return Err(invalid("sources", "no source configured"));
+    }
+
+    // [lanes.*]
+    let dbc_signals: BTreeSet<String> = decoder
+        .messages()
+        .flat_map(|(_, m)| m.signals().iter().map(move |s| format!("{}.{}", m.name(), s.name())))
+        .collect();
+    let mut lanes = Vec::new();
+    for (name, l) in &raw.lanes {
+        let key = |k: &str| format!("lanes.{name}.{k}");
+        if name.is_empty() || name.len() > 64 {
+            return Err(invalid(format!("lanes.{name}"), "a lane name is 1 to 64 bytes"));
+        }
+        let srcs = match &l.sources {
+            None => None,
+            Some(list) => {
+                let mut v = Vec::new();
+                for (j, s) in list.iter().enumerate() {
+                    let idx = sources.iter().position(|c| &c.name == s).ok_or_else(|| {
+                        invalid(key(&format!("sources[{j}]")), format!("no source named {s:?}"))
+                    })?;
+                    v.push(idx);
+                }
+                Some(v)
+            }
+        };
+        let content = match l.carries.as_str() {
+            "raw" => {
+                if !l.signals.is_empty() {
+                    return Err(invalid(key("signals"), "a raw lane carries frames, not signals"));
+                }
+                let can_ids = match &l.messages {
+                    None => None,
+                    Some(ms) => {
+                        let mut ids = BTreeSet::new();
+                        for (j, m) in ms.iter().enumerate() {
+                            let k = decoder.message_by_name(m).ok_or_else(|| {
+                                invalid(
+                                    key(&format!("messages[{j}]")),
+                                    format!("no DBC message named {m:?}"),
+                                )
+                            })?;
+                            ids.insert(decoder.message(k).id());
+                        }
+                        Some(ids)
+                    }
+                };
+                LaneContent::Raw { can_ids }
+            }
+            "signals" => {
+                if l.messages.is_some() {
+                    return Err(invalid(key("messages"), "only raw lanes select messages"));
+                }
+                if l.signals.is_empty() {
+                    return Err(invalid(key("signals"), "a signal lane needs at least one signal"));
+                }
+                let mut rules = Vec::new();
+                for (j, s) in l.signals.iter().enumerate() {
+                    let sk = |k: &str| key(&format!("signals[{j}].{k}"));
+                    if !dbc_signals.contains(&s.name) && !mqtt_signals.contains(&s.name) {
+                        return Err(invalid(
+                            sk("name"),
+                            format!(
+                                "{:?} is neither a DBC signal (Message.Signal) nor an MQTT layout field",
+                                s.name
+                            ),
+                        ));
+                    }
+                    let every = match s.every {
+                        None => None,
+                        Some(n) => Some(
+                            NonZeroU64::new(n)
+                                .ok_or_else(|| invalid(sk("every"), "must be at least 1"))?,
+                        ),
+                    };
+                    let min_interval = s
+                        .min_interval
+                        .as_deref()
+                        .map(|t| parse_duration(&sk("min_interval"), t))
+                        .transpose()?;
+                    if let Some(g) = s.grid {
+                        if !(g.is_finite() && g > 0.0) {
+                            return Err(invalid(
+                                sk("grid"),
+                                format!("{g} is not a positive number"),
+                            ));
+                        }
+                    }
+                    rules.push(SignalRule {
+                        name: s.name.clone(),
+                        every,
+                        min_interval,
+                        on_change: s.on_change,
+                        grid: s.grid,
+                    });
+                }
+                LaneContent::Signals(rules)
+            }
+            c => return Err(invalid(key("carries"), format!("{c:?}: use \"raw\" or \"signals\""))),
+        };
+        if l.recipients.is_empty() {
+            return Err(invalid(
+                key("recipients"),
+                "at least one recipient: nobody could open the lane",
+            ));
+        }
+        let mut rs = Vec::new();
+        for (j, r) in l.recipients.iter().enumerate() {
+            let pk = recipients.get(r).ok_or_else(|| {
+                invalid(
+                    key(&format!("recipients[{j}]")),
+                    format!("{r:?} is not declared under [recipients]"),
+                )
+            })?;
+            if rs.contains(pk) {
+                return Err(invalid(key(&format!("recipients[{j}]")), "listed twice"));
+            }
+            rs.push(*pk);
+        }
+        lanes.push(LanePolicy { name: name.clone(), sources: srcs, content, recipients: rs });
+    }
+    if lanes.is_empty() {
+        return Err(invalid("lanes", "no lane configured: nothing would be stored"));
+    }
+    if lanes.len() > 64 {
+        return Err(invalid("lanes", format!("{} lanes, at most 64", lanes.len())));
+    }
+
+    Ok(Config {
+        path: path.to_path_buf(),
+        signer,
+        store,
+        pipeline_capacity,
+        writer_capacity,
+        shutdown_grace,
+        block,
+        decoder: Arc::new(decoder),
+        dbc_warnings,
+        sources,
+        lanes,
+    })
+}
+
+/// The commented example `print-default-config` prints. Paths are the packaged defaults; with
+/// them pointed at real files it passes `check-config` (tested).
+pub const DEFAULT_CONFIG: &str = r#"# iov-gateway configuration (/etc/iov/gateway.toml).
+# Unknown keys are refused; `iov-gateway check-config --config FILE` validates a file.
+# Durations: "250ms", "10s", "5m", "1h". Sizes: "4 MiB", "512 KiB", "1000000".
+# Relative paths are relative to this file's directory.
+
+[gateway]
+# Ed25519 signing key of this gateway (iovctl keygen; mode 0600). Its name is the log origin.
+signing_key = "/etc/iov/keys/signing.key"
+# The gateway's log: a RocksDB directory, created on first start (the parent must exist).
+store = "/var/lib/iov-gateway/store"
+# Bounded channel from the sources to the pipeline (records). CAN sources drop new frames when
+# it is full (counted); MQTT stops reading (and acknowledging) until there is room.
+pipeline_capacity = 8192
+# Sealed-block requests queued for the store writer; the pipeline waits when it is full.
+writer_capacity = 4
+# How long shutdown may take (seal the partial block, sync) before the process gives up.
+shutdown_grace = "10s"
+
+[block]
+# A block is sealed when any of these is reached, and on shutdown.
+max_records = 100000
+max_bytes = "4 MiB"
+max_age = "10s"
+zstd_level = 5
+
+# DBC files: decode frames of the listed interfaces (none listed = every interface).
+[[dbc]]
+file = "/etc/iov/dbc/canmod-gps.dbc"
+interfaces = ["can0"]
+j1939_by_pgn = false
+
+# X25519 public keys of the lane audiences (`NAME+KEYID+BASE64`, as iovctl keygen writes them).
+[recipients]
+factory = "/etc/iov/keys/factory.x25519.pub"
+city = "/etc/iov/keys/city.x25519.pub"
+
+# Sources. kind = "socketcan" | "trace" | "mqtt".
+[sources.can0]
+kind = "socketcan"
+interface = "can0"
+# ids = [0x3, 0x7]       # kernel filter; empty = every id
+error_frames = true
+
+# [sources.replay]
+# kind = "trace"
+# file = "/var/lib/iov-gateway/replay.log.gz"   # candump .log, .asc or .blf, optionally .gz
+# pace = "recorded"      # or "fast": as fast as the pipeline takes them (never drops)
+# on_error = "skip"      # or "strict": stop at the first malformed record
+# at_end = "continue"    # or "shutdown": stop the gateway gracefully at the end of the trace
+
+# [sources.telemetry]
+# kind = "mqtt"
+# host = "127.0.0.1"
+# port = 1883
+# client_id = "iov-gw-1"  # fixed: the broker keeps the session and redelivers unacked QoS 1
+# protocol = "3.1.1"      # or "5" (session kept for a week while away)
+# username = "gateway"
+# password_file = "/etc/iov/keys/mqtt.password"   # mode 0600
+# keep_alive = "30s"
+# reconnect_min = "100ms"
+# reconnect_max = "30s"
+# max_payload = "1 MiB"
+# topics = [{ filter = "vehicle/+/telemetry", qos = 1 }]
+# tls = { ca_file = "/etc/iov/mqtt-ca.pem" }   # optional client_cert / client_key (0600)
+# [[sources.telemetry.layouts]]
+# topic = "vehicle/+/telemetry"   # an MQTT topic filter
+# format = "json"                 # or "cbor"
+# fields = { "telemetry.speed" = "speed", "telemetry.lat" = "pos.lat" }
+
+# Lanes: one audience's view of each block, sealed for its recipients.
+[lanes.factory]
+carries = "raw"                    # every CAN frame and MQTT message of its sources
+# sources = ["can0"]               # default: every source
+# messages = ["gnss_pos"]          # only these DBC messages' CAN ids
+recipients = ["factory"]
+
+[lanes.city]
+carries = "signals"                # decoded signal samples
+recipients = ["city"]
+signals = [
+  { name = "gnss_speed.Speed", min_interval = "1s" },
+  { name = "gnss_pos.Latitude", min_interval = "1s", grid = 0.001 },
+  { name = "gnss_pos.Longitude", min_interval = "1s", grid = 0.001 },
+  # { name = "gnss_status.FixType", on_change = true },
+  # { name = "gnss_imu.AccelerationX", every = 10 },
+]
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::tests::{chmod, fixtures, keys};
+
+    /// The default config with its packaged paths pointed at real files in `dir`.
+    fn default_in(dir: &Path) -> String {
+        let dbc = fixtures().join("dbc/css-electronics/canmod-gps.dbc");
+        DEFAULT_CONFIG
+            .replace("/etc/iov/keys/signing.key", &dir.join("signing.key").display().to_string())
+            .replace("/var/lib/iov-gateway/store", &dir.join("store").display().to_string())
+            .replace("/etc/iov/dbc/canmod-gps.dbc", &dbc.display().to_string())
+            .replace(
+                "/etc/iov/keys/factory.x25519.pub",
+                &dir.join("factory.pub").display().to_string(),
+            )
+            .replace("/etc/iov/keys/city.x25519.pub", &dir.join("city.pub").display().to_string())
+    }
+
+    fn err(text: &str, dir: &Path) -> String {
+        match Config::from_toml(text, &dir.join("gateway.toml")) {
+            Ok(_) => panic!("config was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_printed_default_config_validates() {
+        let k = keys();
+        let text = default_in(k.dir.path());
+        let c = Config::from_toml(&text, &k.dir.path().join("gateway.toml"))
+            .expect("default validates");
+        assert_eq!(c.lanes.len(), 2);
+        assert_eq!(c.sources.len(), 1);
+        assert_eq!(c.block.max_age, Duration::from_secs(10));
+        assert_eq!(c.block.max_bytes.get(), 4 << 20);
+        let city = c.lanes.iter().find(|l| l.name == "city").expect("city lane");
+        let LaneContent::Signals(rules) = &city.content else { panic!("city carries signals") };
+        assert_eq!(rules[1].grid, Some(0.001));
+        assert_eq!(rules[1].min_interval, Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_its_name() {
+        let k = keys();
+        let text = default_in(k.dir.path()).replace("[block]\n", "[block]\nmax_recods = 5\n");
+        let e = err(&text, k.dir.path());
+        assert!(e.contains("max_recods"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_key_path() {
+        let k = keys();
+        let d = k.dir.path();
+        let base = default_in(d);
+        let e = err(&base.replace("\"gnss_pos.Latitude\"", "\"gnss_pos.Lattitude\""), d);
+        assert!(e.starts_with("lanes.city.signals[1].name: \"gnss_pos.Lattitude\""), "{e}");
+        let e = err(&base.replace("max_age = \"10s\"", "max_age = \"10 parsecs\""), d);
+        assert!(e.starts_with("block.max_age: "), "{e}");
+        let e = err(&base.replace("recipients = [\"city\"]", "recipients = [\"town\"]"), d);
+        assert!(e.starts_with("lanes.city.recipients[0]: \"town\" is not declared"), "{e}");
+        let mq = format!(
+            "{base}\n[sources.telemetry]\nkind = \"mqtt\"\nhost = \"127.0.0.1\"\nclient_id = \"gw\"\n\
+             protocol = \"4\"\ntopics = [{{ filter = \"a/b\", qos = 2 }}]\n"
+        );
+        let e = err(&mq, d);
+        assert!(e.starts_with("sources.telemetry.protocol: \"4\""), "{e}");
+        let e = err(&mq.replace("protocol = \"4\"", "protocol = \"5\""), d);
+        assert!(e.starts_with("sources.telemetry.topics[0].qos: 2 is not 0 or 1"), "{e}");
+        let e = err(&base.replace("kind = \"socketcan\"", "kind = \"serial\""), d);
+        assert!(e.contains("serial"), "{e}");
+        let e = err(&base.replace("# messages = [\"gnss_pos\"]", "messages = [\"gnss_posx\"]"), d);
+        assert!(
+            e.starts_with("lanes.factory.messages[0]: no DBC message named \"gnss_posx\""),
+            "{e}"
+        );
+        let ok = Config::from_toml(
+            &base.replace("# messages = [\"gnss_pos\"]", "messages = [\"gnss_pos\"]"),
+            &d.join("gateway.toml"),
+        )
+        .expect("messages by name");
+        let f = ok.lanes.iter().find(|l| l.name == "factory").expect("factory");
+        let LaneContent::Raw { can_ids: Some(ids) } = &f.content else { panic!("ids") };
+        assert_eq!(ids.iter().map(|i| i.raw()).collect::<Vec<_>>(), [3]);
+        let e = err(&base.replace("# sources = [\"can0\"]", "sources = [\"can9\"]"), d);
+        assert!(e.starts_with("lanes.factory.sources[0]: no source named \"can9\""), "{e}");
+        let e = err(
+            &base.replace(
+                &fixtures().join("dbc/css-electronics/canmod-gps.dbc").display().to_string(),
+                &d.join("nope.dbc").display().to_string(),
+            ),
+            d,
+        );
+        assert!(e.starts_with("dbc[0].file: "), "{e}");
+    }
+
+    #[test]
+    fn a_signing_key_readable_by_others_is_refused() {
+        let k = keys();
+        chmod(&k.dir.path().join("signing.key"), 0o644);
+        let e = err(&default_in(k.dir.path()), k.dir.path());
+        assert!(e.starts_with("gateway.signing_key: ") && e.contains("0644"), "{e}");
+    }
+
+    #[test]
+    fn a_recipient_key_with_a_wrong_id_is_refused() {
+        let k = keys();
+        let p = k.dir.path().join("city.pub");
+        let text = std::fs::read_to_string(&p).expect("read");
+        let mut parts: Vec<&str> = text.split('+').collect();
+        parts[1] = if parts[1] == "00000000" { "00000001" } else { "00000000" };
+        std::fs::write(&p, parts.join("+")).expect("write");
+        let e = err(&default_in(k.dir.path()), k.dir.path());
+        assert!(e.starts_with("recipients.city: ") && e.contains("key id"), "{e}");
+    }
+
+    #[test]
+    fn durations_and_sizes_parse_with_units() {
+        assert_eq!(parse_duration("k", "250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("k", "1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("k", "5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("k", "5 fortnights").is_err());
+        assert_eq!(parse_size("k", "4 MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("k", "1000"), Ok(1000));
+        assert!(parse_size("k", "-1").is_err());
+    }
+}

@@ -1,0 +1,155 @@
+//! `iov-gateway`: the IoV edge gateway daemon.
+//!
+//! - `iov-gateway check-config [--config FILE]`: validate the config (keys, DBCs, lanes); exit 0
+//!   when it is usable, 2 with the key and the problem when not.
+//! - `iov-gateway print-default-config`: print a commented example config.
+//! - `iov-gateway run [--config FILE]`: run until SIGTERM/SIGINT (or the end of a trace source
+//!   with `at_end = "shutdown"`), then seal the partial block, sync and exit 0. A fatal error
+//!   (store I/O, a source that cannot run) exits 1 so systemd restarts the daemon.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use gateway::config::{Config, DEFAULT_CONFIG, DEFAULT_PATH};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "iov-gateway",
+    version,
+    about = "IoV edge gateway: CAN/MQTT in, sealed blocks out"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration file.
+    CheckConfig {
+        #[arg(long, default_value = DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Print a commented example configuration.
+    PrintDefaultConfig,
+    /// Run the gateway.
+    Run {
+        #[arg(long, default_value = DEFAULT_PATH)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match cli.command {
+        Command::PrintDefaultConfig => {
+            print!("{DEFAULT_CONFIG}");
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(c) => {
+                for w in &c.dbc_warnings {
+                    eprintln!("warning: dbc: {w}");
+                }
+                println!(
+                    "{}: ok ({} sources, {} lanes, gateway key {})",
+                    config.display(),
+                    c.sources.len(),
+                    c.lanes.len(),
+                    c.signer.name()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Run { config } => match Config::load(&config) {
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+            Ok(c) => match run(c) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            },
+        },
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(async move {
+        for w in &config.dbc_warnings {
+            tracing::warn!("dbc: {w}");
+        }
+        let store = open_store(&config)?;
+        let shutdown = CancellationToken::new();
+        let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
+        let summary = gateway::run::run(config, store, shutdown.clone()).await;
+        signals.abort();
+        let s = summary.context("gateway stopped")?;
+        let secs = s.elapsed.as_secs_f64().max(1e-9);
+        let c = &s.counters;
+        println!(
+            "iov-gateway: stopped: frames_in={} mqtt_in={} rejected={} unknown_ids={} signals_kept={} payload_errors={} blocks={} log_size={} records_sealed={} elapsed_s={:.3} frames_per_s={:.0}",
+            c.frames_in, c.mqtt_in, c.rejected, c.unknown_ids, c.signals_kept, c.payload_errors,
+            c.blocks, s.durable.size, s.durable.records, secs, c.frames_in as f64 / secs
+        );
+        for (name, st) in &s.sources {
+            println!(
+                "iov-gateway: source {name}: received={} delivered={} dropped_full={} malformed={} reconnects={}",
+                st.received, st.delivered, st.dropped_full, st.malformed, st.reconnects
+            );
+        }
+        Ok(())
+    })
+}
+
+#[cfg(feature = "rocks")]
+fn open_store(config: &Config) -> anyhow::Result<Box<dyn ledger::store::Store + Send>> {
+    use ledger::store::rocks::{Mode, Rocks};
+    let s = Rocks::open(&config.store, &config.signer.verifier(), Mode::CreateOrOpen)
+        .with_context(|| format!("opening the store {}", config.store.display()))?;
+    tracing::info!(store = %config.store.display(), size = ledger::store::Store::size(&s), "store open");
+    Ok(Box::new(s))
+}
+
+#[cfg(not(feature = "rocks"))]
+fn open_store(_config: &Config) -> anyhow::Result<Box<dyn ledger::store::Store + Send>> {
+    anyhow::bail!("built without the `rocks` feature: no durable store")
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        () = shutdown.cancelled() => return,
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,359 @@
+//! The daemon's task graph: `run(config, store, shutdown)`.
+//!
+//! ```text
+//!  socketcan (task per iface) ─┐ try_send: drop new + count
+//!  trace (blocking thread) ────┤ blocking_send: waits        ┌──────────┐ send().await ┌──────────────┐
+//!                              ├── frames mpsc (bounded) ───►│ pipeline │─────────────►│ store writer │
+//!  mqtt (task per broker) ─────┴── mqtt mpsc (bounded) ─────►│  (task)  │ pending mpsc │   (thread)   │
+//!          ▲  send().await: waits, unacked                   └──────────┘              └──────┬───────┘
+//!          └────────────────── watch<Durable>: ack QoS 1 up to the durable sequence ──────────┘
+//! ```
+//!
+//! Shutdown (the token is cancelled by SIGTERM/SIGINT, a trace with `at_end = "shutdown"`, or
+//! a failing critical task): sources stop and drop their senders; the pipeline drains what is
+//! queued, seals the partial block and closes the writer's channel; the writer appends it (a
+//! synced batch) and ends; MQTT sources send the acks of that block and disconnect. A writer
+//! error is fatal: everything is cancelled and `run` returns the error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ledger::seal::SealOptions;
+use ledger::store::Store;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, SourceKind};
+use crate::pipeline::{Counters, MqttMessage, Pending, Pipeline};
+use crate::source::channels::Channels;
+use crate::source::{SourceFrame, SourceStats};
+use crate::writer::{Durable, WriteError, Writer};
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    #[error("store writer: {0}")]
+    Writer(#[from] WriteError),
+    #[error("source {name}: {reason}")]
+    Source { name: String, reason: String },
+    #[error("the store writer thread panicked or was cancelled: {0}")]
+    Join(String),
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub counters: Counters,
+    pub durable: Durable,
+    pub elapsed: Duration,
+    /// Per source: name and counters.
+    pub sources: Vec<(String, crate::source::StatsSnapshot)>,
+}
+
+/// Runs the gateway until `shutdown` is cancelled (or a trace ends with `at_end = "shutdown"`),
+/// then shuts down gracefully. `store` is the gateway's log (RocksDB in the daemon).
+pub async fn run(
+    config: Config,
+    store: Box<dyn Store + Send>,
+    shutdown: CancellationToken,
+) -> Result<Summary, RunError> {
+    let started = tokio::time::Instant::now();
+    let opts = SealOptions { zstd_level: config.block.zstd_level, ..SealOptions::default() };
+    let (writer, durable_rx) =
+        Writer::new(store, config.signer.clone(), opts, config.sources.len())?;
+    let (pending_tx, pending_rx) = mpsc::channel::<Pending>(config.writer_capacity.get());
+    let writer_task = tokio::task::spawn_blocking(move || writer.run(pending_rx).map(|_| ()));
+
+    let cap = config.pipeline_capacity.get();
+    let (frames_tx, frames_rx) = mpsc::channel::<SourceFrame>(cap);
+    let (mqtt_tx, mqtt_rx) = mpsc::channel::<MqttMessage>(cap);
+    let channels = Channels::new(
+        &config
+            .sources
+            .iter()
+            .map(|s| match &s.kind {
+                SourceKind::SocketCan(c) => c.iface.clone(),
+                _ => s.name.clone(),
+            })
+            .collect::<Vec<_>>(),
+    );
+    let tracker = TaskTracker::new();
+    let failure: Arc<std::sync::Mutex<Option<RunError>>> = Arc::default();
+    let fail = {
+        let failure = failure.clone();
+        let shutdown = shutdown.clone();
+        move |e: RunError| {
+            tracing::error!(error = %e, "critical task failed: shutting down");
+            let mut f = failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            f.get_or_insert(e);
+            shutdown.cancel();
+        }
+    };
+    let mut stats = Vec::new();
+    for (i, s) in config.sources.iter().enumerate() {
+        let st = Arc::new(SourceStats::default());
+        stats.push((s.name.clone(), st.clone()));
+        let name = s.name.clone();
+        let fail = fail.clone();
+        let token = shutdown.clone();
+        match &s.kind {
+            SourceKind::SocketCan(c) => {
+                let src = crate::source::socketcan::Source::new(c.clone(), frames_tx.clone(), st)
+                    .map_err(|e| RunError::Source {
+                    name: name.clone(),
+                    reason: e.to_string(),
+                })?;
+                tracker.spawn(async move {
+                    if let Err(e) = src.run(token).await {
+                        fail(RunError::Source { name, reason: e.to_string() });
+                    }
+                });
+            }
+            SourceKind::Trace(t) => {
+                let src = crate::source::trace::TraceSource {
+                    name: name.clone(),
+                    index: i,
+                    config: t.clone(),
+                    channels: channels.clone(),
+                    tx: frames_tx.clone(),
+                    stats: st,
+                };
+                tracker.spawn_blocking(move || {
+                    if let Err(e) = src.run_blocking(&token) {
+                        fail(RunError::Source { name, reason: e.to_string() });
+                    }
+                });
+            }
+            SourceKind::Mqtt(m) => {
+                let src = crate::source::mqtt::MqttSource {
+                    name: name.clone(),
+                    index: i,
+                    config: m.clone(),
+                    tx: Some(mqtt_tx.clone()),
+                    durable: durable_rx.clone(),
+                    stats: st,
+                    grace: config.shutdown_grace,
+                };
+                tracker.spawn(async move {
+                    if let Err(e) = src.run(token).await {
+                        fail(RunError::Source { name, reason: e.to_string() });
+                    }
+                });
+            }
+        }
+    }
+    drop(frames_tx);
+    drop(mqtt_tx);
+    tracker.close();
+
+    let pipeline = Pipeline::new(&config);
+    let pipe =
+        tokio::spawn(pipeline_task(pipeline, frames_rx, mqtt_rx, channels, pending_tx, started));
+    let counters = pipe.await.map_err(|e| RunError::Join(e.to_string()))?;
+    let writer_result = writer_task.await.map_err(|e| RunError::Join(e.to_string()))?;
+    if let Err(e) = writer_result {
+        shutdown.cancel();
+        let grace = config.shutdown_grace;
+        let _ = tokio::time::timeout(grace, tracker.wait()).await;
+        return Err(RunError::Writer(e));
+    }
+    // MQTT sources send their last acks, then stop.
+    if tokio::time::timeout(config.shutdown_grace, tracker.wait()).await.is_err() {
+        tracing::warn!("sources did not stop within the shutdown grace period");
+    }
+    let failed = failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let durable = durable_rx.borrow().clone();
+    Ok(Summary {
+        counters,
+        durable,
+        elapsed: started.elapsed(),
+        sources: stats.into_iter().map(|(n, s)| (n, s.snapshot())).collect(),
+    })
+}
+
+/// The pipeline task: takes records until every source has closed its sender, seals by
+/// count/size/age, then seals the partial block and closes the writer's channel.
+async fn pipeline_task(
+    mut p: Pipeline,
+    mut frames: mpsc::Receiver<SourceFrame>,
+    mut mqtt: mpsc::Receiver<MqttMessage>,
+    channels: Channels,
+    writer: mpsc::Sender<Pending>,
+    started: tokio::time::Instant,
+) -> Counters {
+    let mut cache: Vec<Option<crate::source::channels::Channel>> = Vec::new();
+    let (mut frames_open, mut mqtt_open) = (true, true);
+    let mut writer_open = true;
+    let send = |pending: Option<Pending>| {
+        let writer = writer.clone();
+        async move {
+            match pending {
+                Some(b) => writer.send(b).await.is_ok(),
+                None => true,
+            }
+        }
+    };
+    while frames_open || mqtt_open {
+        let deadline = p.deadline().map(|d| started + d);
+        let out = tokio::select! {
+            biased;
+            () = async { if let Some(d) = deadline { tokio::time::sleep_until(d).await } }, if deadline.is_some() => {
+                p.poll(started.elapsed())
+            }
+            f = frames.recv(), if frames_open => match f {
+                None => { frames_open = false; None }
+                Some(sf) => {
+                    let id = usize::from(sf.frame.channel.0);
+                    if cache.len() <= id {
+                        cache.resize(id + 1, None);
+                    }
+                    if cache[id].is_none() {
+                        cache[id] = channels.get(sf.frame.channel);
+                    }
+                    match &cache[id] {
+                        Some(ch) => p.push_can(ch.source, &ch.name.clone(), &sf.frame, started.elapsed()),
+                        None => {
+                            tracing::warn!(channel = id, "frame from an unregistered channel dropped");
+                            None
+                        }
+                    }
+                }
+            },
+            m = mqtt.recv(), if mqtt_open => match m {
+                None => { mqtt_open = false; None }
+                Some(m) => p.push_mqtt(m, started.elapsed()),
+            },
+        };
+        if out.is_some() && !send(out).await {
+            writer_open = false;
+            break;
+        }
+    }
+    if writer_open {
+        if let Some(last) = p.flush() {
+            tracing::info!(records = last.record_count(), "sealing the partial block");
+            let _ = send(Some(last)).await;
+        }
+    }
+    p.counters()
+}
+
+#[cfg(test)]
+mod tests {
+    use ledger::store::memory::Memory;
+    use ledger::store::{Append, Place, StoreError};
+
+    use super::*;
+
+    /// A store whose appends fail like a failed fsync; reads delegate to memory.
+    struct FailingStore(Memory);
+
+    type R<T> = Result<T, StoreError>;
+
+    impl Store for FailingStore {
+        fn size(&self) -> u64 {
+            self.0.size()
+        }
+        fn origin(&self) -> &str {
+            self.0.origin()
+        }
+        fn append(&mut self, _: &Append) -> R<()> {
+            Err(StoreError::Io {
+                place: Place { cf: "headers", key: "height 0".into() },
+                reason: "fsync: EIO (injected)".into(),
+            })
+        }
+        fn header(&self, h: u64) -> R<Option<Vec<u8>>> {
+            self.0.header(h)
+        }
+        fn lane(&self, h: u64, l: u16) -> R<Option<Vec<u8>>> {
+            self.0.lane(h, l)
+        }
+        fn lanes(&self, h: u64) -> R<Vec<Vec<u8>>> {
+            self.0.lanes(h)
+        }
+        fn tile(&self, l: u8, i: u64) -> R<Option<Vec<u8>>> {
+            self.0.tile(l, i)
+        }
+        fn bundle(&self, i: u64) -> R<Option<Vec<u8>>> {
+            self.0.bundle(i)
+        }
+        fn checkpoint(&self) -> R<Option<Vec<u8>>> {
+            self.0.checkpoint()
+        }
+        fn checkpoint_at(&self, s: u64) -> R<Option<Vec<u8>>> {
+            self.0.checkpoint_at(s)
+        }
+        fn last_checkpoint_size(&self) -> R<Option<u64>> {
+            self.0.last_checkpoint_size()
+        }
+        fn checkpoint_sizes(&self) -> R<Vec<u64>> {
+            self.0.checkpoint_sizes()
+        }
+        fn last_heights(&self) -> R<(Option<u64>, Option<u64>)> {
+            self.0.last_heights()
+        }
+        fn cursor(&self, l: &str) -> R<Option<Vec<u8>>> {
+            self.0.cursor(l)
+        }
+        fn set_cursor(&mut self, l: &str, v: &[u8]) -> R<()> {
+            self.0.set_cursor(l, v)
+        }
+        fn receipt(&self, l: &str) -> R<Option<Vec<u8>>> {
+            self.0.receipt(l)
+        }
+        fn set_receipt(&mut self, l: &str, v: &[u8]) -> R<()> {
+            self.0.set_receipt(l, v)
+        }
+    }
+
+    fn trace_config(k: &crate::pipeline::tests::Keys) -> Config {
+        let f = crate::pipeline::tests::fixtures();
+        let text = format!(
+            "[gateway]\nsigning_key = \"signing.key\"\nstore = \"store\"\n[block]\nmax_records = 1000\n\
+             [recipients]\nfactory = \"factory.pub\"\n\
+             [sources.replay]\nkind = \"trace\"\nfile = \"{}\"\npace = \"fast\"\nat_end = \"shutdown\"\n\
+             [lanes.factory]\ncarries = \"raw\"\nrecipients = [\"factory\"]\n",
+            f.join("traces/canmod_gps_3BA199E2.log.gz").display()
+        );
+        Config::from_toml(&text, &k.dir.path().join("g.toml")).expect("config")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_append_stops_the_gateway_with_the_writer_error() {
+        let k = crate::pipeline::tests::keys();
+        let cfg = trace_config(&k);
+        let store = Box::new(FailingStore(Memory::new(cfg.signer.name())));
+        let token = CancellationToken::new();
+        let r = tokio::time::timeout(Duration::from_secs(60), run(cfg, store, token.clone()))
+            .await
+            .expect("run ends");
+        match r {
+            Err(RunError::Writer(WriteError::Append { height: 0, .. })) => {}
+            other => panic!("expected the writer's append error, got {other:?}"),
+        }
+        assert!(token.is_cancelled(), "everything else was told to stop");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_trace_run_into_memory_stores_every_frame_and_stops_at_its_end() {
+        let k = crate::pipeline::tests::keys();
+        let cfg = trace_config(&k);
+        let store = Box::new(Memory::new(cfg.signer.name()));
+        let s = tokio::time::timeout(
+            Duration::from_secs(120),
+            run(cfg, store, CancellationToken::new()),
+        )
+        .await
+        .expect("run ends")
+        .expect("run succeeds");
+        assert_eq!(s.counters.frames_in, 640_067);
+        assert_eq!(s.durable.records, 640_067);
+        assert_eq!(s.durable.size, 641, "blocks of 1,000 frames and the partial last one");
+    }
+}

@@ -1,0 +1,251 @@
+//! The trace-file source: replays a candump `.log`, Vector `.asc` or `.blf` (optionally `.gz`)
+//! through the same pipeline as live CAN, at the recorded pace or as fast as possible.
+//!
+//! It runs on a blocking thread (reading and gunzipping is CPU work) and sends [`SourceFrame`]s
+//! with [`Clock::Recorded`] and the recorded timestamps into the same channel as the SocketCAN
+//! sources. Channel names from the file are registered in [`Channels`] (the records carry them
+//! as their interface name, and DBCs are applied per that name).
+//!
+//! # Backpressure
+//! Unlike a bus, a file can wait: the source **waits** for room in the pipeline channel
+//! (`blocking_send`), so a replay never drops a frame; `fast` runs exactly as fast as the
+//! pipeline and the store take frames.
+//!
+//! # Bad records
+//! A malformed line (or BLF object) is logged with its line or offset, counted in
+//! [`SourceStats::malformed`], and skipped ([`ErrorPolicy::Skip`]), or ends the replay with an
+//! error ([`ErrorPolicy::Strict`], `on_error = "strict"`).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use can_decoders::trace::{self, ErrorPolicy, ReadError};
+use can_decoders::ChannelId;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::channels::Channels;
+use super::{Clock, SourceFrame, SourceStats};
+use crate::config::{AtEnd, Pace, TraceConfig};
+
+/// Longest single sleep while pacing, so cancellation is noticed promptly.
+const PACE_SLICE: Duration = Duration::from_millis(100);
+
+/// Why a replay stopped early.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TraceError {
+    #[error("trace source {source_name}: {error}")]
+    Open { source_name: String, error: trace::OpenError },
+    #[error("trace source {source_name}: {error} (on_error = \"strict\")")]
+    Malformed { source_name: String, error: ReadError },
+    #[error("trace source {source_name}: {error}")]
+    Read { source_name: String, error: ReadError },
+    #[error("trace source {source_name}: more than 65536 channels")]
+    TooManyChannels { source_name: String },
+}
+
+/// What a finished replay did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceSummary {
+    pub frames: u64,
+    pub malformed: u64,
+    /// The pipeline closed before the end (shutdown).
+    pub cancelled: bool,
+    pub elapsed: Duration,
+}
+
+/// One trace file as a source.
+pub struct TraceSource {
+    pub name: String,
+    pub index: usize,
+    pub config: TraceConfig,
+    pub channels: Channels,
+    pub tx: mpsc::Sender<SourceFrame>,
+    pub stats: Arc<SourceStats>,
+}
+
+impl TraceSource {
+    /// Replays the file; blocking (run it on `spawn_blocking`). At the end, with
+    /// `at_end = "shutdown"`, cancels `shutdown` so the gateway stops gracefully.
+    pub fn run_blocking(self, shutdown: &CancellationToken) -> Result<TraceSummary, TraceError> {
+        let r = self.replay(shutdown);
+        if self.config.at_end == AtEnd::Shutdown {
+            tracing::info!(source = %self.name, "trace finished: shutting the gateway down");
+            shutdown.cancel();
+        }
+        r
+    }
+
+    fn replay(&self, shutdown: &CancellationToken) -> Result<TraceSummary, TraceError> {
+        let started = Instant::now();
+        let name = || self.name.clone();
+        let mut reader = trace::open(&self.config.file, self.config.policy)
+            .map_err(|error| TraceError::Open { source_name: name(), error })?;
+        // Reader channel id -> our channel id.
+        let mut map: Vec<Option<ChannelId>> = Vec::new();
+        let mut t0: Option<u64> = None;
+        let mut summary =
+            TraceSummary { frames: 0, malformed: 0, cancelled: false, elapsed: Duration::ZERO };
+        loop {
+            if shutdown.is_cancelled() {
+                summary.cancelled = true;
+                break;
+            }
+            let Some(item) = reader.next() else { break };
+            let mut tf = match item {
+                Ok(f) => f,
+                Err(error @ (ReadError::Malformed { .. } | ReadError::MalformedBinary { .. })) => {
+                    summary.malformed += 1;
+                    self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                    if self.config.policy == ErrorPolicy::Strict {
+                        return Err(TraceError::Malformed { source_name: name(), error });
+                    }
+                    tracing::warn!(source = %self.name, file = %self.config.file.display(), %error, "malformed trace record skipped");
+                    continue;
+                }
+                Err(error) => return Err(TraceError::Read { source_name: name(), error }),
+            };
+            let local = usize::from(tf.channel.0);
+            if map.len() <= local {
+                map.resize(local + 1, None);
+            }
+            let id = match map[local] {
+                Some(id) => id,
+                None => {
+                    let ch =
+                        reader.channels().get(local).cloned().unwrap_or_else(|| format!("{local}"));
+                    let id = self
+                        .channels
+                        .register(self.index, &ch)
+                        .ok_or_else(|| TraceError::TooManyChannels { source_name: name() })?;
+                    map[local] = Some(id);
+                    id
+                }
+            };
+            tf.channel = id;
+            self.stats.received.fetch_add(1, Ordering::Relaxed);
+            if self.config.pace == Pace::Recorded {
+                let base = *t0.get_or_insert(tf.t_ns);
+                let due = started + Duration::from_nanos(tf.t_ns.saturating_sub(base));
+                if !pace_until(due, shutdown) {
+                    summary.cancelled = true;
+                    break;
+                }
+            }
+            self.stats.set_clock(Clock::Recorded);
+            if self.tx.blocking_send(SourceFrame { frame: tf, clock: Clock::Recorded }).is_err() {
+                summary.cancelled = true;
+                break;
+            }
+            self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+            summary.frames += 1;
+        }
+        summary.elapsed = started.elapsed();
+        tracing::info!(
+            source = %self.name,
+            frames = summary.frames,
+            malformed = summary.malformed,
+            cancelled = summary.cancelled,
+            elapsed_ms = summary.elapsed.as_millis() as u64,
+            "trace replay ended"
+        );
+        Ok(summary)
+    }
+}
+
+/// Sleeps until `due` in short slices; `false` when cancelled first.
+fn pace_until(due: Instant, shutdown: &CancellationToken) -> bool {
+    loop {
+        if shutdown.is_cancelled() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= due {
+            return true;
+        }
+        std::thread::sleep((due - now).min(PACE_SLICE));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AtEnd, Pace, TraceConfig};
+
+    fn source(
+        dir: &std::path::Path,
+        text: &str,
+        pace: Pace,
+        policy: ErrorPolicy,
+    ) -> (TraceSource, mpsc::Receiver<SourceFrame>) {
+        let file = dir.join("t.log");
+        std::fs::write(&file, text).expect("write");
+        let (tx, rx) = mpsc::channel(64);
+        let s = TraceSource {
+            name: "replay".into(),
+            index: 1,
+            config: TraceConfig { file, pace, policy, at_end: AtEnd::Continue },
+            channels: Channels::new(&["can0".into(), "replay".into()]),
+            tx,
+            stats: Arc::default(),
+        };
+        (s, rx)
+    }
+
+    const TRACE: &str = "(1.000000) can1 003#0102030405060708\n\
+                         (1.100000) can1 007#AABB\n\
+                         (1.150000) can1 zzz#nothex\n\
+                         (1.200000) vcan2 123#\n";
+
+    #[test]
+    fn malformed_lines_are_skipped_and_counted_and_channels_registered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (s, mut rx) = source(dir.path(), TRACE, Pace::Fast, ErrorPolicy::Skip);
+        let (channels, stats) = (s.channels.clone(), s.stats.clone());
+        let sum = s.run_blocking(&CancellationToken::new()).expect("replay");
+        assert_eq!((sum.frames, sum.malformed, sum.cancelled), (3, 1, false));
+        let got: Vec<SourceFrame> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(got.len(), 3);
+        assert!(got.iter().all(|f| f.clock == Clock::Recorded));
+        assert_eq!(got[0].frame.t_ns, 1_000_000_000);
+        let names: Vec<String> = got
+            .iter()
+            .map(|f| channels.get(f.frame.channel).map(|c| c.name.to_string()).unwrap_or_default())
+            .collect();
+        assert_eq!(names, ["can1", "can1", "vcan2"]);
+        assert_eq!(channels.get(got[2].frame.channel).map(|c| c.source), Some(1));
+        let st = stats.snapshot();
+        assert_eq!((st.received, st.delivered, st.malformed), (3, 3, 1));
+    }
+
+    #[test]
+    fn strict_replay_stops_at_the_first_malformed_line_and_names_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (s, mut rx) = source(dir.path(), TRACE, Pace::Fast, ErrorPolicy::Strict);
+        let e = s.run_blocking(&CancellationToken::new()).expect_err("strict");
+        assert!(e.to_string().contains("line 3"), "{e}");
+        assert_eq!(std::iter::from_fn(|| rx.try_recv().ok()).count(), 2);
+    }
+
+    #[test]
+    fn recorded_pace_keeps_the_recorded_gaps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (s, _rx) = source(dir.path(), TRACE, Pace::Recorded, ErrorPolicy::Skip);
+        let sum = s.run_blocking(&CancellationToken::new()).expect("replay");
+        // The last frame is 200 ms after the first: the replay cannot be faster.
+        assert!(sum.elapsed >= Duration::from_millis(200), "{:?}", sum.elapsed);
+        assert_eq!(sum.frames, 3);
+    }
+
+    #[test]
+    fn at_end_shutdown_cancels_the_gateway() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut s, _rx) = source(dir.path(), TRACE, Pace::Fast, ErrorPolicy::Skip);
+        s.config.at_end = AtEnd::Shutdown;
+        let token = CancellationToken::new();
+        s.run_blocking(&token).expect("replay");
+        assert!(token.is_cancelled());
+    }
+}

@@ -1,0 +1,137 @@
+//! The store writer: one blocking thread that owns the store, seals each pending block (height
+//! and previous hash come from the store's head), appends it with the gateway's signer (one
+//! synced batch with a signed checkpoint, `ledger::store::append_blocks`) and then publishes
+//! what is durable on a `watch` channel.
+//!
+//! # Edges
+//! - pipeline -> writer: a bounded `mpsc` of [`Pending`] blocks; the pipeline **awaits** room
+//!   (sealing and fsync set the pace; CAN sources then drop at their own edge, MQTT stops
+//!   acknowledging).
+//! - writer -> anyone: a `watch` of [`Durable`]: the log size and, per source, the highest MQTT
+//!   sequence number whose block is durable (the MQTT source acknowledges up to it).
+//!
+//! An append error is **fatal**: the store is poisoned (`ledger` D21), the writer returns the
+//! error, the daemon cancels everything and exits non-zero so systemd restarts it.
+
+use ledger::block::{hash_header_bytes, BlockHash};
+use ledger::note::Ed25519Signer;
+use ledger::seal::SealOptions;
+use ledger::store::{append_blocks, Store};
+use rand_core::SeedableRng;
+use tokio::sync::{mpsc, watch};
+
+use crate::pipeline::{self, Pending};
+
+/// What is durable: published after every append.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Durable {
+    /// Log size (= blocks) on disk.
+    pub size: u64,
+    /// Per source index: highest MQTT sequence number covered by a durable block.
+    pub mqtt_seq: Vec<Option<u64>>,
+    /// Records sealed so far by this process.
+    pub records: u64,
+}
+
+/// Why the writer stopped. Every variant is fatal for the daemon.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    #[error("reading the store head at height {height}: {source}")]
+    Head { height: u64, source: ledger::store::StoreError },
+    #[error("sealing block {height}: {source}")]
+    Seal { height: u64, source: ledger::seal::SealError },
+    #[error("appending block {height}: {source} (fatal)")]
+    Append { height: u64, source: ledger::store::StoreError },
+    #[error("operating-system randomness failed: {0}")]
+    Random(String),
+}
+
+/// The writer's state. `new` reads the head of `store`.
+pub struct Writer<S: Store + ?Sized> {
+    store: Box<S>,
+    signer: Ed25519Signer,
+    gateway: [u8; 32],
+    prev: BlockHash,
+    opts: SealOptions,
+    durable: watch::Sender<Durable>,
+}
+
+impl<S: Store + ?Sized> Writer<S> {
+    pub fn new(
+        store: Box<S>,
+        signer: Ed25519Signer,
+        opts: SealOptions,
+        sources: usize,
+    ) -> Result<(Writer<S>, watch::Receiver<Durable>), WriteError> {
+        let size = store.size();
+        let prev = if size == 0 {
+            BlockHash([0; 32])
+        } else {
+            let h = store
+                .header(size - 1)
+                .map_err(|source| WriteError::Head { height: size - 1, source })?
+                .ok_or_else(|| WriteError::Head {
+                    height: size - 1,
+                    source: ledger::store::StoreError::Read {
+                        place: ledger::store::Place {
+                            cf: "headers",
+                            key: ledger::store::height_key(size - 1),
+                        },
+                        reason: "missing".into(),
+                    },
+                })?;
+            hash_header_bytes(&h)
+        };
+        let gateway = signer.verifier().public_key().to_bytes();
+        let (durable, rx) =
+            watch::channel(Durable { size, mqtt_seq: vec![None; sources], records: 0 });
+        Ok((Writer { store, signer, gateway, prev, opts, durable }, rx))
+    }
+
+    /// Seals and appends one pending block (if it holds records), then publishes its marks.
+    pub fn write(&mut self, p: &Pending) -> Result<(), WriteError> {
+        let mut records = 0;
+        if p.has_records() {
+            let height = self.store.size();
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).map_err(|e| WriteError::Random(e.to_string()))?;
+            let mut rng = chacha20::ChaCha20Rng::from_seed(seed);
+            let (sealed, data) =
+                pipeline::seal(p, self.gateway, height, self.prev, &self.opts, &mut rng)
+                    .map_err(|source| WriteError::Seal { height, source })?;
+            append_blocks(&mut *self.store, &self.signer, vec![data])
+                .map_err(|source| WriteError::Append { height, source })?;
+            self.prev = sealed.header.hash();
+            records = p.record_count() as u64;
+            tracing::info!(height, records, inputs = p.inputs, "block durable");
+        }
+        let size = self.store.size();
+        self.durable.send_modify(|d| {
+            d.size = size;
+            d.records += records;
+            for &(src, seq) in &p.marks {
+                if let Some(slot) = d.mqtt_seq.get_mut(src) {
+                    *slot = Some(slot.map_or(seq, |s| s.max(seq)));
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Runs until the pipeline closes its sender; returns the store (for tests) or the first
+    /// fatal error.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Pending>) -> Result<Box<S>, WriteError> {
+        while let Some(p) = rx.blocking_recv() {
+            if let Err(e) = self.write(&p) {
+                tracing::error!(error = %e, "store writer stopped");
+                return Err(e);
+            }
+        }
+        Ok(self.store)
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+}
