@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, SourceKind};
+use crate::health::{Health, SourceEntry, SourceKindLabel};
 use crate::pipeline::{Counters, MqttMessage, Pending, Pipeline};
 use crate::source::channels::Channels;
 use crate::source::{SourceFrame, SourceStats};
@@ -40,6 +41,8 @@ pub enum RunError {
     Source { name: String, reason: String },
     #[error("the store writer thread panicked or was cancelled: {0}")]
     Join(String),
+    #[error("metrics: binding {addr}: {reason}")]
+    Metrics { addr: std::net::SocketAddr, reason: String },
 }
 
 /// What a run did.
@@ -59,10 +62,34 @@ pub async fn run(
     store: Box<dyn Store + Send>,
     shutdown: CancellationToken,
 ) -> Result<Summary, RunError> {
+    run_with(config, store, shutdown, Arc::new(Health::new(Duration::from_secs(1)))).await
+}
+
+/// [`run`], reporting to `health`: sources and the writer's durable marks are registered, the
+/// pipeline bumps the heartbeat, readiness is set once every task is spawned (the store is
+/// open, every source opened or waiting for its input), and with `config.metrics` the metrics
+/// endpoint is served (a bind failure is fatal at start).
+pub async fn run_with(
+    config: Config,
+    store: Box<dyn Store + Send>,
+    shutdown: CancellationToken,
+    health: Arc<Health>,
+) -> Result<Summary, RunError> {
     let started = tokio::time::Instant::now();
+    let metrics_listener = match config.metrics {
+        None => None,
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| RunError::Metrics { addr, reason: e.to_string() })?;
+            tracing::info!(%addr, "metrics listening");
+            Some(l)
+        }
+    };
     let opts = SealOptions { zstd_level: config.block.zstd_level, ..SealOptions::default() };
     let (writer, durable_rx) =
         Writer::new(store, config.signer.clone(), opts, config.sources.len())?;
+    health.set_durable(durable_rx.clone());
     let (pending_tx, pending_rx) = mpsc::channel::<Pending>(config.writer_capacity.get());
     let writer_task = tokio::task::spawn_blocking(move || writer.run(pending_rx).map(|_| ()));
 
@@ -95,6 +122,18 @@ pub async fn run(
     for (i, s) in config.sources.iter().enumerate() {
         let st = Arc::new(SourceStats::default());
         stats.push((s.name.clone(), st.clone()));
+        health.add_source(SourceEntry {
+            name: s.name.clone(),
+            label: match &s.kind {
+                SourceKind::SocketCan(c) => c.iface.clone(),
+                _ => s.name.clone(),
+            },
+            kind: match &s.kind {
+                SourceKind::Mqtt(_) => SourceKindLabel::Mqtt,
+                _ => SourceKindLabel::Frames,
+            },
+            stats: st.clone(),
+        });
         let name = s.name.clone();
         let fail = fail.clone();
         let token = shutdown.clone();
@@ -146,11 +185,26 @@ pub async fn run(
     }
     drop(frames_tx);
     drop(mqtt_tx);
+    // Served until `run` returns (also when it ends without the token being cancelled), apart
+    // from the tracker so that waiting for the sources never waits for it.
+    let metrics_stop = shutdown.child_token();
+    let _metrics_guard = metrics_stop.clone().drop_guard();
+    if let Some(l) = metrics_listener {
+        tokio::spawn(crate::metrics::serve(l, health.clone(), metrics_stop));
+    }
     tracker.close();
 
     let pipeline = Pipeline::new(&config);
-    let pipe =
-        tokio::spawn(pipeline_task(pipeline, frames_rx, mqtt_rx, channels, pending_tx, started));
+    let pipe = tokio::spawn(pipeline_task(
+        pipeline,
+        frames_rx,
+        mqtt_rx,
+        channels,
+        pending_tx,
+        started,
+        health.clone(),
+    ));
+    health.set_ready();
     let counters = pipe.await.map_err(|e| RunError::Join(e.to_string()))?;
     let writer_result = writer_task.await.map_err(|e| RunError::Join(e.to_string()))?;
     if let Err(e) = writer_result {
@@ -185,7 +239,10 @@ async fn pipeline_task(
     channels: Channels,
     writer: mpsc::Sender<Pending>,
     started: tokio::time::Instant,
+    health: Arc<Health>,
 ) -> Counters {
+    let mut tick = tokio::time::interval(health.tick());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut cache: Vec<Option<crate::source::channels::Channel>> = Vec::new();
     let (mut frames_open, mut mqtt_open) = (true, true);
     let mut writer_open = true;
@@ -199,12 +256,15 @@ async fn pipeline_task(
         }
     };
     while frames_open || mqtt_open {
+        health.beat();
         let deadline = p.deadline().map(|d| started + d);
         let out = tokio::select! {
             biased;
             () = async { if let Some(d) = deadline { tokio::time::sleep_until(d).await } }, if deadline.is_some() => {
                 p.poll(started.elapsed())
             }
+            // Keeps the heartbeat going while no input arrives.
+            _ = tick.tick() => None,
             f = frames.recv(), if frames_open => match f {
                 None => { frames_open = false; None }
                 Some(sf) => {
