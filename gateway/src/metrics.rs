@@ -102,9 +102,18 @@ pub fn render(health: &Health) -> String {
             &mut o,
             "iov_records_sealed_total",
             "counter",
-            "Input records (frames, messages) in blocks made durable by this process.",
+            "Records (every lane) in blocks made durable by this process.",
         );
         let _ = writeln!(o, "iov_records_sealed_total {}", d.records);
+        header(
+            &mut o,
+            "iov_records_total",
+            "counter",
+            "Records in durable blocks sealed by this process, per lane.",
+        );
+        for (lane, n) in &d.lane_records {
+            let _ = writeln!(o, "iov_records_total{{lane=\"{}\"}} {n}", esc(lane));
+        }
         header(
             &mut o,
             "iov_blocks_sealed_total",

@@ -215,6 +215,13 @@ fn metrics_over_tcp_count_what_the_run_did() -> Result<()> {
         v(&second, "iov_frames_dropped_total{iface=\"replay\",reason=\"pipeline_full\"}")? == 0.0
     );
     ensure!(v(&second, "iov_records_sealed_total")? <= v(&second, rx)?, "sealed <= received");
+    // One raw lane: every sealed input record is one record of it.
+    ensure!(
+        v(&second, "iov_records_total{lane=\"factory\"}")?
+            == v(&second, "iov_records_sealed_total")?,
+        "the raw lane holds every sealed record"
+    );
+    ensure!(v(&second, "iov_records_total{lane=\"factory\"}")? > 0.0, "records were sealed");
     ensure!(
         v(&second, &format!("iov_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION")))? == 1.0
     );
