@@ -372,6 +372,111 @@ mod tests {
         }
     }
 
+    /// A memory store whose appends wait until the test drops the gate's sender: a writer
+    /// stuck in a hung fsync.
+    struct WedgedStore {
+        inner: Memory,
+        gate: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl Store for WedgedStore {
+        fn size(&self) -> u64 {
+            self.inner.size()
+        }
+        fn origin(&self) -> &str {
+            self.inner.origin()
+        }
+        fn append(&mut self, a: &Append) -> R<()> {
+            // Err(Disconnected) once the test drops the sender: then the append goes through.
+            let _ = self.gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
+            self.inner.append(a)
+        }
+        fn header(&self, h: u64) -> R<Option<Vec<u8>>> {
+            self.inner.header(h)
+        }
+        fn lane(&self, h: u64, l: u16) -> R<Option<Vec<u8>>> {
+            self.inner.lane(h, l)
+        }
+        fn lanes(&self, h: u64) -> R<Vec<Vec<u8>>> {
+            self.inner.lanes(h)
+        }
+        fn tile(&self, l: u8, i: u64) -> R<Option<Vec<u8>>> {
+            self.inner.tile(l, i)
+        }
+        fn bundle(&self, i: u64) -> R<Option<Vec<u8>>> {
+            self.inner.bundle(i)
+        }
+        fn checkpoint(&self) -> R<Option<Vec<u8>>> {
+            self.inner.checkpoint()
+        }
+        fn checkpoint_at(&self, s: u64) -> R<Option<Vec<u8>>> {
+            self.inner.checkpoint_at(s)
+        }
+        fn last_checkpoint_size(&self) -> R<Option<u64>> {
+            self.inner.last_checkpoint_size()
+        }
+        fn checkpoint_sizes(&self) -> R<Vec<u64>> {
+            self.inner.checkpoint_sizes()
+        }
+        fn last_heights(&self) -> R<(Option<u64>, Option<u64>)> {
+            self.inner.last_heights()
+        }
+        fn cursor(&self, l: &str) -> R<Option<Vec<u8>>> {
+            self.inner.cursor(l)
+        }
+        fn set_cursor(&mut self, l: &str, v: &[u8]) -> R<()> {
+            self.inner.set_cursor(l, v)
+        }
+        fn receipt(&self, l: &str) -> R<Option<Vec<u8>>> {
+            self.inner.receipt(l)
+        }
+        fn set_receipt(&mut self, l: &str, v: &[u8]) -> R<()> {
+            self.inner.set_receipt(l, v)
+        }
+    }
+
+    /// The watchdog's premise (D90): while the writer is wedged the pipeline blocks on its
+    /// channel and the heartbeat stops; once the writer moves, the run completes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wedged_writer_stops_the_pipeline_heartbeat() {
+        let k = crate::pipeline::tests::keys();
+        let mut cfg = trace_config(&k);
+        cfg.writer_capacity = std::num::NonZeroUsize::MIN;
+        let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+        let store = Box::new(WedgedStore {
+            inner: Memory::new(cfg.signer.name()),
+            gate: std::sync::Mutex::new(gate_rx),
+        });
+        let health = Arc::new(Health::new(Duration::from_millis(5)));
+        let token = CancellationToken::new();
+        let task = tokio::spawn(run_with(cfg, store, token.clone(), health.clone()));
+        tokio::time::timeout(Duration::from_secs(30), health.wait_ready()).await.expect("ready");
+        // Bounded wait for the heartbeat to stand still over ten idle ticks (50 ms).
+        let stalled_at = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                let before = health.heartbeat();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if health.heartbeat() == before {
+                    return before;
+                }
+            }
+        })
+        .await
+        .expect("the heartbeat stalls behind the wedged writer");
+        assert!(stalled_at > 0, "the pipeline had been beating");
+        assert!(!task.is_finished(), "the run is stuck, not finished");
+        let (_, d) = health.durable().expect("writer registered");
+        assert_eq!(d.size, 0, "nothing became durable while the writer was wedged");
+        drop(gate_tx);
+        let s = tokio::time::timeout(Duration::from_secs(120), task)
+            .await
+            .expect("run ends once the writer moves")
+            .expect("join")
+            .expect("run succeeds");
+        assert!(health.heartbeat() > stalled_at, "the heartbeat moved again");
+        assert_eq!(s.durable.records, 640_067);
+    }
+
     fn trace_config(k: &crate::pipeline::tests::Keys) -> Config {
         let f = crate::pipeline::tests::fixtures();
         let text = format!(
