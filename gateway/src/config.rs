@@ -62,6 +62,16 @@ struct RawConfig {
     sources: BTreeMap<String, RawSource>,
     #[serde(default)]
     lanes: BTreeMap<String, RawLane>,
+    #[serde(default)]
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: String,
+    #[serde(default)]
+    allow_remote: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -283,6 +293,8 @@ pub struct Config {
     pub dbc_warnings: Vec<String>,
     pub sources: Vec<SourceConfig>,
     pub lanes: Vec<LanePolicy>,
+    /// Where the Prometheus text metrics are served (`[metrics] listen`); `None` = not served.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl fmt::Debug for Config {
@@ -294,6 +306,7 @@ impl fmt::Debug for Config {
             .field("block", &self.block)
             .field("sources", &self.sources)
             .field("lanes", &self.lanes)
+            .field("metrics", &self.metrics)
             .finish_non_exhaustive()
     }
 }
@@ -1023,6 +1036,29 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
         return Err(invalid("lanes", format!("{} lanes, at most 64", lanes.len())));
     }
 
+    // [metrics]
+    let metrics = match &raw.metrics {
+        None => None,
+        Some(m) => {
+            let addr: std::net::SocketAddr = m.listen.trim().parse().map_err(|_| {
+                invalid(
+                    "metrics.listen",
+                    format!("{:?} is not an address:port (e.g. \"127.0.0.1:9187\")", m.listen),
+                )
+            })?;
+            if !addr.ip().is_loopback() && !m.allow_remote {
+                return Err(invalid(
+                    "metrics.listen",
+                    format!(
+                        "{addr} is not a loopback address; the metrics are unauthenticated \
+                         (set metrics.allow_remote = true to serve them anyway)"
+                    ),
+                ));
+            }
+            Some(addr)
+        }
+    };
+
     Ok(Config {
         path: path.to_path_buf(),
         signer,
@@ -1035,6 +1071,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
         dbc_warnings,
         sources,
         lanes,
+        metrics,
     })
 }
 
@@ -1126,6 +1163,12 @@ signals = [
   # { name = "gnss_status.FixType", on_change = true },
   # { name = "gnss_imu.AccelerationX", every = 10 },
 ]
+
+# Prometheus text metrics (GET /metrics), unauthenticated: loopback only unless allow_remote.
+# Absent = not served.
+# [metrics]
+# listen = "127.0.0.1:9187"
+# allow_remote = false
 "#;
 
 #[cfg(test)]
@@ -1222,6 +1265,24 @@ mod tests {
             d,
         );
         assert!(e.starts_with("dbc[0].file: "), "{e}");
+    }
+
+    #[test]
+    fn metrics_listen_is_loopback_unless_remote_is_allowed() {
+        let k = keys();
+        let d = k.dir.path();
+        let base = default_in(d);
+        let on = base.replace("# [metrics]\n# listen", "[metrics]\nlisten");
+        let c = Config::from_toml(&on, &d.join("gateway.toml")).expect("loopback metrics");
+        assert_eq!(c.metrics, Some("127.0.0.1:9187".parse().expect("addr")));
+        let remote = on.replace("127.0.0.1:9187", "0.0.0.0:9187");
+        let e = err(&remote, d);
+        assert!(e.starts_with("metrics.listen: 0.0.0.0:9187 is not a loopback"), "{e}");
+        let allowed = remote.replace("# allow_remote = false", "allow_remote = true");
+        let c = Config::from_toml(&allowed, &d.join("gateway.toml")).expect("remote allowed");
+        assert_eq!(c.metrics, Some("0.0.0.0:9187".parse().expect("addr")));
+        let e = err(&on.replace("127.0.0.1:9187", "localhost"), d);
+        assert!(e.starts_with("metrics.listen: \"localhost\" is not an address"), "{e}");
     }
 
     #[test]

@@ -14,8 +14,13 @@
 //! - [`writer`]: the blocking store writer: seal, append with a signed checkpoint, publish what
 //!   is durable on a `watch`; an I/O error is fatal.
 //! - [`run`]: the task graph, channels and shutdown order.
+//! - [`health`]: readiness, the pipeline heartbeat and the live counters (read by the systemd
+//!   notifier in `main.rs` and by [`metrics`]).
+//! - [`metrics`]: Prometheus text metrics over a minimal, bounded HTTP/1.1 server.
 
 pub mod config;
+pub mod health;
+pub mod metrics;
 pub mod pipeline;
 pub mod run;
 pub mod source;

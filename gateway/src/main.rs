@@ -9,6 +9,8 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -104,7 +106,18 @@ fn run(config: Config) -> anyhow::Result<()> {
         let store = open_store(&config)?;
         let shutdown = CancellationToken::new();
         let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
-        let summary = gateway::run::run(config, store, shutdown.clone()).await;
+        let watchdog = sd_notify::watchdog_enabled();
+        // The idle pipeline beats well inside the watchdog's ping interval (half of it).
+        let tick = watchdog.map_or(Duration::from_secs(1), |w| {
+            (w / 8).clamp(Duration::from_millis(5), Duration::from_secs(1))
+        });
+        let health = Arc::new(gateway::health::Health::new(tick));
+        let notifier = tokio::spawn(notify_systemd(health.clone(), watchdog, shutdown.clone()));
+        let summary =
+            gateway::run::run_with(config, store, shutdown.clone(), health).await;
+        // Every way out of `run` is a stop: make sure systemd hears STOPPING=1 before we exit.
+        shutdown.cancel();
+        let _ = notifier.await;
         signals.abort();
         let s = summary.context("gateway stopped")?;
         let secs = s.elapsed.as_secs_f64().max(1e-9);
@@ -152,4 +165,57 @@ async fn wait_for_signal(shutdown: CancellationToken) {
         () = shutdown.cancelled() => return,
     }
     shutdown.cancel();
+}
+
+/// systemd's `Type=notify` protocol (a no-op without `NOTIFY_SOCKET`): `READY=1` once every task
+/// is up, `STATUS=` with a short summary, `WATCHDOG=1` every half `WATCHDOG_USEC` **only if the
+/// pipeline's heartbeat advanced** since the last ping (a stuck pipeline lets the watchdog kill
+/// and restart us), and `STOPPING=1` when shutdown starts. A failed send is logged, never fatal.
+async fn notify_systemd(
+    health: Arc<gateway::health::Health>,
+    watchdog: Option<Duration>,
+    shutdown: CancellationToken,
+) {
+    use sd_notify::NotifyState;
+    let send = |states: &[NotifyState]| {
+        if let Err(e) = sd_notify::notify(states) {
+            tracing::warn!(error = %e, "sd_notify failed");
+        }
+    };
+    tokio::select! {
+        () = health.wait_ready() => {}
+        () = shutdown.cancelled() => {
+            send(&[NotifyState::Stopping]);
+            return;
+        }
+    }
+    let status = health.status_line();
+    send(&[NotifyState::Ready, NotifyState::Status(&status)]);
+    tracing::info!(watchdog_ms = watchdog.map(|w| w.as_millis() as u64), "ready");
+    let period =
+        watchdog.map_or(Duration::from_secs(10), |w| (w / 2).max(Duration::from_millis(1)));
+    let mut every = tokio::time::interval(period);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    let mut last_beat = health.heartbeat();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = every.tick() => {}
+        }
+        let status = health.status_line();
+        let beat = health.heartbeat();
+        if watchdog.is_some() {
+            if beat != last_beat {
+                send(&[NotifyState::Watchdog, NotifyState::Status(&status)]);
+            } else {
+                tracing::warn!("pipeline heartbeat did not advance: withholding the watchdog ping");
+                send(&[NotifyState::Status(&status)]);
+            }
+        } else {
+            send(&[NotifyState::Status(&status)]);
+        }
+        last_beat = beat;
+    }
+    send(&[NotifyState::Stopping, NotifyState::Status("stopping: sealing the partial block")]);
 }

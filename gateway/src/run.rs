@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, SourceKind};
+use crate::health::{Health, SourceEntry, SourceKindLabel};
 use crate::pipeline::{Counters, MqttMessage, Pending, Pipeline};
 use crate::source::channels::Channels;
 use crate::source::{SourceFrame, SourceStats};
@@ -40,6 +41,8 @@ pub enum RunError {
     Source { name: String, reason: String },
     #[error("the store writer thread panicked or was cancelled: {0}")]
     Join(String),
+    #[error("metrics: binding {addr}: {reason}")]
+    Metrics { addr: std::net::SocketAddr, reason: String },
 }
 
 /// What a run did.
@@ -59,10 +62,34 @@ pub async fn run(
     store: Box<dyn Store + Send>,
     shutdown: CancellationToken,
 ) -> Result<Summary, RunError> {
+    run_with(config, store, shutdown, Arc::new(Health::new(Duration::from_secs(1)))).await
+}
+
+/// [`run`], reporting to `health`: sources and the writer's durable marks are registered, the
+/// pipeline bumps the heartbeat, readiness is set once every task is spawned (the store is
+/// open, every source opened or waiting for its input), and with `config.metrics` the metrics
+/// endpoint is served (a bind failure is fatal at start).
+pub async fn run_with(
+    config: Config,
+    store: Box<dyn Store + Send>,
+    shutdown: CancellationToken,
+    health: Arc<Health>,
+) -> Result<Summary, RunError> {
     let started = tokio::time::Instant::now();
+    let metrics_listener = match config.metrics {
+        None => None,
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| RunError::Metrics { addr, reason: e.to_string() })?;
+            tracing::info!(%addr, "metrics listening");
+            Some(l)
+        }
+    };
     let opts = SealOptions { zstd_level: config.block.zstd_level, ..SealOptions::default() };
     let (writer, durable_rx) =
         Writer::new(store, config.signer.clone(), opts, config.sources.len())?;
+    health.set_durable(durable_rx.clone());
     let (pending_tx, pending_rx) = mpsc::channel::<Pending>(config.writer_capacity.get());
     let writer_task = tokio::task::spawn_blocking(move || writer.run(pending_rx).map(|_| ()));
 
@@ -95,6 +122,18 @@ pub async fn run(
     for (i, s) in config.sources.iter().enumerate() {
         let st = Arc::new(SourceStats::default());
         stats.push((s.name.clone(), st.clone()));
+        health.add_source(SourceEntry {
+            name: s.name.clone(),
+            label: match &s.kind {
+                SourceKind::SocketCan(c) => c.iface.clone(),
+                _ => s.name.clone(),
+            },
+            kind: match &s.kind {
+                SourceKind::Mqtt(_) => SourceKindLabel::Mqtt,
+                _ => SourceKindLabel::Frames,
+            },
+            stats: st.clone(),
+        });
         let name = s.name.clone();
         let fail = fail.clone();
         let token = shutdown.clone();
@@ -146,11 +185,26 @@ pub async fn run(
     }
     drop(frames_tx);
     drop(mqtt_tx);
+    // Served until `run` returns (also when it ends without the token being cancelled), apart
+    // from the tracker so that waiting for the sources never waits for it.
+    let metrics_stop = shutdown.child_token();
+    let _metrics_guard = metrics_stop.clone().drop_guard();
+    if let Some(l) = metrics_listener {
+        tokio::spawn(crate::metrics::serve(l, health.clone(), metrics_stop));
+    }
     tracker.close();
 
     let pipeline = Pipeline::new(&config);
-    let pipe =
-        tokio::spawn(pipeline_task(pipeline, frames_rx, mqtt_rx, channels, pending_tx, started));
+    let pipe = tokio::spawn(pipeline_task(
+        pipeline,
+        frames_rx,
+        mqtt_rx,
+        channels,
+        pending_tx,
+        started,
+        health.clone(),
+    ));
+    health.set_ready();
     let counters = pipe.await.map_err(|e| RunError::Join(e.to_string()))?;
     let writer_result = writer_task.await.map_err(|e| RunError::Join(e.to_string()))?;
     if let Err(e) = writer_result {
@@ -185,7 +239,10 @@ async fn pipeline_task(
     channels: Channels,
     writer: mpsc::Sender<Pending>,
     started: tokio::time::Instant,
+    health: Arc<Health>,
 ) -> Counters {
+    let mut tick = tokio::time::interval(health.tick());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut cache: Vec<Option<crate::source::channels::Channel>> = Vec::new();
     let (mut frames_open, mut mqtt_open) = (true, true);
     let mut writer_open = true;
@@ -199,12 +256,15 @@ async fn pipeline_task(
         }
     };
     while frames_open || mqtt_open {
+        health.beat();
         let deadline = p.deadline().map(|d| started + d);
         let out = tokio::select! {
             biased;
             () = async { if let Some(d) = deadline { tokio::time::sleep_until(d).await } }, if deadline.is_some() => {
                 p.poll(started.elapsed())
             }
+            // Keeps the heartbeat going while no input arrives.
+            _ = tick.tick() => None,
             f = frames.recv(), if frames_open => match f {
                 None => { frames_open = false; None }
                 Some(sf) => {
@@ -310,6 +370,111 @@ mod tests {
         fn set_receipt(&mut self, l: &str, v: &[u8]) -> R<()> {
             self.0.set_receipt(l, v)
         }
+    }
+
+    /// A memory store whose appends wait until the test drops the gate's sender: a writer
+    /// stuck in a hung fsync.
+    struct WedgedStore {
+        inner: Memory,
+        gate: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl Store for WedgedStore {
+        fn size(&self) -> u64 {
+            self.inner.size()
+        }
+        fn origin(&self) -> &str {
+            self.inner.origin()
+        }
+        fn append(&mut self, a: &Append) -> R<()> {
+            // Err(Disconnected) once the test drops the sender: then the append goes through.
+            let _ = self.gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
+            self.inner.append(a)
+        }
+        fn header(&self, h: u64) -> R<Option<Vec<u8>>> {
+            self.inner.header(h)
+        }
+        fn lane(&self, h: u64, l: u16) -> R<Option<Vec<u8>>> {
+            self.inner.lane(h, l)
+        }
+        fn lanes(&self, h: u64) -> R<Vec<Vec<u8>>> {
+            self.inner.lanes(h)
+        }
+        fn tile(&self, l: u8, i: u64) -> R<Option<Vec<u8>>> {
+            self.inner.tile(l, i)
+        }
+        fn bundle(&self, i: u64) -> R<Option<Vec<u8>>> {
+            self.inner.bundle(i)
+        }
+        fn checkpoint(&self) -> R<Option<Vec<u8>>> {
+            self.inner.checkpoint()
+        }
+        fn checkpoint_at(&self, s: u64) -> R<Option<Vec<u8>>> {
+            self.inner.checkpoint_at(s)
+        }
+        fn last_checkpoint_size(&self) -> R<Option<u64>> {
+            self.inner.last_checkpoint_size()
+        }
+        fn checkpoint_sizes(&self) -> R<Vec<u64>> {
+            self.inner.checkpoint_sizes()
+        }
+        fn last_heights(&self) -> R<(Option<u64>, Option<u64>)> {
+            self.inner.last_heights()
+        }
+        fn cursor(&self, l: &str) -> R<Option<Vec<u8>>> {
+            self.inner.cursor(l)
+        }
+        fn set_cursor(&mut self, l: &str, v: &[u8]) -> R<()> {
+            self.inner.set_cursor(l, v)
+        }
+        fn receipt(&self, l: &str) -> R<Option<Vec<u8>>> {
+            self.inner.receipt(l)
+        }
+        fn set_receipt(&mut self, l: &str, v: &[u8]) -> R<()> {
+            self.inner.set_receipt(l, v)
+        }
+    }
+
+    /// The watchdog's premise (D90): while the writer is wedged the pipeline blocks on its
+    /// channel and the heartbeat stops; once the writer moves, the run completes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wedged_writer_stops_the_pipeline_heartbeat() {
+        let k = crate::pipeline::tests::keys();
+        let mut cfg = trace_config(&k);
+        cfg.writer_capacity = std::num::NonZeroUsize::MIN;
+        let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+        let store = Box::new(WedgedStore {
+            inner: Memory::new(cfg.signer.name()),
+            gate: std::sync::Mutex::new(gate_rx),
+        });
+        let health = Arc::new(Health::new(Duration::from_millis(5)));
+        let token = CancellationToken::new();
+        let task = tokio::spawn(run_with(cfg, store, token.clone(), health.clone()));
+        tokio::time::timeout(Duration::from_secs(30), health.wait_ready()).await.expect("ready");
+        // Bounded wait for the heartbeat to stand still over ten idle ticks (50 ms).
+        let stalled_at = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                let before = health.heartbeat();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if health.heartbeat() == before {
+                    return before;
+                }
+            }
+        })
+        .await
+        .expect("the heartbeat stalls behind the wedged writer");
+        assert!(stalled_at > 0, "the pipeline had been beating");
+        assert!(!task.is_finished(), "the run is stuck, not finished");
+        let (_, d) = health.durable().expect("writer registered");
+        assert_eq!(d.size, 0, "nothing became durable while the writer was wedged");
+        drop(gate_tx);
+        let s = tokio::time::timeout(Duration::from_secs(120), task)
+            .await
+            .expect("run ends once the writer moves")
+            .expect("join")
+            .expect("run succeeds");
+        assert!(health.heartbeat() > stalled_at, "the heartbeat moved again");
+        assert_eq!(s.durable.records, 640_067);
     }
 
     fn trace_config(k: &crate::pipeline::tests::Keys) -> Config {

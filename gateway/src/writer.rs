@@ -31,6 +31,9 @@ pub struct Durable {
     pub mqtt_seq: Vec<Option<u64>>,
     /// Records sealed so far by this process.
     pub records: u64,
+    /// Per lane name: records sealed so far by this process (a frame in two lanes counts in
+    /// each).
+    pub lane_records: std::collections::BTreeMap<String, u64>,
 }
 
 /// Why the writer stopped. Every variant is fatal for the daemon.
@@ -84,8 +87,12 @@ impl<S: Store + ?Sized> Writer<S> {
             hash_header_bytes(&h)
         };
         let gateway = signer.verifier().public_key().to_bytes();
-        let (durable, rx) =
-            watch::channel(Durable { size, mqtt_seq: vec![None; sources], records: 0 });
+        let (durable, rx) = watch::channel(Durable {
+            size,
+            mqtt_seq: vec![None; sources],
+            records: 0,
+            lane_records: Default::default(),
+        });
         Ok((Writer { store, signer, gateway, prev, opts, durable }, rx))
     }
 
@@ -110,6 +117,11 @@ impl<S: Store + ?Sized> Writer<S> {
         self.durable.send_modify(|d| {
             d.size = size;
             d.records += records;
+            if records > 0 {
+                for l in &p.lanes {
+                    *d.lane_records.entry(l.name.clone()).or_default() += l.records.len() as u64;
+                }
+            }
             for &(src, seq) in &p.marks {
                 if let Some(slot) = d.mqtt_seq.get_mut(src) {
                     *slot = Some(slot.map_or(seq, |s| s.max(seq)));

@@ -46,9 +46,15 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn start(config: &Path) -> Result<Gateway> {
+        Gateway::start_env(config, &[])
+    }
+
+    /// [`Gateway::start`] with extra environment variables (e.g. `NOTIFY_SOCKET`).
+    pub fn start_env(config: &Path, env: &[(&str, &std::ffi::OsStr)]) -> Result<Gateway> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_iov-gateway"))
             .args(["run", "--config"])
             .arg(config)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info,gateway=debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

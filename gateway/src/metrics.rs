@@ -1,0 +1,188 @@
+//! Prometheus text metrics (exposition format 0.0.4) over a deliberately tiny HTTP/1.1 server:
+//! one connection at a time, at most [`MAX_REQUEST`] bytes of request read within
+//! [`IO_TIMEOUT`], one response, then the connection is closed. `GET /metrics` answers 200 with
+//! the text, anything else 404. It is meant for a local scraper on loopback (config refuses
+//! other addresses unless `allow_remote`).
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::health::{Health, SourceKindLabel};
+
+/// The most request bytes read before answering.
+pub const MAX_REQUEST: usize = 8 * 1024;
+/// How long one connection may take to send its request and take the response.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Escapes a label value (`\`, `"`, newline) as the text format requires.
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Renders every metric from `health`.
+pub fn render(health: &Health) -> String {
+    let mut o = String::new();
+    let sources = health.sources();
+    let frames: Vec<_> = sources.iter().filter(|s| s.kind == SourceKindLabel::Frames).collect();
+    let r = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+
+    header(&mut o, "iov_frames_received_total", "counter", "CAN frames read, per interface.");
+    for s in &frames {
+        let _ = writeln!(
+            o,
+            "iov_frames_received_total{{iface=\"{}\"}} {}",
+            esc(&s.label),
+            r(&s.stats.received)
+        );
+    }
+    header(
+        &mut o,
+        "iov_frames_dropped_total",
+        "counter",
+        "CAN frames lost, per interface and reason (pipeline_full: dropped by the gateway; kernel: socket queue overflow).",
+    );
+    for s in &frames {
+        let l = esc(&s.label);
+        let _ = writeln!(
+            o,
+            "iov_frames_dropped_total{{iface=\"{l}\",reason=\"pipeline_full\"}} {}",
+            r(&s.stats.dropped_full)
+        );
+        let _ = writeln!(
+            o,
+            "iov_frames_dropped_total{{iface=\"{l}\",reason=\"kernel\"}} {}",
+            r(&s.stats.kernel_drops)
+        );
+    }
+    header(&mut o, "iov_error_frames_total", "counter", "CAN error frames, per interface.");
+    for s in &frames {
+        let _ = writeln!(
+            o,
+            "iov_error_frames_total{{iface=\"{}\"}} {}",
+            esc(&s.label),
+            r(&s.stats.error_frames)
+        );
+    }
+    header(
+        &mut o,
+        "iov_can_reconnects_total",
+        "counter",
+        "CAN sockets reopened after the interface went down, per interface.",
+    );
+    for s in &frames {
+        let _ = writeln!(
+            o,
+            "iov_can_reconnects_total{{iface=\"{}\"}} {}",
+            esc(&s.label),
+            r(&s.stats.reconnects)
+        );
+    }
+    header(&mut o, "iov_mqtt_messages_total", "counter", "MQTT messages received, per source.");
+    for s in sources.iter().filter(|s| s.kind == SourceKindLabel::Mqtt) {
+        let _ = writeln!(
+            o,
+            "iov_mqtt_messages_total{{source=\"{}\"}} {}",
+            esc(&s.name),
+            r(&s.stats.received)
+        );
+    }
+    if let Some((start, d)) = health.durable() {
+        header(
+            &mut o,
+            "iov_records_sealed_total",
+            "counter",
+            "Records (every lane) in blocks made durable by this process.",
+        );
+        let _ = writeln!(o, "iov_records_sealed_total {}", d.records);
+        header(
+            &mut o,
+            "iov_records_total",
+            "counter",
+            "Records in durable blocks sealed by this process, per lane.",
+        );
+        for (lane, n) in &d.lane_records {
+            let _ = writeln!(o, "iov_records_total{{lane=\"{}\"}} {n}", esc(lane));
+        }
+        header(
+            &mut o,
+            "iov_blocks_sealed_total",
+            "counter",
+            "Blocks sealed and made durable by this process.",
+        );
+        let _ = writeln!(o, "iov_blocks_sealed_total {}", d.size.saturating_sub(start));
+        header(&mut o, "iov_store_height", "gauge", "Blocks in the gateway's log (log size).");
+        let _ = writeln!(o, "iov_store_height {}", d.size);
+    }
+    header(&mut o, "iov_build_info", "gauge", "Always 1; the version of the running binary.");
+    let _ = writeln!(o, "iov_build_info{{version=\"{}\"}} 1", esc(env!("CARGO_PKG_VERSION")));
+    o
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown`.
+pub async fn serve(listener: TcpListener, health: Arc<Health>, shutdown: CancellationToken) {
+    loop {
+        let conn = tokio::select! {
+            () = shutdown.cancelled() => return,
+            c = listener.accept() => c,
+        };
+        match conn {
+            Ok((stream, peer)) => {
+                let r = tokio::time::timeout(IO_TIMEOUT, answer(stream, &health)).await;
+                match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "metrics request failed"),
+                    Err(_) => tracing::debug!(%peer, "metrics request timed out"),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: accept failed");
+                // Out of file descriptors and the like: don't spin.
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn answer(mut s: TcpStream, health: &Health) -> std::io::Result<()> {
+    let mut buf = vec![0u8; MAX_REQUEST];
+    let mut n = 0;
+    while n < buf.len() {
+        let got = s.read(&mut buf[n..]).await?;
+        if got == 0 {
+            break;
+        }
+        n += got;
+        if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let line = buf[..n].split(|&b| b == b'\r' || b == b'\n').next().unwrap_or_default();
+    let mut parts = line.split(|&b| b == b' ');
+    let (method, target) = (parts.next(), parts.next());
+    let (status, ctype, body) = if method == Some(b"GET") && target == Some(b"/metrics") {
+        ("200 OK", "text/plain; version=0.0.4; charset=utf-8", render(health))
+    } else {
+        ("404 Not Found", "text/plain; charset=utf-8", "try GET /metrics\n".to_string())
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await?;
+    s.write_all(body.as_bytes()).await?;
+    s.shutdown().await
+}
