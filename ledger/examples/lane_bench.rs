@@ -13,46 +13,22 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
 use can_decoders::trace::{self, ErrorPolicy};
-use can_decoders::{Direction, FrameKind, TimedFrame};
 use chacha20::rand_core::SeedableRng;
 use chacha20::ChaCha20Rng;
 use ledger::block::{BlockHash, BlockHeader, LaneInfo, BLOCK_VERSION};
 use ledger::keys::X25519Key;
 use ledger::lane::{self, Limits, PayloadDelta};
-use ledger::record::{CanFlags, CanRecord, Record};
+use ledger::record::Record;
 use ledger::seal::{open_lane_bytes, seal_lane, SealOptions};
 use x25519_dalek::StaticSecret;
 
-const BLOCK_FRAMES: usize = 131_072;
+/// The trace-frame conversion the ledger tests use (the gateway's edge conversion, in short).
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::to_record;
 
-fn to_record(f: &TimedFrame, names: &[Arc<str>]) -> anyhow::Result<Record> {
-    let mut flags = CanFlags::default();
-    if f.frame.id.is_extended() {
-        flags = flags.with(CanFlags::EXTENDED);
-    }
-    match f.frame.kind {
-        FrameKind::Data => {}
-        FrameKind::Remote => flags = flags.with(CanFlags::REMOTE),
-        FrameKind::Fd { brs, esi } => {
-            flags = flags.with(CanFlags::FD);
-            if brs {
-                flags = flags.with(CanFlags::BRS);
-            }
-            if esi {
-                flags = flags.with(CanFlags::ESI);
-            }
-        }
-        FrameKind::Error => flags = flags.with(CanFlags::ERROR),
-    }
-    if f.direction == Direction::Tx {
-        flags = flags.with(CanFlags::TX);
-    }
-    let iface = names.get(f.channel.0 as usize).context("channel id")?.clone();
-    let len = u8::try_from(f.frame.len()).context("frame length")?;
-    Ok(Record::Can(CanRecord::new(f.t_ns, iface, f.frame.id.raw(), flags, f.frame.data(), len)?))
-}
+const BLOCK_FRAMES: usize = 131_072;
 
 /// CPU time of this thread in ns (`/proc/thread-self/schedstat`).
 fn cpu_ns() -> Option<u64> {

@@ -26,7 +26,8 @@ fn gps_trace_seals_opens_exactly_and_beats_3_35_bytes_per_frame() -> anyhow::Res
         frames.push(f?);
     }
     let names: Vec<Arc<str>> = reader.channels().iter().map(|s| Arc::from(s.as_str())).collect();
-    let records: Vec<Record> = frames.iter().map(|f| to_record(f, &names)).collect();
+    let records: Vec<Record> =
+        frames.iter().map(|f| to_record(f, &names)).collect::<anyhow::Result<_>>()?;
     assert_eq!(records.len(), 640_067);
 
     let key = x25519("factory", 7);

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use can_decoders::{Direction, FrameKind, TimedFrame};
 use chacha20::rand_core::SeedableRng;
 use chacha20::ChaCha20Rng;
@@ -25,7 +26,7 @@ pub fn fixture(rel: &str) -> PathBuf {
 }
 
 /// The edge conversion the gateway does: a trace frame becomes a ledger record.
-pub fn to_record(f: &TimedFrame, names: &[Arc<str>]) -> Record {
+pub fn to_record(f: &TimedFrame, names: &[Arc<str>]) -> anyhow::Result<Record> {
     let mut flags = CanFlags::default();
     if f.frame.id.is_extended() {
         flags = flags.with(CanFlags::EXTENDED);
@@ -47,11 +48,9 @@ pub fn to_record(f: &TimedFrame, names: &[Arc<str>]) -> Record {
     if f.direction == Direction::Tx {
         flags = flags.with(CanFlags::TX);
     }
-    let iface = names[f.channel.0 as usize].clone();
-    Record::Can(
-        CanRecord::new(f.t_ns, iface, f.frame.id.raw(), flags, f.frame.data(), f.frame.len() as u8)
-            .expect("trace frames fit a CanRecord"),
-    )
+    let iface = names.get(f.channel.0 as usize).context("channel id")?.clone();
+    let len = u8::try_from(f.frame.len()).context("frame length")?;
+    Ok(Record::Can(CanRecord::new(f.t_ns, iface, f.frame.id.raw(), flags, f.frame.data(), len)?))
 }
 
 pub fn can(t: u64, iface: &str, id: u32, flags: u8, data: &[u8]) -> Record {
