@@ -236,22 +236,32 @@ fn qos1_messages_are_sealed_exactly_once_and_acknowledged_after_durability() -> 
     Ok(())
 }
 
+/// A gateway that has received 50 QoS 1 messages (payloads tagged `tag`) and sealed none of
+/// them: blocks are sealed only by the shutdown (block age 1 h).
+fn holding_50_unsealed(
+    d: &Path,
+    broker: &Broker,
+    tag: &str,
+) -> Result<(common::Gateway, Vec<String>)> {
+    let config = write_config(d, broker.port, "1h")?;
+    let mut gw = common::Gateway::start(&config)?;
+    gw.wait_for(Duration::from_secs(20), |l| l.contains("MQTT subscribed"))?;
+    let sent = messages(50, tag);
+    broker.publish("v/7/t", &sent)?;
+    gw.wait_for(Duration::from_secs(30), |l| {
+        l.contains("MQTT message received") && l.contains("seq=50")
+    })?;
+    ensure!(common::durable_records(&gw.seen) == 0, "a block was sealed before the test's signal");
+    Ok((gw, sent))
+}
+
 #[test]
 fn messages_received_but_not_sealed_are_redelivered_after_a_kill() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let d = tmp.path();
     let k = common::keys(d)?;
     let broker = Broker::start(d)?;
-    // No block is sealed by age during the first run.
-    let config = write_config(d, broker.port, "1h")?;
-    let mut gw = common::Gateway::start(&config)?;
-    gw.wait_for(Duration::from_secs(20), |l| l.contains("MQTT subscribed"))?;
-    let sent = messages(50, "k");
-    broker.publish("v/7/t", &sent)?;
-    gw.wait_for(Duration::from_secs(30), |l| {
-        l.contains("MQTT message received") && l.contains("seq=50")
-    })?;
-    ensure!(common::durable_records(&gw.seen) == 0, "a block was sealed before the kill");
+    let (mut gw, sent) = holding_50_unsealed(d, &broker, "k")?;
     gw.signal("-KILL")?;
     let (status, _) = gw.wait_exit(Duration::from_secs(10))?;
     ensure!(!status.success(), "killed gateway exited {status}");
@@ -280,16 +290,7 @@ fn sigterm_seals_the_partial_block_and_acknowledges_it_before_exit() -> Result<(
     let d = tmp.path();
     let k = common::keys(d)?;
     let broker = Broker::start(d)?;
-    // Nothing is sealed by age: only the shutdown seals.
-    let config = write_config(d, broker.port, "1h")?;
-    let mut gw = common::Gateway::start(&config)?;
-    gw.wait_for(Duration::from_secs(20), |l| l.contains("MQTT subscribed"))?;
-    let sent = messages(50, "t");
-    broker.publish("v/7/t", &sent)?;
-    gw.wait_for(Duration::from_secs(30), |l| {
-        l.contains("MQTT message received") && l.contains("seq=50")
-    })?;
-    ensure!(common::durable_records(&gw.seen) == 0, "a block was sealed before SIGTERM");
+    let (mut gw, sent) = holding_50_unsealed(d, &broker, "t")?;
     gw.signal("-TERM")?;
     let (status, _) = gw.wait_exit(Duration::from_secs(30))?;
     ensure!(status.success(), "gateway exited {status}:\n{}", gw.seen.join("\n"));
