@@ -23,6 +23,7 @@
 //! | cursor / receipt | ledger name (UTF-8) | opaque bytes |
 //! | meta | `format`, `origin`, `head` | `iov-store/v1`, origin text, head size u64 |
 
+pub mod cursor;
 pub mod memory;
 #[cfg(feature = "rocks")]
 pub mod rocks;

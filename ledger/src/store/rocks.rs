@@ -24,6 +24,15 @@
 //! [`Mode::Verify`] opens read-only with `AbsoluteConsistency`, so verification never modifies
 //! the store and refuses any WAL damage at all.
 //!
+//! # Concurrent readers
+//!
+//! One `Rocks` value is the store's single writer (the gateway's store writer thread owns it).
+//! [`Rocks::reader`] hands out cheap read handles (`Send + Sync`, one shared RocksDB instance)
+//! for the tasks that read while the writer appends: sync agents, the local read API, retention
+//! accounting. A reader's [`Store::size`] reads the durable head on every call (never a cached
+//! value that could run ahead of disk); it refuses appends, and may write sync cursors and
+//! receipts (single synced writes outside the log, owned by one sync agent per ledger).
+//!
 //! # Recovery on open
 //!
 //! [`Rocks::open`] checks that meta `format` and `origin` are ours, then [`super::check_head`]:
@@ -33,6 +42,8 @@
 //! expected versus found.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use rocksdb::{
     ColumnFamily, DBCompressionType, DBRecoveryMode, Direction, IteratorMode, Options, ReadOptions,
@@ -61,13 +72,26 @@ pub enum Mode {
     Verify,
 }
 
+/// What a `Rocks` handle may do.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Role {
+    /// The single writer (opened with `CreateOrOpen` or `Open`).
+    Writer,
+    /// Opened read-only for verification ([`Mode::Verify`]).
+    Verify,
+    /// A read handle of a writer's database ([`Rocks::reader`]).
+    Reader,
+}
+
 /// A gateway store in a RocksDB directory.
 pub struct Rocks {
-    db: DB,
+    db: Arc<DB>,
     path: PathBuf,
     origin: String,
-    size: u64,
-    read_only: bool,
+    /// The head (log size). The writer's own; a reader refreshes it on every `size()` call and
+    /// keeps the last value it read, so a failed read never reports more than was durable.
+    size: AtomicU64,
+    role: Role,
     /// The first write error; once set, every write is refused.
     poisoned: Option<String>,
     checkpoint: Option<Checkpoint>,
@@ -79,6 +103,7 @@ impl std::fmt::Debug for Rocks {
             .field("path", &self.path)
             .field("origin", &self.origin)
             .field("size", &self.size)
+            .field("role", &self.role)
             .field("poisoned", &self.poisoned)
             .finish()
     }
@@ -127,11 +152,11 @@ impl Rocks {
         }
         .map_err(|e| open_err(format!("RocksDB refused to open it: {e}")))?;
         let mut s = Rocks {
-            db,
+            db: Arc::new(db),
             path: path.to_owned(),
             origin: verifier.name().to_owned(),
-            size: 0,
-            read_only: mode == Mode::Verify,
+            size: AtomicU64::new(0),
+            role: if mode == Mode::Verify { Role::Verify } else { Role::Writer },
             poisoned: None,
             checkpoint: None,
         };
@@ -173,17 +198,7 @@ impl Rocks {
                 ),
             )));
         }
-        let head = s.get("meta", b"head")?;
-        s.size = match head.as_deref().map(<[u8; 8]>::try_from) {
-            Some(Ok(b)) => u64::from_be_bytes(b),
-            _ => {
-                return Err(StoreError::Damaged(Damage::new(
-                    "meta",
-                    "head",
-                    format!("expected 8 bytes, found {:?}", head.as_ref().map(Vec::len)),
-                )))
-            }
-        };
+        s.size = AtomicU64::new(s.read_head()?);
         s.checkpoint = check_head(&s, verifier).map_err(StoreError::Damaged)?;
         Ok(s)
     }
@@ -192,7 +207,34 @@ impl Rocks {
         &self.path
     }
 
-    /// The verified checkpoint of the head (None for an empty log).
+    /// A read handle on the same database, for tasks that read while this handle writes.
+    /// See the module docs ("Concurrent readers").
+    pub fn reader(&self) -> Rocks {
+        Rocks {
+            db: Arc::clone(&self.db),
+            path: self.path.clone(),
+            origin: self.origin.clone(),
+            size: AtomicU64::new(self.size.load(Ordering::Acquire)),
+            role: Role::Reader,
+            poisoned: None,
+            checkpoint: None,
+        }
+    }
+
+    /// The durable head from meta `head`.
+    fn read_head(&self) -> Result<u64, StoreError> {
+        let head = self.get("meta", b"head")?;
+        match head.as_deref().map(<[u8; 8]>::try_from) {
+            Some(Ok(b)) => Ok(u64::from_be_bytes(b)),
+            _ => Err(StoreError::Damaged(Damage::new(
+                "meta",
+                "head",
+                format!("expected 8 bytes, found {:?}", head.as_ref().map(Vec::len)),
+            ))),
+        }
+    }
+
+    /// The verified checkpoint of the head at open (None for an empty log, and for readers).
     pub fn head_checkpoint(&self) -> Option<&Checkpoint> {
         self.checkpoint.as_ref()
     }
@@ -273,11 +315,12 @@ impl Rocks {
         }
     }
 
+    /// Cursors and receipts: the writer and readers may write them, a verifying open may not.
     fn check_writable(&self) -> Result<(), StoreError> {
         if let Some(first) = &self.poisoned {
             return Err(StoreError::Poisoned { first: first.clone() });
         }
-        if self.read_only {
+        if self.role == Role::Verify {
             return Err(StoreError::Open {
                 path: self.path.display().to_string(),
                 reason: "opened read-only for verification".into(),
@@ -302,7 +345,12 @@ impl Rocks {
 
 impl Store for Rocks {
     fn size(&self) -> u64 {
-        self.size
+        if self.role == Role::Reader {
+            if let Ok(head) = self.read_head() {
+                self.size.store(head, Ordering::Release);
+            }
+        }
+        self.size.load(Ordering::Acquire)
     }
     fn origin(&self) -> &str {
         &self.origin
@@ -310,7 +358,14 @@ impl Store for Rocks {
 
     fn append(&mut self, a: &Append) -> Result<(), StoreError> {
         self.check_writable()?;
-        check_append(self.size, a)?;
+        if self.role == Role::Reader {
+            return Err(StoreError::Open {
+                path: self.path.display().to_string(),
+                reason: "a read handle cannot append (appends go through the store's writer)"
+                    .into(),
+            });
+        }
+        check_append(*self.size.get_mut(), a)?;
         let mut b = WriteBatch::default();
         let (headers, lanes, tiles) = (self.cf("headers")?, self.cf("lanes")?, self.cf("tiles")?);
         for (height, block) in (a.log.old_size..).zip(&a.blocks) {
@@ -335,7 +390,7 @@ impl Store for Rocks {
             b,
             Place { cf: "headers", key: format!("heights {}..{}", a.log.old_size, a.log.new_size) },
         )?;
-        self.size = a.log.new_size;
+        *self.size.get_mut() = a.log.new_size;
         self.checkpoint = Some(a.log.checkpoint.checkpoint().clone());
         Ok(())
     }
@@ -557,6 +612,34 @@ mod tests {
         assert_eq!(st.size(), 0);
         add(&mut st, &s, 2);
         assert_eq!(st.size(), 2);
+    }
+
+    #[test]
+    fn a_reader_sees_each_durable_head_refuses_appends_and_writes_cursors() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = signer();
+        let mut st = Rocks::open(dir.path(), &s.verifier(), Mode::CreateOrOpen).unwrap();
+        add(&mut st, &s, 2);
+        let mut reader = st.reader();
+        let seen = std::thread::spawn(move || {
+            let size = reader.size();
+            reader.set_cursor("factory", b"acked 2").unwrap();
+            let gw = signer().verifier().public_key().to_bytes();
+            let blocks = testing::chain(gw, size, None, 1, lanes);
+            let err = append_blocks(&mut reader, &signer(), blocks).unwrap_err();
+            assert!(err.to_string().contains("read handle cannot append"), "{err}");
+            reader
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen.size(), 2);
+        add(&mut st, &s, 3);
+        assert_eq!(seen.size(), 5);
+        assert_eq!(seen.lanes(4).unwrap(), lanes(4));
+        assert_eq!(st.cursor("factory").unwrap().unwrap(), b"acked 2");
+        drop(st);
+        // The reader keeps the database open after the writer is gone.
+        assert_eq!(seen.size(), 5);
     }
 
     #[test]
