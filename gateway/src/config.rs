@@ -64,6 +64,31 @@ struct RawConfig {
     lanes: BTreeMap<String, RawLane>,
     #[serde(default)]
     metrics: Option<RawMetrics>,
+    #[serde(default)]
+    api: Option<RawApi>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    socket: Option<PathBuf>,
+    listen: Option<String>,
+    #[serde(default = "default_api_concurrency")]
+    max_concurrent: usize,
+    #[serde(default = "default_api_rows")]
+    max_rows: usize,
+    #[serde(default = "default_api_blocks")]
+    max_blocks: usize,
+}
+
+fn default_api_concurrency() -> usize {
+    8
+}
+fn default_api_rows() -> usize {
+    100_000
+}
+fn default_api_blocks() -> usize {
+    2_000
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,6 +110,9 @@ struct RawGateway {
     writer_capacity: usize,
     #[serde(default = "default_grace")]
     shutdown_grace: String,
+    /// The gateway's own X25519 key (`x25519.key` of `iovctl keygen`), for lanes sealed for
+    /// the reserved recipient `self` (local history).
+    history_key: Option<PathBuf>,
 }
 
 fn default_capacity() -> usize {
@@ -295,6 +323,29 @@ pub struct Config {
     pub lanes: Vec<LanePolicy>,
     /// Where the Prometheus text metrics are served (`[metrics] listen`); `None` = not served.
     pub metrics: Option<std::net::SocketAddr>,
+    /// The gateway's own X25519 key (`gateway.history_key`): lanes whose recipients include
+    /// [`SELF_RECIPIENT`] are sealed for its public key and readable through the local API.
+    pub history_key: Option<ledger::keys::X25519Key>,
+    /// The local read API (`[api]`); `None` = not served.
+    pub api: Option<ApiConfig>,
+}
+
+/// The recipient name that means the gateway's own key (`gateway.history_key`).
+pub const SELF_RECIPIENT: &str = "self";
+
+/// Where and how the local read API is served (`[api]`, see `api`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// Unix socket path (mode 0660; a stale socket file is replaced, removed on shutdown).
+    pub socket: Option<PathBuf>,
+    /// Loopback TCP address, for tools that cannot speak Unix sockets.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Requests served at once; more wait for a slot.
+    pub max_concurrent: NonZeroUsize,
+    /// Most rows one history answer carries (`limit` is capped to it); then a `next` cursor.
+    pub max_rows: NonZeroUsize,
+    /// Most blocks one history answer opens; then a `next` cursor.
+    pub max_blocks: NonZeroUsize,
 }
 
 impl fmt::Debug for Config {
@@ -307,6 +358,8 @@ impl fmt::Debug for Config {
             .field("sources", &self.sources)
             .field("lanes", &self.lanes)
             .field("metrics", &self.metrics)
+            .field("history_key", &self.history_key)
+            .field("api", &self.api)
             .finish_non_exhaustive()
     }
 }
@@ -665,10 +718,31 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
         builder.build().map_err(|e| invalid("dbc", format!("the DBCs do not compile: {e}")))?;
     let dbc_warnings = warnings.iter().map(ToString::to_string).collect();
 
+    // gateway.history_key: the gateway's own X25519 key, the reserved recipient `self`.
+    let history_key = match &g.history_key {
+        None => None,
+        Some(p) => {
+            let f = existing_file(base, "gateway.history_key", p)?;
+            Some(
+                ledger::keys::load_x25519(&f)
+                    .map_err(|e| invalid("gateway.history_key", e.to_string()))?,
+            )
+        }
+    };
+
     // [recipients]
     let mut recipients = BTreeMap::new();
+    if let Some(k) = &history_key {
+        recipients.insert(SELF_RECIPIENT.to_owned(), k.public());
+    }
     for (name, file) in &raw.recipients {
         let key = format!("recipients.{name}");
+        if name == SELF_RECIPIENT {
+            return Err(invalid(
+                key,
+                "\"self\" is reserved for the gateway's own key: set gateway.history_key instead",
+            ));
+        }
         let full = existing_file(base, &key, Path::new(file))?;
         let text = std::fs::read_to_string(&full)
             .map_err(|e| invalid(&key, format!("{}: {e}", full.display())))?;
@@ -1017,10 +1091,12 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
         let mut rs = Vec::new();
         for (j, r) in l.recipients.iter().enumerate() {
             let pk = recipients.get(r).ok_or_else(|| {
-                invalid(
-                    key(&format!("recipients[{j}]")),
-                    format!("{r:?} is not declared under [recipients]"),
-                )
+                let problem = if r == SELF_RECIPIENT {
+                    "\"self\" is the gateway's own key: set gateway.history_key".to_owned()
+                } else {
+                    format!("{r:?} is not declared under [recipients]")
+                };
+                invalid(key(&format!("recipients[{j}]")), problem)
             })?;
             if rs.contains(pk) {
                 return Err(invalid(key(&format!("recipients[{j}]")), "listed twice"));
@@ -1059,6 +1135,8 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
         }
     };
 
+    let api = raw.api.as_ref().map(validate_api).transpose()?;
+
     Ok(Config {
         path: path.to_path_buf(),
         signer,
@@ -1072,6 +1150,45 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
         sources,
         lanes,
         metrics,
+        history_key,
+        api,
+    })
+}
+
+fn validate_api(a: &RawApi) -> Result<ApiConfig, ConfigError> {
+    let listen = match &a.listen {
+        None => None,
+        Some(l) => {
+            let addr: std::net::SocketAddr = l.trim().parse().map_err(|_| {
+                invalid("api.listen", format!("{l:?} is not an address:port (e.g. \"127.0.0.1:9188\")"))
+            })?;
+            if !addr.ip().is_loopback() {
+                return Err(invalid(
+                    "api.listen",
+                    format!("{addr} is not a loopback address; the API serves decrypted history without authentication"),
+                ));
+            }
+            Some(addr)
+        }
+    };
+    if let Some(s) = &a.socket {
+        if !s.is_absolute() {
+            return Err(invalid("api.socket", format!("{} is not an absolute path", s.display())));
+        }
+        // sockaddr_un.sun_path holds 107 bytes and a NUL.
+        if s.as_os_str().len() > 107 {
+            return Err(invalid("api.socket", "longer than the 107 bytes a Unix socket path may have"));
+        }
+    }
+    if a.socket.is_none() && listen.is_none() {
+        return Err(invalid("api", "set socket (a Unix socket path) or listen (loopback address), or remove [api]"));
+    }
+    Ok(ApiConfig {
+        socket: a.socket.clone(),
+        listen,
+        max_concurrent: non_zero("api.max_concurrent", a.max_concurrent)?,
+        max_rows: non_zero("api.max_rows", a.max_rows)?,
+        max_blocks: non_zero("api.max_blocks", a.max_blocks)?,
     })
 }
 
@@ -1094,6 +1211,9 @@ pipeline_capacity = 8192
 writer_capacity = 4
 # How long shutdown may take (seal the partial block, sync) before the process gives up.
 shutdown_grace = "10s"
+# The gateway's own X25519 key (the x25519.key `iovctl keygen` writes; mode 0600). Lanes that
+# list the reserved recipient "self" are sealed for it too, so the local API can read them.
+# history_key = "/etc/iov/keys/x25519.key"
 
 [block]
 # A block is sealed when any of these is reached, and on shutdown.
@@ -1163,6 +1283,21 @@ signals = [
   # { name = "gnss_status.FixType", on_change = true },
   # { name = "gnss_imu.AccelerationX", every = 10 },
 ]
+
+# Local history: a lane sealed for the gateway itself (needs gateway.history_key).
+# [lanes.local]
+# carries = "raw"
+# recipients = ["self"]
+
+# The local read API (iovctl status, iovctl history --local): HTTP/1.1, GET /v1/status and
+# /v1/history. Unauthenticated: access is the socket's mode (0660: owner and group).
+# Absent = not served.
+# [api]
+# socket = "/run/iov-gateway/api.sock"
+# listen = "127.0.0.1:9188"   # optional loopback TCP, for tools without Unix sockets
+# max_concurrent = 8          # requests served at once
+# max_rows = 100000           # rows per answer at most, then a `next` cursor
+# max_blocks = 2000           # blocks opened per answer at most, then a `next` cursor
 
 # Prometheus text metrics (GET /metrics), unauthenticated: loopback only unless allow_remote.
 # Absent = not served.
@@ -1283,6 +1418,47 @@ mod tests {
         assert_eq!(c.metrics, Some("0.0.0.0:9187".parse().expect("addr")));
         let e = err(&on.replace("127.0.0.1:9187", "localhost"), d);
         assert!(e.starts_with("metrics.listen: \"localhost\" is not an address"), "{e}");
+    }
+
+    #[test]
+    fn self_lanes_need_the_history_key_and_api_keys_are_checked() {
+        let k = keys();
+        let d = k.dir.path();
+        let base = default_in(d);
+        let local = base.replace(
+            "# [lanes.local]\n# carries = \"raw\"\n# recipients = [\"self\"]",
+            "[lanes.local]\ncarries = \"raw\"\nrecipients = [\"self\"]",
+        );
+        let e = err(&local, d);
+        assert!(e.starts_with("lanes.local.recipients[0]: \"self\" is the gateway's own key"), "{e}");
+        let gk = ledger::keys::X25519Key::generate("gw").expect("x25519");
+        ledger::keys::save_x25519(&d.join("x25519.key"), &gk).expect("save");
+        let with_key = local.replace(
+            "# history_key = \"/etc/iov/keys/x25519.key\"",
+            &format!("history_key = \"{}\"", d.join("x25519.key").display()),
+        );
+        let c = Config::from_toml(&with_key, &d.join("gateway.toml")).expect("self lane");
+        let l = c.lanes.iter().find(|l| l.name == "local").expect("local lane");
+        assert_eq!(l.recipients, vec![gk.public()]);
+        assert!(c.api.is_none(), "absent [api]: not served");
+        let e = err(&with_key.replace("[recipients]\n", "[recipients]\nself = \"city.pub\"\n"), d);
+        assert!(e.starts_with("recipients.self: \"self\" is reserved"), "{e}");
+        chmod(&d.join("x25519.key"), 0o640);
+        let e = err(&with_key, d);
+        assert!(e.starts_with("gateway.history_key: ") && e.contains("0640"), "{e}");
+        chmod(&d.join("x25519.key"), 0o600);
+
+        let api = with_key.replace("# [api]\n# socket", "[api]\nsocket");
+        let c = Config::from_toml(&api, &d.join("gateway.toml")).expect("api");
+        let a = c.api.expect("api section");
+        assert_eq!(a.socket.as_deref(), Some(Path::new("/run/iov-gateway/api.sock")));
+        assert_eq!((a.listen, a.max_rows.get(), a.max_concurrent.get()), (None, 100_000, 8));
+        let e = err(&api.replace("# listen = \"127.0.0.1:9188\"", "listen = \"0.0.0.0:9188\""), d);
+        assert!(e.starts_with("api.listen: 0.0.0.0:9188 is not a loopback"), "{e}");
+        let e = err(&api.replace("socket = \"/run/iov-gateway/api.sock\"", "socket = \"api.sock\""), d);
+        assert!(e.starts_with("api.socket: api.sock is not an absolute path"), "{e}");
+        let e = err(&api.replace("socket = \"/run/iov-gateway/api.sock\"", "max_rows = 0"), d);
+        assert!(e.starts_with("api: set socket"), "{e}");
     }
 
     #[test]

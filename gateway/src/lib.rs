@@ -17,9 +17,14 @@
 //! - [`health`]: readiness, the pipeline heartbeat and the live counters (read by the systemd
 //!   notifier in `main.rs` and by [`metrics`]).
 //! - [`metrics`]: Prometheus text metrics over a minimal, bounded HTTP/1.1 server.
+//! - [`api`]: the local read API (Unix socket, HTTP/1.1): status and the gateway's own history,
+//!   decoded, from a lane sealed for its own key.
+//! - [`logging`]: journald, text or JSON logs, chosen from the environment or a flag.
 
+pub mod api;
 pub mod config;
 pub mod health;
+pub mod logging;
 pub mod metrics;
 pub mod pipeline;
 pub mod run;

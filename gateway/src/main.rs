@@ -24,6 +24,10 @@ use tokio_util::sync::CancellationToken;
     about = "IoV edge gateway: CAN/MQTT in, sealed blocks out"
 )]
 struct Cli {
+    /// Where logs go: auto (the journal when systemd connected stderr to it, else text),
+    /// text, json (one object per line on stderr) or journald.
+    #[arg(long, global = true, default_value = "auto", value_name = "FORMAT")]
+    log_format: gateway::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,14 +50,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    gateway::logging::init(cli.log_format);
     match cli.command {
         Command::PrintDefaultConfig => {
             print!("{DEFAULT_CONFIG}");
@@ -103,7 +100,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         for w in &config.dbc_warnings {
             tracing::warn!("dbc: {w}");
         }
-        let store = open_store(&config)?;
+        let (store, reader) = open_store(&config)?;
         let shutdown = CancellationToken::new();
         let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
         let watchdog = sd_notify::watchdog_enabled();
@@ -114,7 +111,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         let health = Arc::new(gateway::health::Health::new(tick));
         let notifier = tokio::spawn(notify_systemd(health.clone(), watchdog, shutdown.clone()));
         let summary =
-            gateway::run::run_with(config, store, shutdown.clone(), health).await;
+            gateway::run::run_serving(config, store, reader, shutdown.clone(), health).await;
         // Every way out of `run` is a stop: make sure systemd hears STOPPING=1 before we exit.
         shutdown.cancel();
         let _ = notifier.await;
@@ -137,17 +134,21 @@ fn run(config: Config) -> anyhow::Result<()> {
     })
 }
 
+type Opened = (Box<dyn ledger::store::Store + Send>, Option<gateway::api::Reader>);
+
+/// The writer's store and a read handle on it for the local API.
 #[cfg(feature = "rocks")]
-fn open_store(config: &Config) -> anyhow::Result<Box<dyn ledger::store::Store + Send>> {
+fn open_store(config: &Config) -> anyhow::Result<Opened> {
     use ledger::store::rocks::{Mode, Rocks};
     let s = Rocks::open(&config.store, &config.signer.verifier(), Mode::CreateOrOpen)
         .with_context(|| format!("opening the store {}", config.store.display()))?;
     tracing::info!(store = %config.store.display(), size = ledger::store::Store::size(&s), "store open");
-    Ok(Box::new(s))
+    let reader: gateway::api::Reader = Arc::new(s.reader());
+    Ok((Box::new(s), Some(reader)))
 }
 
 #[cfg(not(feature = "rocks"))]
-fn open_store(_config: &Config) -> anyhow::Result<Box<dyn ledger::store::Store + Send>> {
+fn open_store(_config: &Config) -> anyhow::Result<Opened> {
     anyhow::bail!("built without the `rocks` feature: no durable store")
 }
 

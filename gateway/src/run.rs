@@ -43,6 +43,8 @@ pub enum RunError {
     Join(String),
     #[error("metrics: binding {addr}: {reason}")]
     Metrics { addr: std::net::SocketAddr, reason: String },
+    #[error("local API: {0}")]
+    Api(#[from] crate::api::BindError),
 }
 
 /// What a run did.
@@ -75,6 +77,29 @@ pub async fn run_with(
     shutdown: CancellationToken,
     health: Arc<Health>,
 ) -> Result<Summary, RunError> {
+    run_serving(config, store, None, shutdown, health).await
+}
+
+/// [`run_with`], also serving the local read API ([`crate::api`]) from `reader` (a read handle
+/// on `store`, e.g. `Rocks::reader`) when `config.api` is set. Binding it is a start-up error.
+pub async fn run_serving(
+    config: Config,
+    store: Box<dyn Store + Send>,
+    reader: Option<crate::api::Reader>,
+    shutdown: CancellationToken,
+    health: Arc<Health>,
+) -> Result<Summary, RunError> {
+    let api = match (&config.api, reader) {
+        (Some(a), Some(r)) => {
+            // No ledgers are configured yet: their sync cursors come with the sync agents.
+            Some(crate::api::Api::bind(a, &config, r, health.clone(), Vec::new()).await?)
+        }
+        (Some(_), None) => {
+            tracing::warn!("[api] is configured but this store has no read handle: not served");
+            None
+        }
+        (None, _) => None,
+    };
     let started = tokio::time::Instant::now();
     let metrics_listener = match config.metrics {
         None => None,
@@ -190,7 +215,10 @@ pub async fn run_with(
     let metrics_stop = shutdown.child_token();
     let _metrics_guard = metrics_stop.clone().drop_guard();
     if let Some(l) = metrics_listener {
-        tokio::spawn(crate::metrics::serve(l, health.clone(), metrics_stop));
+        tokio::spawn(crate::metrics::serve(l, health.clone(), metrics_stop.clone()));
+    }
+    if let Some(api) = api {
+        tokio::spawn(api.serve(metrics_stop));
     }
     tracker.close();
 

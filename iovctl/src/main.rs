@@ -2,8 +2,11 @@
 //! transparency logs. A thin dispatcher: one module per command.
 
 mod decode;
+mod history;
 mod keygen;
+mod local_api;
 mod output;
+mod status;
 mod store_cmd;
 mod tlog;
 
@@ -35,11 +38,18 @@ enum Command {
     /// Transparency logs (C2SP tlog-tiles): verify a log from a directory or URL.
     #[command(subcommand)]
     Tlog(tlog::Command),
+    /// Status of the gateway running here (its local API socket).
+    #[command(after_help = status::EXAMPLES)]
+    Status(status::Args),
+    /// The gateway's own history over a time range, decoded (--local: from its API socket).
+    #[command(after_help = history::EXAMPLES)]
+    History(history::Args),
 }
 
 /// Exit codes: 0 success; 1 the command failed (bad input, I/O; for `tlog verify`: verification
 /// failed); 2 usage error (from clap; `tlog verify` also for fetch errors); 3 the trace had
-/// malformed records (decode still printed every good frame).
+/// malformed records (decode still printed every good frame). `status` and `history`: 1 a data
+/// problem (stalled pipeline, refused or cut-off answer), 2 usage or the gateway cannot be reached.
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -47,6 +57,8 @@ fn main() -> ExitCode {
         Command::Store(args) => store_cmd::run(&args),
         Command::Keygen(args) => keygen::run(&args),
         Command::Tlog(cmd) => tlog::run(&cmd),
+        Command::Status(args) => status::run(&args),
+        Command::History(args) => history::run(&args),
     };
     match result {
         Ok(code) => code,

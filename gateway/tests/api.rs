@@ -1,0 +1,299 @@
+//! End to end: the real `iov-gateway` replays the GPS trace (`pace = "fast"`, `at_end =
+//! "continue"` so it stays up) into RocksDB with a lane sealed for its own key, and serves the
+//! local API on a Unix socket. `iovctl status` and `iovctl history --local` (the real binary)
+//! read it; history is compared frame for frame with `can_decoders` decoding the same window
+//! of the trace.
+
+#![cfg(feature = "rocks")]
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use can_decoders::decode::{Decoded, Decoder};
+use can_decoders::trace::{self, ErrorPolicy};
+use serde_json::Value;
+
+const TRACE: &str = "traces/canmod_gps_3BA199E2.log.gz";
+const DBC: &str = "dbc/css-electronics/canmod-gps.dbc";
+
+/// One history row reduced to what is compared: time, interface, message, signal, value bits.
+type Row = (u64, String, Option<String>, Option<String>, Option<u64>);
+
+/// The trace decoded the way cantools would (our differential-tested decoder), frames in
+/// `[from, to]`, one row per signal, undecodable frames as one row without a signal; stable
+/// sort by time (ties keep trace order, as the gateway's log does).
+fn expected(from: u64, to: u64) -> Result<(Vec<Row>, u64, u64, u64)> {
+    let db = can_decoders::dbc::load_file(&common::fixtures().join(DBC))?;
+    let mut b = Decoder::builder();
+    b.add_database(&db, &[]);
+    let (decoder, _) = b.build()?;
+    let mut r = trace::open(&common::fixtures().join(TRACE), ErrorPolicy::Strict)?;
+    let mut out = Vec::new();
+    let mut d = Decoded::new();
+    let (mut frames, mut first, mut last) = (0u64, u64::MAX, 0u64);
+    while let Some(f) = r.next() {
+        let f = f?;
+        frames += 1;
+        first = first.min(f.t_ns);
+        last = last.max(f.t_ns);
+        if f.t_ns < from || f.t_ns > to {
+            continue;
+        }
+        let iface = r.channels()[usize::from(f.channel.0)].clone();
+        match decoder.decode(decoder.bus(&iface), &f.frame, &mut d) {
+            None => out.push((f.t_ns, iface, None, None, None)),
+            Some(k) => {
+                let m = decoder.message(k);
+                for v in &d.values {
+                    let s = &m.signals()[v.signal];
+                    out.push((
+                        f.t_ns,
+                        iface.clone(),
+                        Some(m.name().to_owned()),
+                        Some(s.name().to_owned()),
+                        Some(v.value.to_bits()),
+                    ));
+                }
+            }
+        }
+    }
+    out.sort_by_key(|r| r.0);
+    Ok((out, frames, first, last))
+}
+
+fn rows_of_jsonl(text: &str) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).with_context(|| format!("line {line}"))?;
+        ensure!(v["kind"] == "row", "jsonl output holds rows only: {line}");
+        let s = |k: &str| v[k].as_str().map(str::to_owned);
+        rows.push((
+            v["t_ns"].as_u64().context("t_ns")?,
+            s("source").context("source")?,
+            s("message"),
+            s("signal"),
+            v["value"].as_f64().map(f64::to_bits),
+        ));
+    }
+    Ok(rows)
+}
+
+fn iovctl(args: &[&str]) -> Result<Output> {
+    Ok(Command::new(common::iovctl()?).args(args).output()?)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A raw HTTP/1.1 GET over the Unix socket: (status, body) for small, non-chunked answers.
+fn raw_get(socket: &Path, target: &str) -> Result<(u16, String)> {
+    let mut s = std::os::unix::net::UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(s, "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    let mut all = String::new();
+    s.read_to_string(&mut all)?;
+    let (head, body) = all.split_once("\r\n\r\n").context("response head")?;
+    let status = head.split_whitespace().nth(1).context("status")?.parse()?;
+    Ok((status, body.to_owned()))
+}
+
+fn status(socket: &Path) -> Result<Value> {
+    let out = iovctl(&["status", "--format", "json", "--socket", &socket.display().to_string()])?;
+    ensure!(out.status.success(), "iovctl status: {}", text(&out.stderr));
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    socket: PathBuf,
+    gw: common::Gateway,
+    signer_name: String,
+    signer_id: u32,
+}
+
+fn start() -> Result<Setup> {
+    let tmp = tempfile::tempdir()?;
+    let d = tmp.path();
+    let k = common::keys(d)?;
+    let own = ledger::keys::X25519Key::generate("iov.example/gw/e2e")?;
+    ledger::keys::save_x25519(&d.join("x25519.key"), &own)?;
+    let socket = d.join("api.sock");
+    let config = d.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[gateway]
+signing_key = "signing.key"
+store = "store"
+history_key = "x25519.key"
+[block]
+max_records = 20000
+max_age = "1s"
+[[dbc]]
+file = "{dbc}"
+[recipients]
+factory = "factory.pub"
+[sources.replay]
+kind = "trace"
+file = "{trace}"
+pace = "fast"
+at_end = "continue"
+[lanes.factory]
+carries = "raw"
+recipients = ["factory"]
+[lanes.local]
+carries = "raw"
+recipients = ["self", "factory"]
+[api]
+socket = "{socket}"
+max_rows = 5000
+"#,
+            dbc = common::fixtures().join(DBC).display(),
+            trace = common::fixtures().join(TRACE).display(),
+            socket = socket.display(),
+        ),
+    )?;
+    let gw = common::Gateway::start(&config)?;
+    Ok(Setup {
+        _tmp: tmp,
+        socket,
+        gw,
+        signer_name: k.signer.name().to_owned(),
+        signer_id: k.signer.key_id(),
+    })
+}
+
+#[test]
+fn status_and_local_history_over_the_unix_socket_match_the_trace() -> Result<()> {
+    let (_, frames, first, last) = expected(0, 0)?;
+    let mut s = start()?;
+    s.gw.wait_for(Duration::from_secs(60), |l| l.contains("local API listening"))?;
+    let sock = s.socket.display().to_string();
+    let mode = std::fs::metadata(&s.socket)?.permissions().mode() & 0o777;
+    ensure!(mode == 0o660, "socket mode {mode:o}");
+
+    // Wait (bounded) until the whole trace is durable: every frame received and sealed.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let st = loop {
+        let st = status(&s.socket)?;
+        let received = st["sources"][0]["received"].as_u64().unwrap_or(0);
+        let local = st["lanes"].as_array().and_then(|a| {
+            a.iter().find(|l| l["name"] == "local").and_then(|l| l["records"].as_u64())
+        });
+        if received == frames && local == Some(frames) {
+            break st;
+        }
+        if Instant::now() > deadline {
+            bail!("not all frames became durable: {st:#}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    println!("status: {st}");
+    ensure!(st["origin"] == s.signer_name.as_str());
+    ensure!(st["key_id"] == format!("{:08x}", s.signer_id).as_str());
+    ensure!(st["clock"] == "gateway");
+    ensure!(st["sources"][0]["dropped_full"] == 0 && st["sources"][0]["delivered"] == frames);
+    let size = st["store"]["size"].as_u64().context("size")?;
+    ensure!(size >= frames.div_ceil(20_000), "{size} blocks for {frames} frames");
+    ensure!(st["blocks_sealed"] == size, "every block was sealed by this process");
+    ensure!(st["store"]["checkpoint"]["size"] == size);
+    ensure!(st["store"]["last_block"]["height"] == size - 1);
+    ensure!(st["store"]["last_block"]["last_ns"] == last, "the last block ends at the last frame");
+    ensure!(st["pipeline"]["state"] == "healthy");
+    ensure!(st["history"]["lanes"] == serde_json::json!(["local"]));
+    let table = iovctl(&["status", "--socket", &sock])?;
+    ensure!(table.status.success());
+    let t = text(&table.stdout);
+    ensure!(t.contains("pipeline  healthy") && t.contains("replay"), "{t}");
+
+    // A five-second window a minute into the trace, frame for frame.
+    let (from, to) = (first + 60_000_000_000, first + 65_000_000_000);
+    let (want, _, _, _) = expected(from, to)?;
+    let (fs, ts) = (from.to_string(), to.to_string());
+    let base = ["history", "--local", "--socket", &sock, "--from", &fs, "--to", &ts];
+    let run = |extra: &[&str]| -> Result<Output> {
+        let mut a: Vec<&str> = base.to_vec();
+        a.extend_from_slice(extra);
+        iovctl(&a)
+    };
+    let jsonl = run(&["--format", "jsonl"])?;
+    ensure!(jsonl.status.success(), "history: {}", text(&jsonl.stderr));
+    let got = rows_of_jsonl(&text(&jsonl.stdout))?;
+    println!("window: {} rows ({} expected)", got.len(), want.len());
+    ensure!(!want.is_empty() && want.iter().any(|r| r.3.is_some()), "the window has signals");
+    if let Some(i) = got.iter().zip(&want).position(|(a, b)| a != b) {
+        bail!("row {i} differs: got {:?}, want {:?}", got[i], want[i]);
+    }
+    ensure!(got.len() == want.len(), "{} rows, want {}", got.len(), want.len());
+
+    // Pages of 700 rows (the gateway's cursor, several requests) give the same rows.
+    let paged = run(&["--format", "jsonl", "--page", "700"])?;
+    ensure!(paged.status.success());
+    ensure!(rows_of_jsonl(&text(&paged.stdout))? == got, "paging changes nothing");
+    // --limit stops after N rows, across pages.
+    let limited = run(&["--format", "jsonl", "--page", "100", "--limit", "250"])?;
+    ensure!(rows_of_jsonl(&text(&limited.stdout))? == got[..250]);
+
+    // The raw API: limit and continuation.
+    let (code, body) = raw_get(&s.socket, &format!("/v1/history?from={fs}&to={ts}&limit=3"))
+        .or_else(|_| -> Result<(u16, String)> { bail!("raw get") })?;
+    ensure!(code == 200, "{code}: {body}");
+    // The streamed body is chunked: take the JSON lines out of it.
+    let lines: Vec<Value> =
+        body.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).collect();
+    ensure!(lines.first().is_some_and(|h| h["kind"] == "head" && h["clock"] == "gateway"));
+    let end = lines.last().context("end line")?;
+    ensure!(end["kind"] == "end" && end["rows"] == 3, "{end}");
+    let next = end["next"].as_str().context("a next cursor")?;
+    let (_, body2) = raw_get(&s.socket, &format!("/v1/history?from={fs}&to={ts}&limit=3&after={next}"))?;
+    let rows2: Vec<Value> = body2
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["kind"] == "row")
+        .collect();
+    ensure!(rows2.len() == 3 && rows2[0]["t_ns"] == got[3].0, "continues at row 3: {rows2:?}");
+
+    // Signals filter, csv and table.
+    let lat = run(&["--format", "jsonl", "--signals", "gnss_pos.Latitude,Speed"])?;
+    let lat = rows_of_jsonl(&text(&lat.stdout))?;
+    let want_lat: Vec<Row> = want
+        .iter()
+        .filter(|r| r.3.as_deref() == Some("Speed") || (r.2.as_deref() == Some("gnss_pos") && r.3.as_deref() == Some("Latitude")))
+        .cloned()
+        .collect();
+    ensure!(!lat.is_empty() && lat == want_lat, "{} filtered rows, want {}", lat.len(), want_lat.len());
+    let csv = run(&["--format", "csv"])?;
+    ensure!(csv.status.success());
+    let csv = text(&csv.stdout);
+    let mut csv_lines = csv.lines();
+    ensure!(csv_lines.next() == Some("ts,t_ns,source,message,signal,value,unit,label,id,data"));
+    ensure!(csv_lines.count() == got.len());
+    let table = run(&["--format", "table"])?;
+    ensure!(table.status.success());
+    ensure!(text(&table.stdout).lines().count() == got.len() + 1);
+    ensure!(text(&table.stderr).contains("gateway's own clock"));
+
+    // A lane not sealed for the gateway's key; a bad time on the API.
+    let fac = run(&["--lane", "factory"])?;
+    ensure!(fac.status.code() == Some(1), "exit {:?}", fac.status);
+    ensure!(text(&fac.stderr).contains("lane_not_sealed_for_gateway"), "{}", text(&fac.stderr));
+    let (code, body) = raw_get(&s.socket, "/v1/history?from=yesterday&to=1")?;
+    ensure!(code == 400 && body.contains("\"bad_time\""), "{code} {body}");
+    let (code, _) = raw_get(&s.socket, "/v2/nothing")?;
+    ensure!(code == 404);
+
+    // SIGTERM: a clean stop removes the socket.
+    s.gw.signal("-TERM")?;
+    let (st, _) = s.gw.wait_exit(Duration::from_secs(60))?;
+    ensure!(st.success(), "exit {st}");
+    ensure!(!s.socket.exists(), "the socket file is removed on shutdown");
+    Ok(())
+}
