@@ -1160,7 +1160,10 @@ fn validate_api(a: &RawApi) -> Result<ApiConfig, ConfigError> {
         None => None,
         Some(l) => {
             let addr: std::net::SocketAddr = l.trim().parse().map_err(|_| {
-                invalid("api.listen", format!("{l:?} is not an address:port (e.g. \"127.0.0.1:9188\")"))
+                invalid(
+                    "api.listen",
+                    format!("{l:?} is not an address:port (e.g. \"127.0.0.1:9188\")"),
+                )
             })?;
             if !addr.ip().is_loopback() {
                 return Err(invalid(
@@ -1177,11 +1180,17 @@ fn validate_api(a: &RawApi) -> Result<ApiConfig, ConfigError> {
         }
         // sockaddr_un.sun_path holds 107 bytes and a NUL.
         if s.as_os_str().len() > 107 {
-            return Err(invalid("api.socket", "longer than the 107 bytes a Unix socket path may have"));
+            return Err(invalid(
+                "api.socket",
+                "longer than the 107 bytes a Unix socket path may have",
+            ));
         }
     }
     if a.socket.is_none() && listen.is_none() {
-        return Err(invalid("api", "set socket (a Unix socket path) or listen (loopback address), or remove [api]"));
+        return Err(invalid(
+            "api",
+            "set socket (a Unix socket path) or listen (loopback address), or remove [api]",
+        ));
     }
     Ok(ApiConfig {
         socket: a.socket.clone(),
@@ -1430,7 +1439,10 @@ mod tests {
             "[lanes.local]\ncarries = \"raw\"\nrecipients = [\"self\"]",
         );
         let e = err(&local, d);
-        assert!(e.starts_with("lanes.local.recipients[0]: \"self\" is the gateway's own key"), "{e}");
+        assert!(
+            e.starts_with("lanes.local.recipients[0]: \"self\" is the gateway's own key"),
+            "{e}"
+        );
         let gk = ledger::keys::X25519Key::generate("gw").expect("x25519");
         ledger::keys::save_x25519(&d.join("x25519.key"), &gk).expect("save");
         let with_key = local.replace(
@@ -1455,7 +1467,8 @@ mod tests {
         assert_eq!((a.listen, a.max_rows.get(), a.max_concurrent.get()), (None, 100_000, 8));
         let e = err(&api.replace("# listen = \"127.0.0.1:9188\"", "listen = \"0.0.0.0:9188\""), d);
         assert!(e.starts_with("api.listen: 0.0.0.0:9188 is not a loopback"), "{e}");
-        let e = err(&api.replace("socket = \"/run/iov-gateway/api.sock\"", "socket = \"api.sock\""), d);
+        let e =
+            err(&api.replace("socket = \"/run/iov-gateway/api.sock\"", "socket = \"api.sock\""), d);
         assert!(e.starts_with("api.socket: api.sock is not an absolute path"), "{e}");
         let e = err(&api.replace("socket = \"/run/iov-gateway/api.sock\"", "max_rows = 0"), d);
         assert!(e.starts_with("api: set socket"), "{e}");

@@ -70,7 +70,11 @@ pub enum Output {
 /// Chooses the output. `journal_stream` is `$JOURNAL_STREAM` (`DEVICE:INODE`), `stderr` the
 /// device and inode of fd 2 (`None` when unknown). With `Auto`, the journal is chosen only when
 /// they match: a child that inherited the variable but writes elsewhere keeps text.
-pub fn select(asked: LogFormat, journal_stream: Option<&str>, stderr: Option<(u64, u64)>) -> Output {
+pub fn select(
+    asked: LogFormat,
+    journal_stream: Option<&str>,
+    stderr: Option<(u64, u64)>,
+) -> Output {
     match asked {
         LogFormat::Text => Output::Text,
         LogFormat::Json => Output::Json,
@@ -185,6 +189,6 @@ mod tests {
         for f in [LogFormat::Auto, LogFormat::Text, LogFormat::Json, LogFormat::Journald] {
             assert_eq!(f.to_string().parse::<LogFormat>(), Ok(f));
         }
-        assert!("syslog".parse::<LogFormat>().unwrap_err().contains("journald"));
+        assert!("syslog".parse::<LogFormat>().expect_err("no such format").contains("journald"));
     }
 }

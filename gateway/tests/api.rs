@@ -273,7 +273,8 @@ fn status_and_local_history_over_the_unix_socket_match_the_trace() -> Result<()>
     let end = lines.last().context("end line")?;
     ensure!(end["kind"] == "end" && end["rows"] == 3, "{end}");
     let next = end["next"].as_str().context("a next cursor")?;
-    let (_, body2) = raw_get(&s.socket, &format!("/v1/history?from={fs}&to={ts}&limit=3&after={next}"))?;
+    let (_, body2) =
+        raw_get(&s.socket, &format!("/v1/history?from={fs}&to={ts}&limit=3&after={next}"))?;
     let rows2: Vec<Value> = objects(&body2).into_iter().filter(|v| v["kind"] == "row").collect();
     ensure!(rows2.len() == 3 && rows2[0]["t_ns"] == got[3].0, "continues at row 3: {rows2:?}");
 
@@ -282,10 +283,18 @@ fn status_and_local_history_over_the_unix_socket_match_the_trace() -> Result<()>
     let lat = rows_of_jsonl(&text(&lat.stdout))?;
     let want_lat: Vec<Row> = want
         .iter()
-        .filter(|r| r.3.as_deref() == Some("Speed") || (r.2.as_deref() == Some("gnss_pos") && r.3.as_deref() == Some("Latitude")))
+        .filter(|r| {
+            r.3.as_deref() == Some("Speed")
+                || (r.2.as_deref() == Some("gnss_pos") && r.3.as_deref() == Some("Latitude"))
+        })
         .cloned()
         .collect();
-    ensure!(!lat.is_empty() && lat == want_lat, "{} filtered rows, want {}", lat.len(), want_lat.len());
+    ensure!(
+        !lat.is_empty() && lat == want_lat,
+        "{} filtered rows, want {}",
+        lat.len(),
+        want_lat.len()
+    );
     let csv = run(&["--format", "csv"])?;
     ensure!(csv.status.success());
     let csv = text(&csv.stdout);

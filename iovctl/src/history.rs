@@ -84,9 +84,8 @@ pub fn parse_time(s: &str, now: u64) -> Result<u64, String> {
         return Ok(now);
     }
     if let Some(rel) = t.strip_prefix('-') {
-        let d = humantime::parse_duration(rel).map_err(|e| {
-            format!("{s:?}: not a relative time like -2h, -15m, -30s ({e})")
-        })?;
+        let d = humantime::parse_duration(rel)
+            .map_err(|e| format!("{s:?}: not a relative time like -2h, -15m, -30s ({e})"))?;
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         return now.checked_sub(ns).ok_or_else(|| format!("{s:?} is before 1970"));
     }
@@ -152,8 +151,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let mut end: Option<Value> = None;
         for line in resp.body.lines() {
             let line = line.context("reading the gateway's answer")?;
-            let v: Value = serde_json::from_str(&line)
-                .with_context(|| format!("the gateway sent a line that is not JSON: {line:.200}"))?;
+            let v: Value = serde_json::from_str(&line).with_context(|| {
+                format!("the gateway sent a line that is not JSON: {line:.200}")
+            })?;
             match v.get("kind").and_then(Value::as_str) {
                 Some("row") => {
                     out.row(&v, &line).context("writing output")?;
@@ -271,7 +271,11 @@ impl<W: Write> Printer<W> {
                         let x = field(v, "value");
                         if x.is_empty() {
                             let d = field(v, "data");
-                            if d.is_empty() { field(v, "payload") } else { d }
+                            if d.is_empty() {
+                                field(v, "payload")
+                            } else {
+                                d
+                            }
                         } else {
                             x
                         }
@@ -307,8 +311,8 @@ mod tests {
         assert_eq!(parse_time("-15m", now), Ok(now - 900_000_000_000));
         assert_eq!(parse_time("2021-07-26T04:40:55.5Z", now), Ok(1_627_274_455_500_000_000));
         assert_eq!(parse_time("1627274455000000000", now), Ok(1_627_274_455_000_000_000));
-        assert!(parse_time("yesterday", now).unwrap_err().contains("RFC 3339"));
-        assert!(parse_time("-2 parsecs", now).unwrap_err().contains("relative"));
+        assert!(parse_time("yesterday", now).expect_err("not a time").contains("RFC 3339"));
+        assert!(parse_time("-2 parsecs", now).expect_err("not a duration").contains("relative"));
     }
 
     #[test]

@@ -77,14 +77,15 @@ pub fn get(socket: &Path, target: &str) -> Result<Response, ClientError> {
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
     };
-    let body: Box<dyn BufRead> = if header("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
-        Box::new(BufReader::new(Chunked { inner: r, left: 0, done: false }))
-    } else if let Some(len) = header("content-length") {
-        let n: u64 = len.parse().map_err(|_| proto(format!("content-length {len:?}")))?;
-        Box::new(r.take(n))
-    } else {
-        Box::new(r)
-    };
+    let body: Box<dyn BufRead> =
+        if header("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+            Box::new(BufReader::new(Chunked { inner: r, left: 0, done: false }))
+        } else if let Some(len) = header("content-length") {
+            let n: u64 = len.parse().map_err(|_| proto(format!("content-length {len:?}")))?;
+            Box::new(r.take(n))
+        } else {
+            Box::new(r)
+        };
     Ok(Response { status, body })
 }
 
@@ -97,7 +98,8 @@ struct Chunked<R> {
 
 impl<R: BufRead> Read for Chunked<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, format!("chunked body: {m}"));
+        let bad =
+            |m: &str| io::Error::new(io::ErrorKind::InvalidData, format!("chunked body: {m}"));
         if self.done || buf.is_empty() {
             return Ok(0);
         }

@@ -47,8 +47,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         eprintln!("iovctl: error: {}", local_api::error_text(status, &body));
         return Ok(ExitCode::from(1));
     }
-    let v: Value = serde_json::from_str(&body)
-        .map_err(|e| anyhow::anyhow!("the status is not JSON: {e}"))?;
+    let v: Value =
+        serde_json::from_str(&body).map_err(|e| anyhow::anyhow!("the status is not JSON: {e}"))?;
     match args.format {
         Format::Json => println!("{body}"),
         Format::Table => print!("{}", table(&v)),

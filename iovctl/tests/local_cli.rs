@@ -91,9 +91,14 @@ fn a_refusal_and_a_cut_off_answer_are_exit_1() {
         .into_boxed_str(),
     );
     let peer = one_answer(&sock, refusal);
-    let o = iovctl(&["history", "--local", "--socket", &s, "--from", "0", "--to", "10", "--lane", "factory"]);
+    let o = iovctl(&[
+        "history", "--local", "--socket", &s, "--from", "0", "--to", "10", "--lane", "factory",
+    ]);
     let request = peer.join().expect("peer");
-    assert!(request.starts_with("GET /v1/history?from=0&to=10&limit=10000&lane=factory "), "{request}");
+    assert!(
+        request.starts_with("GET /v1/history?from=0&to=10&limit=10000&lane=factory "),
+        "{request}"
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("lane_not_sealed_for_gateway: lane \"factory\""), "{}", stderr(&o));
 

@@ -79,11 +79,8 @@ impl Context {
     pub fn new(config: &Config) -> Option<Context> {
         let key = config.history_key.clone()?;
         let public = key.public();
-        let lanes = config
-            .lanes
-            .iter()
-            .map(|l| (l.name.clone(), l.recipients.contains(&public)))
-            .collect();
+        let lanes =
+            config.lanes.iter().map(|l| (l.name.clone(), l.recipients.contains(&public))).collect();
         let layouts = config
             .sources
             .iter()
@@ -305,7 +302,10 @@ pub fn parse_request(
     let after = match got.get("after") {
         None => None,
         Some(a) => Some(Cursor::parse(a).ok_or_else(|| {
-            ApiError::bad_request("bad_cursor", format!("after: {a:?} is not a cursor from a `next`"))
+            ApiError::bad_request(
+                "bad_cursor",
+                format!("after: {a:?} is not a cursor from a `next`"),
+            )
         })?),
     };
     let signals = got.get("signals").map(|s| {
@@ -345,7 +345,10 @@ pub async fn handler(
         rx.recv().await.map(|chunk| (chunk, rx))
     });
     (
-        [(header::CONTENT_TYPE, "application/x-ndjson"), (header::HeaderName::from_static("x-iov-clock"), "gateway")],
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (header::HeaderName::from_static("x-iov-clock"), "gateway"),
+        ],
         Body::from_stream(stream),
     )
         .into_response()
@@ -420,9 +423,10 @@ fn produce(
     if let Some(a) = req.after.filter(|a| a.height == u64::MAX) {
         groups.retain(|(_, end)| *end > a.t_ns);
     }
-    let end = answer(ctx, state.reader.as_ref(), &groups, req, state.limits.max_blocks.get(), &mut |v| {
-        sink.line(v)
-    });
+    let end =
+        answer(ctx, state.reader.as_ref(), &groups, req, state.limits.max_blocks.get(), &mut |v| {
+            sink.line(v)
+        });
     match end {
         Ok(e) => {
             sink.line(&json!({
@@ -512,7 +516,8 @@ fn answer(
         }
         // Everything at or before the group's end is done.
         if gi + 1 < groups.len() {
-            last = Some(Cursor { t_ns: *group_end, height: u64::MAX, index: u64::MAX, sub: u64::MAX });
+            last =
+                Some(Cursor { t_ns: *group_end, height: u64::MAX, index: u64::MAX, sub: u64::MAX });
         }
     }
     Ok(end)
@@ -520,7 +525,12 @@ fn answer(
 
 /// Opens `lane` of block `h` with the gateway's key; `None` when the block has no such lane or
 /// it is not sealed for the key.
-fn open(ctx: &Context, store: &dyn Store, h: u64, lane: &str) -> Result<Option<Vec<Record>>, ApiError> {
+fn open(
+    ctx: &Context,
+    store: &dyn Store,
+    h: u64,
+    lane: &str,
+) -> Result<Option<Vec<Record>>, ApiError> {
     let Some(bytes) = store.header(h).map_err(store_error)? else { return Ok(None) };
     let header = BlockHeader::from_bytes(&bytes)
         .map_err(|e| ApiError::internal("store_damaged", format!("header at height {h}: {e}")))?;
@@ -611,7 +621,12 @@ fn wanted(filter: Option<&[String]>, message: Option<&str>, signal: &str) -> boo
 }
 
 /// The rows one record becomes (see the module docs).
-fn rows_of(ctx: &Context, rec: &Record, decoded: &mut Decoded, filter: Option<&[String]>) -> Vec<Row> {
+fn rows_of(
+    ctx: &Context,
+    rec: &Record,
+    decoded: &mut Decoded,
+    filter: Option<&[String]>,
+) -> Vec<Row> {
     match rec {
         Record::Can(c) => can_rows(ctx, c, decoded, filter),
         Record::Mqtt(m) => mqtt_rows(ctx, m, filter),
@@ -623,8 +638,11 @@ fn frame_of(c: &CanRecord) -> Option<CanFrame> {
     if c.flags.has(CanFlags::REMOTE) || c.flags.has(CanFlags::ERROR) {
         return None;
     }
-    let id =
-        if c.flags.has(CanFlags::EXTENDED) { CanId::extended(c.id) } else { CanId::standard(c.id) }?;
+    let id = if c.flags.has(CanFlags::EXTENDED) {
+        CanId::extended(c.id)
+    } else {
+        CanId::standard(c.id)
+    }?;
     let kind = if c.flags.has(CanFlags::FD) {
         FrameKind::Fd { brs: c.flags.has(CanFlags::BRS), esi: c.flags.has(CanFlags::ESI) }
     } else {
@@ -633,7 +651,12 @@ fn frame_of(c: &CanRecord) -> Option<CanFrame> {
     CanFrame::new(id, kind, c.data()).ok()
 }
 
-fn can_rows(ctx: &Context, c: &CanRecord, decoded: &mut Decoded, filter: Option<&[String]>) -> Vec<Row> {
+fn can_rows(
+    ctx: &Context,
+    c: &CanRecord,
+    decoded: &mut Decoded,
+    filter: Option<&[String]>,
+) -> Vec<Row> {
     let source = Some(c.interface.clone());
     let key = frame_of(c).and_then(|f| {
         let bus = ctx.decoder.bus(&c.interface);
@@ -748,12 +771,9 @@ mod tests {
     #[test]
     fn times_are_rfc3339_utc_or_nanoseconds() {
         assert_eq!(parse_time("from", "2021-07-26T04:40:55Z"), Ok(1_627_274_455_000_000_000));
-        assert_eq!(
-            parse_time("from", "2021-07-26T04:40:55.0125Z"),
-            Ok(1_627_274_455_012_500_000)
-        );
+        assert_eq!(parse_time("from", "2021-07-26T04:40:55.0125Z"), Ok(1_627_274_455_012_500_000));
         assert_eq!(parse_time("to", "1627274455012500000"), Ok(1_627_274_455_012_500_000));
-        let e = parse_time("to", "yesterday").unwrap_err();
+        let e = parse_time("to", "yesterday").expect_err("not a time");
         assert_eq!((e.status, e.code), (StatusCode::BAD_REQUEST, "bad_time"));
         assert!(e.message.starts_with("to: \"yesterday\""), "{}", e.message);
         assert_eq!(rfc3339(1_627_274_455_012_500_000), "2021-07-26T04:40:55.012500000Z");
@@ -764,10 +784,7 @@ mod tests {
         let idx = Index {
             blocks: vec![Some((10, 20)), None, Some((15, 30)), Some((40, 50)), Some((31, 35))],
         };
-        assert_eq!(
-            idx.groups(0, 100),
-            vec![(vec![0, 2], 30), (vec![4], 35), (vec![3], 50)]
-        );
+        assert_eq!(idx.groups(0, 100), vec![(vec![0, 2], 30), (vec![4], 35), (vec![3], 50)]);
         assert_eq!(idx.groups(32, 45), vec![(vec![4], 35), (vec![3], 50)]);
         assert!(idx.groups(51, 60).is_empty());
     }

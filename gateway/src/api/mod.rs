@@ -57,7 +57,9 @@ pub type Reader = Arc<dyn Store + Send + Sync>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BindError {
-    #[error("api.socket: the directory {dir} does not exist (systemd: RuntimeDirectory=iov-gateway)")]
+    #[error(
+        "api.socket: the directory {dir} does not exist (systemd: RuntimeDirectory=iov-gateway)"
+    )]
     NoDir { dir: String },
     #[error("api.socket: {path} exists and is not a socket; refusing to replace it")]
     NotASocket { path: String },
@@ -211,8 +213,7 @@ impl Api {
             let (r, s, t) = (router.clone(), slots.clone(), shutdown.clone());
             tokio::spawn(async move {
                 let l = &l;
-                accept_loop(move || async move { l.accept().await.map(|(s, _)| s) }, r, s, t)
-                    .await;
+                accept_loop(move || async move { l.accept().await.map(|(s, _)| s) }, r, s, t).await;
                 drop(file);
             })
         });
@@ -220,8 +221,7 @@ impl Api {
             let (r, s, t) = (router.clone(), slots.clone(), shutdown.clone());
             tokio::spawn(async move {
                 let l = &l;
-                accept_loop(move || async move { l.accept().await.map(|(s, _)| s) }, r, s, t)
-                    .await;
+                accept_loop(move || async move { l.accept().await.map(|(s, _)| s) }, r, s, t).await;
             })
         });
         if let Some(u) = unix {

@@ -33,7 +33,9 @@ pub async fn handler(AxState(state): AxState<Arc<State>>) -> Response {
     match store {
         Ok(Ok(store)) => axum::Json(status(&state, store)).into_response(),
         Ok(Err(e)) => e.into_response(),
-        Err(e) => ApiError::internal("internal", format!("status task failed: {e}")).into_response(),
+        Err(e) => {
+            ApiError::internal("internal", format!("status task failed: {e}")).into_response()
+        }
     }
 }
 
@@ -121,9 +123,8 @@ fn status(state: &State, mut store: Value) -> Value {
     if let Some(o) = store.as_object_mut() {
         o.remove("ledgers");
     }
-    let history = state.history.as_ref().map(|h| {
-        json!({ "key": h.key_label(), "lanes": h.self_lanes() })
-    });
+    let history =
+        state.history.as_ref().map(|h| json!({ "key": h.key_label(), "lanes": h.self_lanes() }));
     let wall_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
