@@ -171,6 +171,7 @@ recipients = ["self", "factory"]
 [api]
 socket = "{socket}"
 max_rows = 5000
+max_blocks = 2
 "#,
             dbc = common::fixtures().join(DBC).display(),
             trace = common::fixtures().join(TRACE).display(),
@@ -305,6 +306,58 @@ fn status_and_local_history_over_the_unix_socket_match_the_trace() -> Result<()>
     ensure!(table.status.success());
     ensure!(text(&table.stdout).lines().count() == got.len() + 1);
     ensure!(text(&table.stderr).contains("gateway's own clock"));
+
+    // An hour spans several 20,000-frame blocks: answers stop after two blocks with a cursor
+    // at a block's end, and iovctl follows it to the end of the range.
+    let (hf, ht) =
+        ((first + 1_800_000_000_000).to_string(), (first + 5_400_000_000_000).to_string());
+    let (_, body) = raw_get(&s.socket, &format!("/v1/history?from={hf}&to={ht}&signals=Speed"))?;
+    let end = objects(&body).pop().context("end")?;
+    ensure!(end["kind"] == "end" && end["blocks"] == 2, "{end}");
+    ensure!(
+        end["next"].as_str().is_some_and(
+            |n| n.ends_with(".18446744073709551615.18446744073709551615.18446744073709551615")
+        ),
+        "{end}"
+    );
+    let (want_hour, _, _, _) = expected(first + 1_800_000_000_000, first + 5_400_000_000_000)?;
+    let started = Instant::now();
+    let hour = iovctl(&[
+        "history", "--local", "--socket", &sock, "--from", &hf, "--to", &ht, "--format", "jsonl",
+    ])?;
+    let took = started.elapsed();
+    ensure!(hour.status.success(), "{}", text(&hour.stderr));
+    let hour = rows_of_jsonl(&text(&hour.stdout))?;
+    ensure!(hour == want_hour, "{} rows over the hour, want {}", hour.len(), want_hour.len());
+    println!(
+        "one hour of the trace: {} rows in {:.2} s through iovctl ({:.0} rows/s, answers of at most 2 blocks / 5000 rows)",
+        hour.len(),
+        took.as_secs_f64(),
+        hour.len() as f64 / took.as_secs_f64()
+    );
+    let speed = iovctl(&[
+        "history",
+        "--local",
+        "--socket",
+        &sock,
+        "--from",
+        &hf,
+        "--to",
+        &ht,
+        "--format",
+        "jsonl",
+        "--signals",
+        "Speed",
+    ])?;
+    let speed = rows_of_jsonl(&text(&speed.stdout))?;
+    let want_speed: Vec<Row> =
+        want_hour.iter().filter(|r| r.3.as_deref() == Some("Speed")).cloned().collect();
+    ensure!(
+        !speed.is_empty() && speed == want_speed,
+        "{} Speed rows, want {}",
+        speed.len(),
+        want_speed.len()
+    );
 
     // A lane not sealed for the gateway's key; a bad time on the API.
     let fac = run(&["--lane", "factory"])?;
