@@ -172,6 +172,7 @@ recipients = ["self", "factory"]
 socket = "{socket}"
 max_rows = 5000
 max_blocks = 2
+max_concurrent = 1
 "#,
             dbc = common::fixtures().join(DBC).display(),
             trace = common::fixtures().join(TRACE).display(),
@@ -367,6 +368,15 @@ fn status_and_local_history_over_the_unix_socket_match_the_trace() -> Result<()>
     ensure!(code == 400 && body.contains("\"bad_time\""), "{code} {body}");
     let (code, _) = raw_get(&s.socket, "/v2/nothing")?;
     ensure!(code == 404);
+
+    // One slot: an idle connection that sends nothing holds it only until the 5 s head
+    // timeout, then the next client is served (bounded wait, no idle hog).
+    let mut idle = std::os::unix::net::UnixStream::connect(&s.socket)?;
+    idle.set_read_timeout(Some(Duration::from_secs(60)))?;
+    ensure!(status(&s.socket)?["clock"] == "gateway", "served after the idle one was dropped");
+    let mut rest = Vec::new();
+    idle.read_to_end(&mut rest)?;
+    println!("the idle connection got {:?} and was closed", text(&rest).lines().next());
 
     // SIGTERM: a clean stop removes the socket.
     s.gw.signal("-TERM")?;
