@@ -366,6 +366,8 @@ fn status_and_local_history_over_the_unix_socket_match_the_trace() -> Result<()>
     ensure!(text(&fac.stderr).contains("lane_not_sealed_for_gateway"), "{}", text(&fac.stderr));
     let (code, body) = raw_get(&s.socket, "/v1/history?from=yesterday&to=1")?;
     ensure!(code == 400 && body.contains("\"bad_time\""), "{code} {body}");
+    let (code, body) = raw_get(&s.socket, "/v1/history?from=1&to=2&colour=red")?;
+    ensure!(code == 400 && body.contains("\"unknown_parameter\""), "{code} {body}");
     let (code, _) = raw_get(&s.socket, "/v2/nothing")?;
     ensure!(code == 404);
 

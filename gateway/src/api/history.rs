@@ -317,8 +317,12 @@ pub fn parse_request(
 
 pub async fn handler(
     AxState(state): AxState<Arc<State>>,
-    Query(params): Query<Vec<(String, String)>>,
+    params: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    let params = match params {
+        Ok(Query(p)) => p,
+        Err(e) => return ApiError::bad_request("bad_query", e.body_text()).into_response(),
+    };
     let Some(ctx) = &state.history else {
         return ApiError::new(
             StatusCode::CONFLICT,
