@@ -173,6 +173,7 @@ socket = "{socket}"
 max_rows = 5000
 max_blocks = 2
 max_concurrent = 1
+listen = "127.0.0.1:0"
 "#,
             dbc = common::fixtures().join(DBC).display(),
             trace = common::fixtures().join(TRACE).display(),
@@ -193,7 +194,11 @@ max_concurrent = 1
 fn status_and_local_history_over_the_unix_socket_match_the_trace() -> Result<()> {
     let (_, frames, first, last) = expected(0, 0)?;
     let mut s = start()?;
-    s.gw.wait_for(Duration::from_secs(60), |l| l.contains("local API listening"))?;
+    s.gw.wait_for(Duration::from_secs(60), |l| l.contains("local API listening socket="))?;
+    let tcp_line = s
+        .gw
+        .wait_for(Duration::from_secs(60), |l| l.contains("local API listening (loopback TCP)"))?;
+    let tcp_addr = tcp_line.split("addr=").nth(1).context("addr")?.trim().to_owned();
     let sock = s.socket.display().to_string();
     let mode = std::fs::metadata(&s.socket)?.permissions().mode() & 0o777;
     ensure!(mode == 0o660, "socket mode {mode:o}");
@@ -227,6 +232,16 @@ fn status_and_local_history_over_the_unix_socket_match_the_trace() -> Result<()>
     ensure!(st["store"]["last_block"]["last_ns"] == last, "the last block ends at the last frame");
     ensure!(st["pipeline"]["state"] == "healthy");
     ensure!(st["history"]["lanes"] == serde_json::json!(["local"]));
+    // The same API on loopback TCP, for tools without Unix sockets.
+    let mut t = std::net::TcpStream::connect(&tcp_addr)?;
+    t.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(t, "GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    let mut answer = String::new();
+    t.read_to_string(&mut answer)?;
+    let (head, body) = answer.split_once("\r\n\r\n").context("tcp answer")?;
+    ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let over_tcp: Value = serde_json::from_str(body)?;
+    ensure!(over_tcp["store"]["size"] == size && over_tcp["origin"] == st["origin"]);
     let table = iovctl(&["status", "--socket", &sock])?;
     ensure!(table.status.success());
     let t = text(&table.stdout);

@@ -9,7 +9,7 @@
 //! - Errors: `{"error":{"code":"...","message":"..."}}` with a 4xx/5xx status.
 //!
 //! Bounded everywhere (D101): at most `max_concurrent` connections are served at once (more
-//! wait in the kernel's accept backlog); one request per connection (no keep-alive); request
+//! wait in the kernel's accept backlog, one per listener accepted and waiting for a slot); one request per connection (no keep-alive); request
 //! heads larger than [`MAX_HEAD`] or slower than [`HEAD_TIMEOUT`] are refused; a history
 //! answer carries at most `max_rows` rows and opens at most `max_blocks` blocks, then ends with
 //! a `next` cursor; its body is streamed from a blocking producer through a small bounded
@@ -271,13 +271,6 @@ async fn accept_loop<F, Fut, Io>(
     Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     loop {
-        let permit = tokio::select! {
-            () = shutdown.cancelled() => return,
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
         let io = tokio::select! {
             () = shutdown.cancelled() => return,
             c = accept() => match c {
@@ -290,6 +283,16 @@ async fn accept_loop<F, Fut, Io>(
                         () = tokio::time::sleep(Duration::from_millis(100)) => continue,
                     }
                 }
+            },
+        };
+        // After accept, so that several listeners share the slots without one of them holding
+        // a slot while it waits for a client; at most one accepted connection per listener
+        // waits here (this loop accepts nothing meanwhile; the rest wait in the backlog).
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => return,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
             },
         };
         let service = TowerToHyperService::new(router.clone());
