@@ -68,6 +68,7 @@ fn main() -> ExitCode {
                     c.lanes.len(),
                     c.signer.name()
                 );
+                print!("{}", api_summary(&c));
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -89,6 +90,35 @@ fn main() -> ExitCode {
             },
         },
     }
+}
+
+/// What `check-config` says about the local API and the gateway's own history.
+fn api_summary(c: &Config) -> String {
+    let mut out = String::new();
+    if let Some(a) = &c.api {
+        let at: Vec<String> = a
+            .socket
+            .iter()
+            .map(|p| p.display().to_string())
+            .chain(a.listen.iter().map(ToString::to_string))
+            .collect();
+        out.push_str(&format!("local API: {}\n", at.join(", ")));
+    }
+    if let Some(h) = gateway::api::history::Context::new(c) {
+        let lanes = h.self_lanes();
+        if lanes.is_empty() {
+            out.push_str(
+                "warning: gateway.history_key is set but no lane lists \"self\": local history will be empty\n",
+            );
+        } else {
+            out.push_str(&format!(
+                "local history: key {}, lanes {}\n",
+                h.key_label(),
+                lanes.join(", ")
+            ));
+        }
+    }
+    out
 }
 
 fn run(config: Config) -> anyhow::Result<()> {

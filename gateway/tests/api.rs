@@ -190,6 +190,17 @@ listen = "127.0.0.1:0"
             socket = socket.display(),
         ),
     )?;
+    let check = Command::new(env!("CARGO_BIN_EXE_iov-gateway"))
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()?;
+    let said = text(&check.stdout);
+    ensure!(check.status.success(), "check-config: {}", text(&check.stderr));
+    ensure!(said.contains(&format!("local API: {}", socket.display())), "{said}");
+    ensure!(
+        said.contains("local history: key iov.example/gw/e2e+") && said.contains("lanes local"),
+        "{said}"
+    );
     let gw = common::Gateway::start(&config)?;
     Ok(Setup {
         _tmp: tmp,
