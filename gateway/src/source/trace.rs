@@ -1,5 +1,6 @@
 //! The trace-file source: replays a candump `.log`, Vector `.asc` or `.blf` (optionally `.gz`)
-//! through the same pipeline as live CAN, at the recorded pace or as fast as possible.
+//! through the same pipeline as live CAN, at the recorded pace, at a multiple of it (`"x10"`), or
+//! as fast as possible.
 //!
 //! It runs on a blocking thread (reading and gunzipping is CPU work) and sends [`SourceFrame`]s
 //! with [`Clock::Recorded`] and the recorded timestamps into the same channel as the SocketCAN
@@ -126,9 +127,9 @@ impl TraceSource {
             };
             tf.channel = id;
             self.stats.received.fetch_add(1, Ordering::Relaxed);
-            if self.config.pace == Pace::Recorded {
+            if let Some(speed) = speed(self.config.pace) {
                 let base = *t0.get_or_insert(tf.t_ns);
-                let due = started + Duration::from_nanos(tf.t_ns.saturating_sub(base));
+                let due = started + due_after(tf.t_ns.saturating_sub(base), speed);
                 if !pace_until(due, shutdown) {
                     summary.cancelled = true;
                     break;
@@ -153,6 +154,25 @@ impl TraceSource {
         );
         Ok(summary)
     }
+}
+
+/// The replay speed relative to the recording, `None` for as fast as possible.
+fn speed(pace: Pace) -> Option<f64> {
+    match pace {
+        Pace::Recorded => Some(1.0),
+        Pace::Scaled(f) => Some(f),
+        Pace::Fast => None,
+    }
+}
+
+/// When a frame recorded `offset_ns` after the first is due, at `speed` times the recording.
+/// Computed from the first frame (not the previous one), so rounding never accumulates.
+fn due_after(offset_ns: u64, speed: f64) -> Duration {
+    if speed == 1.0 {
+        return Duration::from_nanos(offset_ns);
+    }
+    // Cannot overflow for u64 offsets and speed >= 0.001; saturate rather than panic anyway.
+    Duration::try_from_secs_f64(offset_ns as f64 / 1e9 / speed).unwrap_or(Duration::MAX)
 }
 
 /// Sleeps until `due` in short slices; `false` when cancelled first.
@@ -237,6 +257,56 @@ mod tests {
         // The last frame is 200 ms after the first: the replay cannot be faster.
         assert!(sum.elapsed >= Duration::from_millis(200), "{:?}", sum.elapsed);
         assert_eq!(sum.frames, 3);
+    }
+
+    #[test]
+    fn a_pace_multiplier_divides_the_recorded_gaps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // 2 s between the first and the last frame: at x10 that is 200 ms, not less.
+        let text = "(1.0) can1 003#01\n(2.0) can1 003#02\n(3.0) can1 003#03\n";
+        let (s, _rx) = source(dir.path(), text, Pace::Scaled(10.0), ErrorPolicy::Skip);
+        let sum = s.run_blocking(&CancellationToken::new()).expect("replay");
+        assert_eq!(sum.frames, 3);
+        assert!(sum.elapsed >= Duration::from_millis(200), "{:?}", sum.elapsed);
+        assert_eq!(due_after(2_000_000_000, 10.0), Duration::from_millis(200));
+        assert_eq!(due_after(3_000_000_000, 0.5), Duration::from_secs(6));
+        // The longest offset at the slowest pace: no overflow, no panic.
+        assert!(due_after(u64::MAX, 0.001) > Duration::from_secs(1 << 43));
+    }
+
+    #[test]
+    fn pace_parses_recorded_fast_and_multipliers_and_names_what_it_accepts() {
+        assert_eq!(Pace::parse("recorded"), Ok(Pace::Recorded));
+        assert_eq!(Pace::parse("x1"), Ok(Pace::Recorded));
+        assert_eq!(Pace::parse("x1.0"), Ok(Pace::Recorded));
+        assert_eq!(Pace::parse("fast"), Ok(Pace::Fast));
+        assert_eq!(Pace::parse("x10"), Ok(Pace::Scaled(10.0)));
+        assert_eq!(Pace::parse("x0.5"), Ok(Pace::Scaled(0.5)));
+        for bad in ["x0", "x-2", "xNaN", "xinf", "x", "10", "10x", "x1e9", "slow", ""] {
+            let e = Pace::parse(bad).expect_err(bad);
+            assert!(e.contains("\"xN\"") && e.contains(&format!("{bad:?}")), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_bad_pace_in_the_config_names_its_key() {
+        let k = crate::pipeline::tests::keys();
+        let trace = crate::pipeline::tests::fixtures().join("traces/canmod_gps_3BA199E2.log.gz");
+        let text = |pace: &str| {
+            format!(
+                "[gateway]\nsigning_key = \"signing.key\"\nstore = \"store\"\n\
+                 [recipients]\nfactory = \"factory.pub\"\n\
+                 [sources.replay]\nkind = \"trace\"\nfile = \"{}\"\npace = \"{pace}\"\n\
+                 [lanes.factory]\ncarries = \"raw\"\nrecipients = [\"factory\"]\n",
+                trace.display()
+            )
+        };
+        let path = k.dir.path().join("g.toml");
+        let c = crate::config::Config::from_toml(&text("x200"), &path).expect("x200 validates");
+        let crate::config::SourceKind::Trace(t) = &c.sources[0].kind else { panic!("trace") };
+        assert_eq!(t.pace, Pace::Scaled(200.0));
+        let e = crate::config::Config::from_toml(&text("x0"), &path).expect_err("x0").to_string();
+        assert!(e.starts_with("sources.replay.pace: \"x0\": use "), "{e}");
     }
 
     #[test]
