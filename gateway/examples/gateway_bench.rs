@@ -44,6 +44,10 @@ struct Args {
     /// Skip the CPU-share run.
     #[arg(long)]
     no_cpu: bool,
+    /// Keep keys, configs and stores in this (new) directory, e.g. to rerun a config under
+    /// `perf record`; default: a temporary directory, removed at the end.
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 fn repo() -> PathBuf {
@@ -76,13 +80,22 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
 }
 
 struct Setup {
-    _tmp: tempfile::TempDir,
+    _tmp: Option<tempfile::TempDir>,
     dir: PathBuf,
 }
 
-fn setup() -> Result<Setup> {
-    let tmp = tempfile::tempdir()?;
-    let dir = tmp.path().to_path_buf();
+fn setup(keep: Option<PathBuf>) -> Result<Setup> {
+    let (tmp, dir) = match keep {
+        Some(d) => {
+            std::fs::create_dir(&d).with_context(|| format!("creating {}", d.display()))?;
+            (None, d)
+        }
+        None => {
+            let t = tempfile::tempdir()?;
+            let d = t.path().to_path_buf();
+            (Some(t), d)
+        }
+    };
     let signer = ledger::keys::generate_signer("iov.example/gw/bench")?;
     ledger::keys::save_signer(&dir.join("signing.key"), &signer)?;
     for name in ["factory", "city"] {
@@ -261,7 +274,7 @@ fn main() -> Result<()> {
     if !gw.is_file() {
         bail!("{} not found: cargo build --release -p gateway --bin iov-gateway", gw.display());
     }
-    let s = setup()?;
+    let s = setup(a.dir)?;
     if !a.no_ingest {
         let mut runs = Vec::new();
         for run in 0..a.runs {
