@@ -106,7 +106,13 @@ fn setup(keep: Option<PathBuf>) -> Result<Setup> {
 }
 
 /// The e2e test's lanes: raw `factory`, 1 Hz coarsened `city` signals; default block policy.
-fn config(dir: &Path, store: &str, pace: &str, at_end: &str, metrics: Option<SocketAddr>) -> Result<PathBuf> {
+fn config(
+    dir: &Path,
+    store: &str,
+    pace: &str,
+    at_end: &str,
+    metrics: Option<SocketAddr>,
+) -> Result<PathBuf> {
     let path = dir.join(format!("{store}.toml"));
     let metrics = metrics.map(|a| format!("[metrics]\nlisten = \"{a}\"\n")).unwrap_or_default();
     std::fs::write(
@@ -202,7 +208,13 @@ fn ingest_once(gw: &Path, s: &Setup, run: usize) -> Result<Ingest> {
             .and_then(|v| v.parse().ok())
             .with_context(|| format!("{k} in {out:?}"))
     };
-    Ok(Ingest { frames: field("frames_in=")?, wall, cpu, hwm_kib: hwm, blocks: field("log_size=")? })
+    Ok(Ingest {
+        frames: field("frames_in=")?,
+        wall,
+        cpu,
+        hwm_kib: hwm,
+        blocks: field("log_size=")?,
+    })
 }
 
 fn http_metric(addr: SocketAddr, line_prefix: &str) -> Result<Option<u64>> {

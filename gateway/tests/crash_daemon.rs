@@ -14,7 +14,7 @@
 //! the frames the source had read (the summary line's count), in order.
 //!
 //! `IOV_CRASH_SEED` replays a run's kill schedule (the seed is printed); `IOV_CRASH_TRIALS` sets
-//! the number of kills (default 32, about a minute on the project's 2-core machine).
+//! the number of kills (default 72, about a minute on the project's 2-core machine).
 
 #![cfg(feature = "rocks")]
 
@@ -39,7 +39,7 @@ use ledger::store::Store as _;
 const BLOCK: u64 = 4_000;
 /// Blocks a full replay of the GPS trace makes (640,067 frames).
 const FULL_RUN_BLOCKS: u64 = 160;
-const TRIALS_DEFAULT: u64 = 32;
+const TRIALS_DEFAULT: u64 = 72;
 /// Generous bounds for one start-to-condition wait on a loaded 2-core machine.
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -142,11 +142,8 @@ fn iovctl_verify(dir: &Path) -> Result<std::result::Result<u64, String>> {
         .arg("--key")
         .arg(dir.join("signing.vkey"))
         .output()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     if !out.status.success() {
         return Ok(Err(format!("exit {}: {text}", out.status)));
     }
@@ -199,18 +196,23 @@ fn check_prefix(what: &str, got: &[Record], want: &[Record]) -> Result<()> {
         want.len()
     );
     if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
-        bail!("{what}: record {i} is not trace frame {i}: stored {:?}, trace {:?}", got[i], want[i]);
+        bail!(
+            "{what}: record {i} is not trace frame {i}: stored {:?}, trace {:?}",
+            got[i],
+            want[i]
+        );
     }
     Ok(())
 }
 
 #[test]
-fn sigkill_at_random_moments_under_load_leaves_a_verified_prefix_and_restarts_append()
--> Result<()> {
+fn sigkill_at_random_moments_under_load_leaves_a_verified_prefix_and_restarts_append() -> Result<()>
+{
     let seed = match env_u64("IOV_CRASH_SEED")? {
         Some(s) => s,
-        None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos()
-            as u64,
+        None => {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64
+        }
     };
     let trials = env_u64("IOV_CRASH_TRIALS")?.unwrap_or(TRIALS_DEFAULT);
     eprintln!("crash: seed {seed} (IOV_CRASH_SEED={seed} replays the schedule), {trials} kills");
@@ -268,7 +270,12 @@ fn sigkill_at_random_moments_under_load_leaves_a_verified_prefix_and_restarts_ap
                 seg.size
             );
         } else {
-            ensure!(seg.size <= size + 1, "{}: {} blocks appeared unlogged", ctx(), seg.size - size);
+            ensure!(
+                seg.size <= size + 1,
+                "{}: {} blocks appeared unlogged",
+                ctx(),
+                seg.size - size
+            );
         }
         ensure!(
             seg.per_block.iter().all(|&n| n as u64 == BLOCK),

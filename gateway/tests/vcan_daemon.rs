@@ -301,7 +301,8 @@ fn the_daemon_stores_every_replayed_frame_from_real_socketcan_under_load() -> Re
     let want_replayed: Vec<_> = expected
         .iter()
         .map(|f| {
-            let t = TimedFrame { t_ns: 0, channel: ChannelId(0), direction: Direction::Rx, frame: *f };
+            let t =
+                TimedFrame { t_ns: 0, channel: ChannelId(0), direction: Direction::Rx, frame: *f };
             gateway::pipeline::can_record(&vcan0, &t).map(|r| essence(&Record::Can(r)))
         })
         .collect::<std::result::Result<_, _>>()?;
@@ -350,7 +351,11 @@ fn the_daemon_stores_every_replayed_frame_from_real_socketcan_under_load() -> Re
         ensure!(generated.len() as u64 == GENERATED, "{} cangen frames stored", generated.len());
         ensure!(replayed.len() == REPLAYED, "{} of {REPLAYED} replayed frames", replayed.len());
         if let Some(i) = replayed.iter().zip(&want_replayed).position(|(a, b)| a != b) {
-            bail!("replayed frame {i} differs: stored {:?}, sent {:?}", replayed[i], want_replayed[i]);
+            bail!(
+                "replayed frame {i} differs: stored {:?}, sent {:?}",
+                replayed[i],
+                want_replayed[i]
+            );
         }
     } else {
         // With drops: what was kept is the sent sequence with some frames left out, in order.

@@ -40,7 +40,8 @@ const PACE_SLICE: Duration = Duration::from_millis(100);
 /// Paced replays wake at most this often: frames due closer together than this are sent
 /// together, at most this late (never early). At 25,000 frames/s a wake-up per frame cost
 /// more CPU than the frames themselves (docs/BENCHMARKS.md).
-const PACE_QUANTUM: Duration = Duration::from_millis(4);
+/// The records keep their recorded timestamps, so only the moment of arrival shifts.
+const PACE_QUANTUM: Duration = Duration::from_millis(10);
 /// At most this many frames are read ahead of sending them in a paced burst.
 const BURST_MAX: usize = 256;
 
@@ -142,7 +143,8 @@ impl TraceSource {
             if let Some(speed) = speed(self.config.pace) {
                 let base = *t0.get_or_insert(tf.t_ns);
                 let due = started + due_after(tf.t_ns.saturating_sub(base), speed);
-                if Instant::now() < due {
+                // Frames of a burst are due before the last wake-up: no clock read for them.
+                if due > woke && Instant::now() < due {
                     // Not due yet: hand over what is, then sleep until this one is due, but at
                     // least PACE_QUANTUM after the last wake-up, so thick traffic goes out in
                     // bursts (one wake-up per quantum on each side, not one per frame).
