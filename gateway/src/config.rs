@@ -361,7 +361,7 @@ impl Pace {
             "recorded" | "x1" => Ok(Pace::Recorded),
             "fast" => Ok(Pace::Fast),
             t => match t.strip_prefix('x').and_then(scaled) {
-                Some(f) if f == 1.0 => Ok(Pace::Recorded),
+                Some(1.0) => Ok(Pace::Recorded),
                 Some(f) => Ok(Pace::Scaled(f)),
                 None => Err(format!(
                     "{t:?}: use \"recorded\", \"fast\" or \"xN\" (N times the recorded speed, \
@@ -738,7 +738,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
                         format!("{}: not .log, .asc or .blf (optionally .gz)", file.display()),
                     ));
                 }
-                let pace = Pace::parse(&pace).map_err(|e| invalid(key("pace"), e))?;
+                let pace = Pace::parse(pace).map_err(|e| invalid(key("pace"), e))?;
                 let policy = match on_error.as_str() {
                     "skip" => can_decoders::trace::ErrorPolicy::Skip,
                     "strict" => can_decoders::trace::ErrorPolicy::Strict,

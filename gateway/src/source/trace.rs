@@ -319,6 +319,31 @@ mod tests {
     }
 
     #[test]
+    fn paced_bursts_never_send_a_frame_before_it_is_due() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // 40 frames 1 ms apart (several per pacing quantum), then one 150 ms after the first.
+        let mut text: String =
+            (0..40).map(|i| format!("(1.{:03}000) can1 003#{i:02X}\n", i)).collect();
+        text.push_str("(1.150000) can1 003#FF\n");
+        let (s, mut rx) = source(dir.path(), &text, Pace::Recorded, ErrorPolicy::Skip);
+        let t0 = Instant::now();
+        let arrivals = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            while let Some(f) = rx.blocking_recv() {
+                got.push((f.frame.t_ns, t0.elapsed()));
+            }
+            got
+        });
+        let sum = s.run_blocking(&CancellationToken::new()).expect("replay");
+        let got = arrivals.join().expect("receiver");
+        assert_eq!((sum.frames, got.len()), (41, 41));
+        for (t_ns, at) in got {
+            let due = Duration::from_nanos(t_ns - 1_000_000_000);
+            assert!(at >= due, "frame recorded at +{due:?} arrived at {at:?}");
+        }
+    }
+
+    #[test]
     fn pace_parses_recorded_fast_and_multipliers_and_names_what_it_accepts() {
         assert_eq!(Pace::parse("recorded"), Ok(Pace::Recorded));
         assert_eq!(Pace::parse("x1"), Ok(Pace::Recorded));
