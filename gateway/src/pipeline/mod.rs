@@ -440,10 +440,15 @@ impl Pipeline {
         let lanes = self
             .lanes
             .iter_mut()
-            .map(|l| LaneSpec {
-                name: l.spec.name.clone(),
-                recipients: l.spec.recipients.clone(),
-                records: std::mem::take(&mut l.spec.records),
+            .map(|l| {
+                // The next block starts with this one's length as capacity: no regrowth by
+                // doubling (whose copies briefly hold both buffers) on steady traffic.
+                let next = Vec::with_capacity(l.spec.records.len());
+                LaneSpec {
+                    name: l.spec.name.clone(),
+                    recipients: l.spec.recipients.clone(),
+                    records: std::mem::replace(&mut l.spec.records, next),
+                }
             })
             .collect();
         let p = Pending { lanes, marks, inputs: std::mem::take(&mut self.inputs) };
