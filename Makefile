@@ -39,22 +39,26 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy $(PROFILE) --workspace --all-targets -- -D warnings
 
-# `unit` includes the SocketCAN tests in the VM (gateway/tests/vcan.rs: 7 boots, about 1.5 minutes).
+# `unit` includes the SocketCAN tests in the VM (gateway/tests/vcan.rs: 7 boots, about 1.5 minutes;
+# gateway/tests/vcan_daemon.rs: 1 boot, about 20 s) and the daemon crash test (about a minute).
 unit:
 	$(CARGO) test $(PROFILE) --workspace --all-targets --no-fail-fast
 	$(CARGO) test $(PROFILE) --workspace --doc
 
 # Only the tests that boot the SocketCAN VM (docs/testing-vm.md).
 vm-test: deps-vm
-	$(CARGO) test $(PROFILE) -p gateway --test vcan
+	$(CARGO) test $(PROFILE) -p gateway --test vcan --test vcan_daemon
 
-# Decode speed against cantools, sealing and bytes per frame, Merkle proofs; figures go to
-# docs/BENCHMARKS.md by hand.
+# Decode speed against cantools, sealing and bytes per frame, Merkle proofs, the gateway daemon's
+# ingest on one core, CPU share at 25k frames/s and peak RSS; figures go to docs/BENCHMARKS.md by
+# hand.
 bench: deps
 	$(CARGO) run $(PROFILE) -q -p can-decoders --example bench -- --dbc $(GPS_DBC) --trace $(GPS_TRACE)
 	$(CARGO) run $(PROFILE) -q -p ledger --example lane_bench
 	$(CARGO) run $(PROFILE) -q -p ledger --features rocks --example store_bench
 	$(CARGO) run $(PROFILE) -q -p ledger --example merkle_speed
+	$(CARGO) build $(PROFILE) -q -p gateway --bin iov-gateway
+	$(CARGO) run $(PROFILE) -q -p gateway --example gateway_bench
 
 # A short coverage-guided run of every fuzz target (cargo-fuzz, stable toolchain).
 FUZZ_SECONDS ?= 10

@@ -88,8 +88,11 @@ pub struct Counters {
 }
 
 struct SignalLane {
-    /// Signal name -> rule index.
+    /// Signal name -> rule index (MQTT samples come by name).
     by_name: HashMap<Arc<str>, usize>,
+    /// Per DBC message key, per signal index: the rule index. Resolved once, so a decoded CAN
+    /// value finds its rule by two indexings instead of hashing its name per frame.
+    rule_of: Vec<Vec<Option<usize>>>,
     rules: Vec<SignalRule>,
     state: Vec<SignalState>,
 }
@@ -176,7 +179,7 @@ impl Pipeline {
     /// A pipeline for `config`'s lanes, decoder and block policy.
     pub fn new(config: &Config) -> Pipeline {
         let decoder = config.decoder.clone();
-        let signal_names = decoder
+        let signal_names: Vec<Vec<Arc<str>>> = decoder
             .messages()
             .map(|(_, m)| {
                 m.signals()
@@ -215,15 +218,23 @@ impl Pipeline {
                     LaneContent::Raw { can_ids } => Content::Raw {
                         can_ids: can_ids.as_ref().map(|s| s.iter().copied().collect()),
                     },
-                    LaneContent::Signals(rules) => Content::Signals(SignalLane {
-                        by_name: rules
+                    LaneContent::Signals(rules) => {
+                        let by_name: HashMap<Arc<str>, usize> = rules
                             .iter()
                             .enumerate()
                             .map(|(i, r)| (Arc::<str>::from(r.name.as_str()), i))
-                            .collect(),
-                        state: vec![SignalState::default(); rules.len()],
-                        rules: rules.clone(),
-                    }),
+                            .collect();
+                        let rule_of = signal_names
+                            .iter()
+                            .map(|names| names.iter().map(|n| by_name.get(n).copied()).collect())
+                            .collect();
+                        Content::Signals(SignalLane {
+                            by_name,
+                            rule_of,
+                            state: vec![SignalState::default(); rules.len()],
+                            rules: rules.clone(),
+                        })
+                    }
                 },
             })
             .collect();
@@ -300,9 +311,10 @@ impl Pipeline {
                 Content::Signals(sl) => {
                     let Some(k) = key else { continue };
                     let names = &self.signal_names[k.index()];
+                    let Some(rules_of) = sl.rule_of.get(k.index()) else { continue };
                     for v in &self.decoded.values {
+                        let Some(&Some(ri)) = rules_of.get(v.signal) else { continue };
                         let Some(name) = names.get(v.signal) else { continue };
-                        let Some(&ri) = sl.by_name.get(name) else { continue };
                         if let Some(value) = sl.state[ri].keep(&sl.rules[ri], frame.t_ns, v.value) {
                             let r = Record::Signal(SignalRecord {
                                 t_ns: frame.t_ns,
@@ -428,10 +440,15 @@ impl Pipeline {
         let lanes = self
             .lanes
             .iter_mut()
-            .map(|l| LaneSpec {
-                name: l.spec.name.clone(),
-                recipients: l.spec.recipients.clone(),
-                records: std::mem::take(&mut l.spec.records),
+            .map(|l| {
+                // The next block starts with this one's length as capacity: no regrowth by
+                // doubling (whose copies briefly hold both buffers) on steady traffic.
+                let next = Vec::with_capacity(l.spec.records.len());
+                LaneSpec {
+                    name: l.spec.name.clone(),
+                    recipients: l.spec.recipients.clone(),
+                    records: std::mem::replace(&mut l.spec.records, next),
+                }
             })
             .collect();
         let p = Pending { lanes, marks, inputs: std::mem::take(&mut self.inputs) };

@@ -1,0 +1,325 @@
+//! Gateway benchmarks on the real daemon (`iov-gateway run` as a child process), measured from
+//! `/proc`; figures go to docs/BENCHMARKS.md by hand.
+//!
+//! - **ingest on one core**: the real GPS trace at `pace = "fast"` through decode, a raw lane
+//!   and a signal lane, sealing (zstd, HPKE) and synced RocksDB appends, the daemon pinned to
+//!   CPU 0 (`taskset -c 0`; all its threads share that core). Frames per second of the
+//!   process's CPU time (user + system of every thread, `/proc/PID/stat` read while it is a
+//!   zombie, so nothing is missed) and per wall second; peak RSS (`VmHWM`).
+//! - **CPU share at a realistic bus load**: the same trace at `pace = "x200"` (about 25,000
+//!   frames/s in its dense stretches), CPU seconds over wall seconds of the process across a
+//!   window, the frame rate over that window from the metrics endpoint, and `VmHWM`.
+//!
+//! ```text
+//! cargo build --release -p gateway --bin iov-gateway
+//! cargo run --release -p gateway --example gateway_bench -- [--runs 3] [--window 10] [--pace x200]
+//! ```
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::Parser;
+
+#[derive(Parser)]
+struct Args {
+    /// The daemon; default: `iov-gateway` next to this example's target directory.
+    #[arg(long)]
+    gateway: Option<PathBuf>,
+    /// Ingest runs (the best and the median are printed).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Seconds of the CPU-share window.
+    #[arg(long, default_value_t = 10.0)]
+    window: f64,
+    /// Pace of the CPU-share run.
+    #[arg(long, default_value = "x200")]
+    pace: String,
+    /// Skip the ingest runs.
+    #[arg(long)]
+    no_ingest: bool,
+    /// Skip the CPU-share run.
+    #[arg(long)]
+    no_cpu: bool,
+    /// Keep keys, configs and stores in this (new) directory, e.g. to rerun a config under
+    /// `perf record`; default: a temporary directory, removed at the end.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `/proc` clock ticks per second (`USER_HZ`, 100 on every Linux ABI this runs on).
+const USER_HZ: f64 = 100.0;
+
+/// CPU seconds (user + system, all threads) and the state letter, from `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> Result<(f64, char)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may hold spaces; fields after it are space-separated.
+    let rest = text.rsplit_once(") ").map(|(_, r)| r).context("/proc/PID/stat format")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let state = f.first().and_then(|s| s.chars().next()).context("state")?;
+    // utime and stime are fields 14 and 15 of stat(5); `rest` starts at field 3.
+    let ticks = |i: usize| -> Result<f64> {
+        Ok(f.get(i - 3).context("short stat")?.parse::<u64>().context("ticks")? as f64)
+    };
+    Ok(((ticks(14)? + ticks(15)?) / USER_HZ, state))
+}
+
+/// `VmHWM` (peak resident set) in KiB, while the process has memory.
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+struct Setup {
+    _tmp: Option<tempfile::TempDir>,
+    dir: PathBuf,
+}
+
+fn setup(keep: Option<PathBuf>) -> Result<Setup> {
+    let (tmp, dir) = match keep {
+        Some(d) => {
+            std::fs::create_dir(&d).with_context(|| format!("creating {}", d.display()))?;
+            (None, d)
+        }
+        None => {
+            let t = tempfile::tempdir()?;
+            let d = t.path().to_path_buf();
+            (Some(t), d)
+        }
+    };
+    let signer = ledger::keys::generate_signer("iov.example/gw/bench")?;
+    ledger::keys::save_signer(&dir.join("signing.key"), &signer)?;
+    for name in ["factory", "city"] {
+        let k = ledger::keys::X25519Key::generate(name)?;
+        std::fs::write(dir.join(format!("{name}.pub")), k.public_text())?;
+    }
+    Ok(Setup { _tmp: tmp, dir })
+}
+
+/// The e2e test's lanes: raw `factory`, 1 Hz coarsened `city` signals; default block policy.
+fn config(
+    dir: &Path,
+    store: &str,
+    pace: &str,
+    at_end: &str,
+    metrics: Option<SocketAddr>,
+) -> Result<PathBuf> {
+    let path = dir.join(format!("{store}.toml"));
+    let metrics = metrics.map(|a| format!("[metrics]\nlisten = \"{a}\"\n")).unwrap_or_default();
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[gateway]
+signing_key = "signing.key"
+store = "{store}"
+[[dbc]]
+file = "{dbc}"
+[recipients]
+factory = "factory.pub"
+city = "city.pub"
+{metrics}
+[sources.replay]
+kind = "trace"
+file = "{trace}"
+pace = "{pace}"
+at_end = "{at_end}"
+[lanes.factory]
+carries = "raw"
+recipients = ["factory"]
+[lanes.city]
+carries = "signals"
+recipients = ["city"]
+signals = [
+  {{ name = "gnss_speed.Speed", min_interval = "1s" }},
+  {{ name = "gnss_pos.Latitude", min_interval = "1s", grid = 0.001 }},
+  {{ name = "gnss_pos.Longitude", min_interval = "1s", grid = 0.001 }},
+]
+"#,
+            dbc = repo().join("fixtures/dbc/css-electronics/canmod-gps.dbc").display(),
+            trace = repo().join("fixtures/traces/canmod_gps_3BA199E2.log.gz").display(),
+        ),
+    )?;
+    Ok(path)
+}
+
+fn spawn(cmd: &mut Command) -> Result<Child> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::null()).env("RUST_LOG", "warn");
+    cmd.spawn().context("starting iov-gateway")
+}
+
+struct Ingest {
+    frames: u64,
+    wall: f64,
+    cpu: f64,
+    hwm_kib: u64,
+    blocks: u64,
+}
+
+fn ingest_once(gw: &Path, s: &Setup, run: usize) -> Result<Ingest> {
+    let cfg = config(&s.dir, &format!("ingest{run}"), "fast", "shutdown", None)?;
+    let pinned = Path::new("/usr/bin/taskset").is_file();
+    let mut cmd = if pinned {
+        let mut c = Command::new("/usr/bin/taskset");
+        c.args(["-c", "0"]).arg(gw);
+        c
+    } else {
+        Command::new(gw)
+    };
+    cmd.args(["run", "--config"]).arg(&cfg);
+    let t0 = Instant::now();
+    let mut child = spawn(&mut cmd)?;
+    let pid = child.id();
+    let mut stdout = child.stdout.take().context("stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    // Poll until it is a zombie: its CPU times are final then, and not yet reaped.
+    let mut hwm = 0u64;
+    let cpu = loop {
+        if let Some(h) = vm_hwm_kib(pid) {
+            hwm = hwm.max(h);
+        }
+        let (cpu, state) = cpu_seconds(pid)?;
+        if state == 'Z' {
+            break cpu;
+        }
+        ensure!(t0.elapsed() < Duration::from_secs(600), "ingest run took over 10 minutes");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let wall = t0.elapsed().as_secs_f64();
+    let status = child.wait()?;
+    let out = reader.join().unwrap_or_default();
+    ensure!(status.success(), "iov-gateway exited {status}: {out}");
+    let field = |k: &str| -> Result<u64> {
+        out.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("{k} in {out:?}"))
+    };
+    Ok(Ingest {
+        frames: field("frames_in=")?,
+        wall,
+        cpu,
+        hwm_kib: hwm,
+        blocks: field("log_size=")?,
+    })
+}
+
+fn http_metric(addr: SocketAddr, line_prefix: &str) -> Result<Option<u64>> {
+    let mut s = match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+        Ok(s) => s,
+        Err(_) => return Ok(None),
+    };
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body
+        .lines()
+        .find_map(|l| l.strip_prefix(line_prefix))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64))
+}
+
+fn cpu_share(gw: &Path, s: &Setup, pace: &str, window: f64) -> Result<()> {
+    let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let cfg = config(&s.dir, "cpu", pace, "continue", Some(addr))?;
+    let mut child = spawn(Command::new(gw).args(["run", "--config"]).arg(&cfg))?;
+    let pid = child.id();
+    let frames = || http_metric(addr, "iov_frames_received_total{iface=\"replay\"}");
+    let r = (|| -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Warm up: one second of frames at the target rate.
+        while frames()?.unwrap_or(0) < 25_000 {
+            ensure!(Instant::now() < deadline, "no frames after 60 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (c0, _) = cpu_seconds(pid)?;
+        let (f0, t0) = (frames()?.context("metrics")?, Instant::now());
+        // The measurement window itself (a benchmark, not a test: waiting is the point).
+        std::thread::sleep(Duration::from_secs_f64(window));
+        let (c1, _) = cpu_seconds(pid)?;
+        let (f1, wall) = (frames()?.context("metrics")?, t0.elapsed().as_secs_f64());
+        let hwm = vm_hwm_kib(pid).context("VmHWM")?;
+        let rate = (f1 - f0) as f64 / wall;
+        println!(
+            "cpu share, pace {pace}: {:.0} frames/s over {wall:.1} s; CPU {:.2} s = {:.2} % of one core \
+             ({:.1} µs of CPU per frame); peak RSS (VmHWM) {:.1} MiB",
+            rate,
+            c1 - c0,
+            100.0 * (c1 - c0) / wall,
+            1e6 * (c1 - c0) / (f1 - f0).max(1) as f64,
+            hwm as f64 / 1024.0
+        );
+        Ok(())
+    })();
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let status = child.wait()?;
+    r?;
+    ensure!(status.success(), "iov-gateway exited {status} after SIGTERM");
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let a = Args::parse();
+    let gw = match a.gateway {
+        Some(p) => p,
+        None => {
+            let exe = std::env::current_exe()?;
+            // target/release/examples/gateway_bench -> target/release/iov-gateway
+            let dir = exe.parent().and_then(Path::parent).context("target dir")?;
+            dir.join("iov-gateway")
+        }
+    };
+    if !gw.is_file() {
+        bail!("{} not found: cargo build --release -p gateway --bin iov-gateway", gw.display());
+    }
+    let s = setup(a.dir)?;
+    if !a.no_ingest {
+        let mut runs = Vec::new();
+        for run in 0..a.runs {
+            let r = ingest_once(&gw, &s, run)?;
+            println!(
+                "ingest run {run}: {} frames, {} blocks; wall {:.2} s ({:.0} frames/s), CPU {:.2} s \
+                 ({:.0} frames per CPU s); peak RSS {:.1} MiB",
+                r.frames,
+                r.blocks,
+                r.wall,
+                r.frames as f64 / r.wall,
+                r.cpu,
+                r.frames as f64 / r.cpu,
+                r.hwm_kib as f64 / 1024.0
+            );
+            runs.push(r);
+        }
+        let mut per_cpu: Vec<f64> = runs.iter().map(|r| r.frames as f64 / r.cpu).collect();
+        let mut per_wall: Vec<f64> = runs.iter().map(|r| r.frames as f64 / r.wall).collect();
+        per_cpu.sort_by(f64::total_cmp);
+        per_wall.sort_by(f64::total_cmp);
+        if let (Some(bc), Some(bw)) = (per_cpu.last(), per_wall.last()) {
+            println!(
+                "ingest on one core (taskset -c 0), {} runs: best {bc:.0} / median {:.0} frames per CPU s; \
+                 best {bw:.0} / median {:.0} frames per wall s",
+                runs.len(),
+                per_cpu[per_cpu.len() / 2],
+                per_wall[per_wall.len() / 2]
+            );
+        }
+    }
+    if !a.no_cpu {
+        cpu_share(&gw, &s, &a.pace, a.window)?;
+    }
+    Ok(())
+}
