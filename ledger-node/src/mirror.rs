@@ -13,6 +13,7 @@ use ledger::verify;
 use crate::store::{BlockMeta, MirrorBlock};
 
 /// What the ledger knows when an upload arrives.
+#[derive(Clone, Copy)]
 pub struct Held<'a> {
     /// The enrolled gateway's Ed25519 public key (headers must name it).
     pub gateway: [u8; 32],
@@ -224,4 +225,130 @@ fn check_lanes(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger::block::{hash_header_bytes, BlockHash, LaneInfo, BLOCK_VERSION};
+    use ledger::merkle::{self, MemoryTree};
+    use ledger::sync_wire::UploadBlock;
+
+    const NOW: u64 = 1_000_000_000_000;
+    const TOL: u64 = 10_000;
+
+    /// Headers with the given (first_ns, last_ns), one "factory" lane each.
+    fn chain(times: &[(u64, u64)]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, MemoryTree) {
+        let (mut headers, mut lanes, mut tree) = (Vec::new(), Vec::new(), MemoryTree::new());
+        for (h, &(first_ns, last_ns)) in times.iter().enumerate() {
+            let lane = vec![h as u8; 10];
+            let header = BlockHeader {
+                version: BLOCK_VERSION,
+                gateway: [1; 32],
+                height: h as u64,
+                prev: headers.last().map_or(BlockHash::ZERO, |p: &Vec<u8>| hash_header_bytes(p)),
+                first_ns,
+                last_ns,
+                lanes: vec![LaneInfo {
+                    name: "factory".into(),
+                    record_count: 1,
+                    recipients: vec![],
+                    digest: *blake3::hash(&lane).as_bytes(),
+                    size: 10,
+                }],
+            }
+            .to_bytes();
+            tree.push(&header);
+            headers.push(header);
+            lanes.push(lane);
+        }
+        (headers, lanes, tree)
+    }
+
+    fn upload(headers: &[Vec<u8>], lanes: &[Vec<u8>], tree: &MemoryTree, from: usize) -> Upload {
+        let n = headers.len() as u64;
+        Upload {
+            blocks: (from..headers.len())
+                .map(|h| UploadBlock {
+                    height: h as u64,
+                    header: headers[h].clone(),
+                    lanes: vec![(0, lanes[h].clone())],
+                })
+                .collect(),
+            checkpoint_size: n,
+            proof: merkle::inclusion_proof(tree, n - 1, n).unwrap(),
+        }
+    }
+
+    #[test]
+    fn block_times_are_flagged_not_refused() {
+        let times = [(100, 200), (150, 300), (400, NOW + TOL), (NOW + TOL, NOW + TOL + 1)];
+        let (headers, lanes, tree) = chain(&times);
+        let cp = Checkpoint::new("o", 4, tree.root()).unwrap();
+        let receives = vec!["factory".to_owned()];
+        let none = |_: u64| Ok(None);
+        let held = Held {
+            gateway: [1; 32],
+            lanes: &receives,
+            mirrored: 0,
+            cosigned: Some(&cp),
+            header: &none,
+            now_ns: NOW,
+            future_tolerance_ns: TOL,
+        };
+        let a = check(&upload(&headers, &lanes, &tree, 0), &held).unwrap();
+        let flags: Vec<(bool, bool)> =
+            a.new_blocks.iter().map(|b| (b.meta.time_backwards, b.meta.time_future)).collect();
+        assert_eq!(flags, [(false, false), (true, false), (false, false), (false, true)]);
+        assert!(a.new_blocks.iter().all(|b| b.meta.received_at_ns == NOW));
+
+        // Resuming at height 2: the backwards check looks at the held header 1.
+        let times = [(100, 200), (150, 900), (800, 1000)];
+        let (headers, lanes, tree) = chain(&times);
+        let cp = Checkpoint::new("o", 3, tree.root()).unwrap();
+        let stored = headers.clone();
+        let read = move |h: u64| Ok(stored.get(h as usize).cloned());
+        let held = Held { mirrored: 2, cosigned: Some(&cp), header: &read, ..held };
+        let a = check(&upload(&headers, &lanes, &tree, 1), &held).unwrap();
+        assert_eq!(a.already_held, 1);
+        assert_eq!(a.new_blocks.len(), 1);
+        assert!(a.new_blocks[0].meta.time_backwards);
+    }
+
+    #[test]
+    fn refusals_carry_their_code() {
+        let (headers, lanes, tree) = chain(&[(1, 2), (3, 4), (5, 6)]);
+        let cp = Checkpoint::new("o", 3, tree.root()).unwrap();
+        let receives = vec!["factory".to_owned()];
+        let none = |_: u64| Ok(None);
+        let held = Held {
+            gateway: [1; 32],
+            lanes: &receives,
+            mirrored: 0,
+            cosigned: Some(&cp),
+            header: &none,
+            now_ns: NOW,
+            future_tolerance_ns: TOL,
+        };
+        let good = upload(&headers, &lanes, &tree, 0);
+        let code = |u: &Upload, h: &Held<'_>| check(u, h).unwrap_err().code;
+        assert_eq!(code(&Upload { blocks: vec![], ..good.clone() }, &held), ErrorCode::Malformed);
+        assert_eq!(code(&good, &Held { cosigned: None, ..held }), ErrorCode::NotWitnessed);
+        let mut skip = good.clone();
+        skip.blocks.remove(1);
+        assert_eq!(code(&skip, &held), ErrorCode::BadChain);
+        assert_eq!(code(&good, &Held { gateway: [2; 32], ..held }), ErrorCode::BadChain);
+        let small = Checkpoint::new("o", 2, tree.root()).unwrap();
+        assert_eq!(
+            code(&good, &Held { cosigned: Some(&small), ..held }),
+            ErrorCode::BeyondCheckpoint
+        );
+        let mut swapped = good.clone();
+        swapped.blocks.swap(1, 2);
+        assert_eq!(code(&swapped, &held), ErrorCode::BadChain);
+        let mut twice = good.clone();
+        twice.blocks[0].lanes.push((0, lanes[0].clone()));
+        assert_eq!(code(&twice, &held), ErrorCode::BadLane);
+        assert!(check(&good, &held).is_ok());
+    }
 }

@@ -407,6 +407,33 @@ fn add_checkpoint_answers_every_witness_status_code() -> Result<()> {
 }
 
 #[test]
+fn concurrent_add_checkpoints_from_one_size_cosign_exactly_one() -> Result<()> {
+    let mut gw = Gateway::new("iov.example/gw/VIN-G");
+    gw.grow(16);
+    let (_dir, node) = setup(&[&gw])?;
+    let bodies: Vec<Vec<u8>> = (1..=16).map(|n| gw.add_checkpoint(0, n)).collect();
+    let url = node.url(sync_wire::path::ADD_CHECKPOINT);
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = bodies
+            .iter()
+            .map(|b| {
+                let url = url.clone();
+                s.spawn(move || reply(agent().post(&url).send(&b[..])).map(|r| r.status))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().map_err(|_| anyhow!("thread panicked"))?)
+            .collect::<Result<_>>()
+    })?;
+    assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|&&s| s == 409).count(), 15, "{statuses:?}");
+    let winner = statuses.iter().position(|&s| s == 200).map_or(0, |i| i as u64 + 1);
+    assert_eq!(node.state(gw.origin())?.witnessed.map(|w| w.size), Some(winner));
+    Ok(())
+}
+
+#[test]
 fn uploads_in_batches_are_idempotent_and_resume_after_a_restart() -> Result<()> {
     let mut gw = Gateway::new("iov.example/gw/VIN-B");
     gw.grow(40);
