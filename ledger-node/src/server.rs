@@ -21,7 +21,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use ledger::checkpoint::Checkpoint;
 use ledger::cosignature::Cosigner;
-use ledger::note::{Ed25519Signer, Ed25519Verifier, Note};
+use ledger::note::{Ed25519Signer, Ed25519Verifier, Note, Verifier as _};
 use ledger::sync_wire::{
     self, AddCheckpoint, AddCheckpointError, ErrorBody, ErrorCode, GatewayState, Link, Upload,
     UploadAck, Witnessed,
@@ -33,7 +33,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
 use crate::mirror;
-use crate::store::{Cas, Enrollment, Evidence, LedgerStore, MirrorAppend, StoreError, Tiles};
+use crate::store::{
+    Cas, Enrollment, Evidence, LedgerStore, LogAppend, MirrorAppend, StoreError, Tiles, AGGREGATE,
+};
 use crate::token::{Denied, Scope, TokenSet};
 
 /// Limits the handlers enforce.
@@ -46,11 +48,26 @@ pub struct Limits {
     pub future_tolerance: Duration,
 }
 
+/// Who this ledger is: its name and keys.
+pub struct Identity {
+    /// Organisation name, in `/v1/link`.
+    pub name: String,
+    /// Cosigns gateway checkpoints.
+    pub cosigner: Cosigner,
+    /// Signs the aggregate log's checkpoints.
+    pub log_signer: Ed25519Signer,
+}
+
 /// Everything the handlers share.
 pub struct Node {
     store: Arc<dyn LedgerStore>,
     name: String,
     cosigner: Cosigner,
+    /// Signs the aggregate log's checkpoints.
+    log_signer: Ed25519Signer,
+    /// Serialises add-checkpoint from the check to the durable write: each acceptance appends
+    /// one leaf to the aggregate log, whose head must not move in between.
+    aggregate: tokio::sync::Mutex<()>,
     tokens: TokenSet,
     limits: Limits,
     metrics: Arc<Metrics>,
@@ -90,8 +107,7 @@ impl Node {
     /// loads the gauges the store implies.
     pub fn new(
         store: Arc<dyn LedgerStore>,
-        name: String,
-        cosigner: Cosigner,
+        identity: Identity,
         tokens: TokenSet,
         limits: Limits,
         enrollments: &[Enrollment],
@@ -111,10 +127,13 @@ impl Node {
         }
         let scratch = ledger::keys::generate_signer("iov-ledger/mirror-scratch")
             .map_err(|e| RunError::Key(e.to_string()))?;
+        let Identity { name, cosigner, log_signer } = identity;
         Ok(Arc::new(Node {
             store,
             name,
             cosigner,
+            log_signer,
+            aggregate: tokio::sync::Mutex::new(()),
             tokens,
             limits,
             metrics,
@@ -227,6 +246,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/gateways/{origin}/state", get(state))
         .route("/v1/admin/gateways", post(admin_enroll).get(admin_list))
         .route("/v1/admin/gateways/{origin}/evidence", get(admin_evidence))
+        .route("/checkpoint", get(aggregate_checkpoint))
+        .route("/tile/{*path}", get(aggregate_tile))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(node.clone(), guard))
         .with_state(node)
@@ -264,6 +285,8 @@ fn endpoint_name(path: &str) -> &'static str {
         sync_wire::path::ADD_CHECKPOINT => "add-checkpoint",
         "/v1/admin/gateways" => "admin-gateways",
         p if p.starts_with("/v1/admin/") => "admin-evidence",
+        "/checkpoint" => "checkpoint",
+        p if p.starts_with("/tile/") => "tile",
         p if p.starts_with("/v1/gateways/") && p.ends_with("/blocks") => "blocks",
         p if p.starts_with("/v1/gateways/") && p.ends_with("/state") => "state",
         _ => "other",
@@ -309,6 +332,7 @@ async fn add_checkpoint_inner(
         .map_err(|e| Failure::new(ErrorCode::Malformed, e.to_string()))?
         .origin()
         .to_owned();
+    let _serial = node.aggregate.lock().await;
     let n = node.clone();
     let o = origin.clone();
     let (enrollment, latest) = blocking(move || {
@@ -352,16 +376,59 @@ async fn add_checkpoint_inner(
         .cosigner
         .cosign(&cp, now)
         .map_err(|e| Failure::new(ErrorCode::Internal, e.to_string()))?;
-    let mut stored = signed.clone();
-    stored.add_signature(sig.clone());
-    let note = stored.to_bytes();
+    // What is kept (and is the aggregate log's leaf): the checkpoint with the enrolled key's
+    // signature(s) and this cosignature; other signatures in the request are dropped.
+    let note = {
+        let key = trusted.as_ref().map(|k| (k.name().to_owned(), k.key_id()));
+        let mut n = Note::new(cp.to_text())
+            .map_err(|e| Failure::new(ErrorCode::Malformed, e.to_string()))?;
+        for s in signed.note().signatures() {
+            if key.as_ref().is_some_and(|(name, id)| *name == s.name && *id == s.key_id) {
+                n.add_signature(s.clone());
+            }
+        }
+        n.add_signature(sig.clone());
+        n.to_bytes()
+    };
+    if note.len() > ledger::tile::MAX_ENTRY_BYTES {
+        return Err(Failure::new(
+            ErrorCode::TooLarge,
+            format!(
+                "checkpoint note of {} bytes, limit {}",
+                note.len(),
+                ledger::tile::MAX_ENTRY_BYTES
+            ),
+        ));
+    }
     let expected = latest_cp.as_ref().map_or(0, Checkpoint::size);
     let n = node.clone();
     let o = origin.clone();
     let size = cp.size();
-    let cas = blocking(move || n.store.cas_witnessed(&o, expected, size, &note))
-        .await?
-        .map_err(|e| node.store_failed(&e))?;
+    let cas = blocking(move || {
+        let store = n.store.as_ref();
+        // A new size is a new leaf of the aggregate log; a re-cosign of the same size is not.
+        let aggregate = if size == expected && latest.is_some() {
+            None
+        } else {
+            let agg_size = store.aggregate_size()?;
+            let tiles = Tiles { store, origin: AGGREGATE };
+            let writes = ledger::log::prepare_append(
+                &ledger::log::PrefixTiles(&tiles),
+                &tiles,
+                agg_size,
+                &[note.as_slice()],
+                &n.log_signer,
+            )
+            .map_err(|e| StoreError::Read {
+                what: "aggregate log tiles".into(),
+                reason: e.to_string(),
+            })?;
+            Some(LogAppend::from_writes(&writes))
+        };
+        store.cas_witnessed(&o, expected, size, &note, aggregate.as_ref())
+    })
+    .await?
+    .map_err(|e| node.store_failed(&e))?;
     match cas {
         Cas::Stored => {
             node.metrics.checkpoints_cosigned.fetch_add(1, Ordering::Relaxed);
@@ -754,6 +821,97 @@ async fn admin_evidence(
                 .into_response()
         }
         Err(f) => json_err(&node, f),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the aggregate log (C2SP tlog-tiles, static layout)
+
+/// Tiles never change once written (a partial tile's path names its width), so caches may keep
+/// them for good; the checkpoint changes with every accepted checkpoint.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+async fn aggregate_checkpoint(State(node): State<Arc<Node>>) -> Response {
+    let n = node.clone();
+    let r = blocking(move || n.store.aggregate_checkpoint())
+        .await
+        .and_then(|r| r.map_err(|e| node.store_failed(&e)));
+    let bytes = match r {
+        Ok(Some(b)) => b,
+        // Empty log: the signed checkpoint of the empty tree (Ed25519 is deterministic, so
+        // every request gets the same bytes).
+        Ok(None) => match Checkpoint::new(node.log_signer.name(), 0, ledger::merkle::empty_root())
+            .and_then(|c| ledger::checkpoint::SignedCheckpoint::sign(c, &node.log_signer))
+        {
+            Ok(s) => s.to_bytes(),
+            Err(e) => return text_err(&node, Failure::new(ErrorCode::Internal, e.to_string())),
+        },
+        Err(f) => return text_err(&node, f),
+    };
+    ([(header::CONTENT_TYPE, sync_wire::TEXT_TYPE), (header::CACHE_CONTROL, "no-cache")], bytes)
+        .into_response()
+}
+
+async fn aggregate_tile(State(node): State<Arc<Node>>, Path(path): Path<String>) -> Response {
+    use ledger::tile::{Tile, TilePath};
+    let r = async {
+        let full = format!("tile/{path}");
+        let parsed = Tile::parse_path(&full)
+            .map_err(|e| Failure::new(ErrorCode::NotFound, e.to_string()))?;
+        let (tile, entries) = match parsed {
+            TilePath::Hashes(t) => (t, false),
+            TilePath::Entries(t) => (t, true),
+            _ => {
+                return Err(Failure::new(ErrorCode::NotFound, format!("no such tile path {full}")))
+            }
+        };
+        let n = node.clone();
+        let (size, stored) = blocking(move || {
+            let size = n.store.aggregate_size()?;
+            let stored = if entries {
+                n.store.bundle(AGGREGATE, tile.index())?
+            } else {
+                n.store.tile(AGGREGATE, tile.level(), tile.index())?
+            };
+            Ok::<_, StoreError>((size, stored))
+        })
+        .await?
+        .map_err(|e| node.store_failed(&e))?;
+        let missing = || {
+            Failure::new(
+                ErrorCode::NotFound,
+                format!("{} is not in the tree of size {size}", tile.path()),
+            )
+        };
+        let have =
+            ledger::tile::tile_width(size, tile.level(), tile.index()).ok_or_else(missing)?;
+        if tile.width() > have {
+            return Err(missing());
+        }
+        let stored = stored.ok_or_else(missing)?;
+        let body = if entries {
+            let all = ledger::tile::decode_bundle(&stored)
+                .map_err(|e| Failure::new(ErrorCode::Internal, e.to_string()))?;
+            let want = usize::from(tile.width());
+            let some = all.get(..want).ok_or_else(missing)?;
+            ledger::tile::encode_bundle(some)
+                .map_err(|e| Failure::new(ErrorCode::Internal, e.to_string()))?
+        } else {
+            stored.get(..tile.byte_len()).ok_or_else(missing)?.to_vec()
+        };
+        Ok::<_, Failure>(body)
+    }
+    .await;
+    match r {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                (header::CACHE_CONTROL, IMMUTABLE),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(f) => text_err(&node, f),
     }
 }
 

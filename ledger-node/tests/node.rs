@@ -158,9 +158,11 @@ fn write_config(dir: &Path, gateways: &[&Gateway], tls: bool) -> Result<PathBuf>
     if !key.exists() {
         let c = ledger::keys::generate_cosigner("factory.example/ledger")?;
         ledger::keys::save_cosigner(&key, &c)?;
+        let l = ledger::keys::generate_signer("factory.example/ledger")?;
+        ledger::keys::save_signer(&dir.join("signing.key"), &l)?;
     }
     let mut text = format!(
-        "[ledger]\nname = \"factory.example\"\ncosigner_key = \"witness.key\"\nstore = \"store\"\n\n\
+        "[ledger]\nname = \"factory.example\"\ncosigner_key = \"witness.key\"\nlog_key = \"signing.key\"\nstore = \"store\"\n\n\
          [listen]\naddress = \"127.0.0.1:0\"\n{}\n\
          [metrics]\nlisten = \"127.0.0.1:0\"\n\n\
          [limits]\nmax_blocks_per_batch = 16\nmax_upload_bytes = \"1MiB\"\n\n\
@@ -223,6 +225,7 @@ fn agent() -> ureq::Agent {
 struct Reply {
     status: u16,
     content_type: String,
+    cache_control: String,
     body: Vec<u8>,
 }
 
@@ -236,9 +239,11 @@ fn reply(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Rep
     let mut r = r?;
     let content_type =
         r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let cache_control =
+        r.headers().get("cache-control").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let status = r.status().as_u16();
     let body = r.body_mut().read_to_vec()?;
-    Ok(Reply { status, content_type, body })
+    Ok(Reply { status, content_type, cache_control, body })
 }
 
 impl NodeProc {
@@ -695,6 +700,76 @@ fn tls_with_a_self_signed_certificate_serves_the_protocol() -> Result<()> {
     assert!(agent().get(&format!("http://127.0.0.1:{port}/v1/link")).call().is_err());
     assert!(agent().get(&format!("{base}/v1/link")).call().is_err());
     assert!(node.stop()?.success());
+    Ok(())
+}
+
+#[test]
+fn the_aggregate_log_serves_accepted_checkpoints_as_verifiable_tiles() -> Result<()> {
+    use ledger::tile::{self, Tile};
+    let mut a = Gateway::new("iov.example/gw/VIN-H");
+    let mut b = Gateway::new("iov.example/gw/VIN-I");
+    a.grow(7);
+    b.grow(2);
+    let (dir, node) = setup(&[&a, &b])?;
+    let log_key = ledger::keys::load_signer(&dir.path().join("signing.key"))?.verifier();
+    let cosigner = node.cosigner()?;
+    for (g, old, new) in [(&a, 0, 3), (&b, 0, 2), (&a, 3, 7), (&a, 7, 7)] {
+        let r = node.add_checkpoint(&g.add_checkpoint(old, new))?;
+        assert_eq!(r.status, 200, "{}", r.error());
+    }
+    let fetch = |node: &NodeProc, path: &str| -> Result<Reply> { node.get(path) };
+
+    // The re-cosign of size 7 is not a new leaf: three accepted checkpoints.
+    let cp_bytes = fetch(&node, "/checkpoint")?.body;
+    let (signed, _) = SignedCheckpoint::verify(&cp_bytes, &[&log_key])?;
+    let cp = signed.checkpoint().clone();
+    assert_eq!((cp.origin(), cp.size()), ("factory.example/ledger", 3));
+
+    let mut tiles = std::collections::BTreeMap::new();
+    for t in tile::tiles_for_size(3) {
+        let r = fetch(&node, &format!("/{}", t.path()))?;
+        assert_eq!(r.status, 200, "{}", t.path());
+        tiles.insert(t, r.body);
+    }
+    tile::verify_tiles(&tiles, 3, cp.root())?;
+    let t0 = Tile::new(0, 0, 3)?;
+    let bundle = fetch(&node, &format!("/{}", t0.entries_path()))?.body;
+    tile::check_bundle(&bundle, &tiles[&t0])?;
+    let leaves = tile::decode_bundle(&bundle)?;
+    let sizes: Vec<(String, u64)> = leaves
+        .iter()
+        .map(|l| {
+            let note = ledger::note::Note::parse(l)?;
+            let c = Checkpoint::parse(note.text())?;
+            let gw = if c.origin() == a.origin() { &a } else { &b };
+            assert_eq!(note.verify(&[&gw.signer.verifier(), &cosigner])?.len(), 2);
+            Ok((c.origin().to_owned(), c.size()))
+        })
+        .collect::<Result<_>>()?;
+    assert_eq!(
+        sizes,
+        [(a.origin().to_owned(), 3), (b.origin().to_owned(), 2), (a.origin().to_owned(), 7)]
+    );
+    // Tiles are immutable and cacheable; a tile beyond the tree is not served.
+    let r = fetch(&node, &format!("/{}", t0.path()))?;
+    assert_eq!(r.cache_control, "public, max-age=31536000, immutable");
+    assert_eq!(fetch(&node, "/checkpoint")?.cache_control, "no-cache");
+    assert_eq!(fetch(&node, &format!("/{}", Tile::new(0, 0, 4)?.path()))?.status, 404);
+    assert_eq!(fetch(&node, "/tile/0/x001/000")?.status, 404);
+
+    // After a restart the log goes on from where it was.
+    drop(node);
+    let node = start(dir.path())?;
+    assert_eq!(fetch(&node, "/checkpoint")?.body, cp_bytes);
+    a.grow(1);
+    assert_eq!(node.add_checkpoint(&a.add_checkpoint(7, 8))?.status, 200);
+    let (signed, _) = SignedCheckpoint::verify(&fetch(&node, "/checkpoint")?.body, &[&log_key])?;
+    assert_eq!(signed.checkpoint().size(), 4);
+    let t4 = Tile::new(0, 0, 4)?;
+    let mut leaves4 = std::collections::BTreeMap::new();
+    leaves4.insert(t4, fetch(&node, &format!("/{}", t4.path()))?.body);
+    tile::verify_tiles(&leaves4, 4, signed.checkpoint().root())?;
+    assert_eq!(&leaves4[&t4][..96], &tiles[&t0][..], "the first three leaves did not change");
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //! | column family | key | value |
 //! |---|---|---|
 //! | `meta` | `format` | `iov-ledger-store/v1` |
+//! | `meta` | `aggregate/size`, `aggregate/checkpoint` | aggregate log size u64be, its latest signed checkpoint |
 //! | `enroll` | origin | CBOR [`Enrollment`] |
 //! | `witness` | origin | latest cosigned checkpoint note |
 //! | `cosigned` | origin, 0, size u64be | cosigned checkpoint note of that size |
@@ -12,7 +13,7 @@
 //! | `headers` | origin, 0, height u64be | header bytes |
 //! | `lanes` | origin, 0, height u64be, lane u16be | lane ciphertext |
 //! | `blockmeta` | origin, 0, height u64be | CBOR [`BlockMeta`] |
-//! | `tiles` | origin, 0, level u8, index u64be | tile contents; level `0xff`: entry bundle |
+//! | `tiles` | origin, 0, level u8, index u64be | tile contents; level `0xff`: entry bundle (origin `\x01aggregate`: the aggregate log's) |
 //! | `evidence` | origin, 0, seq u64be | CBOR [`Evidence`] |
 //!
 //! Writes go through one mutex (the compare-and-sets need it; the node's write rate is bounded
@@ -28,7 +29,10 @@ use rocksdb::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{BlockMeta, Cas, Enrollment, Evidence, LedgerStore, MirrorAppend, StoreError};
+use super::{
+    BlockMeta, Cas, Enrollment, Evidence, LedgerStore, LogAppend, MirrorAppend, StoreError,
+    AGGREGATE,
+};
 
 const FORMAT: &[u8] = b"iov-ledger-store/v1";
 const CFS: &[&str] = &[
@@ -285,6 +289,7 @@ impl LedgerStore for Rocks {
         expected: u64,
         size: u64,
         note: &[u8],
+        aggregate: Option<&LogAppend>,
     ) -> Result<Cas, StoreError> {
         let mut g = self.lock()?;
         let latest = match self.get("witness", origin.as_bytes())? {
@@ -297,8 +302,39 @@ impl LedgerStore for Rocks {
         let mut b = WriteBatch::default();
         b.put_cf(self.cf("witness")?, origin.as_bytes(), note);
         b.put_cf(self.cf("cosigned")?, key_u64(origin, size), note);
+        if let Some(a) = aggregate {
+            let found = self.aggregate_size()?;
+            if found != a.old_size {
+                return Err(StoreError::HeadMoved {
+                    origin: "(aggregate log)".into(),
+                    expected: a.old_size,
+                    found,
+                });
+            }
+            let tiles = self.cf("tiles")?;
+            for ((level, index), t) in &a.tiles {
+                b.put_cf(tiles, tile_key(AGGREGATE, *level, *index), t);
+            }
+            for (index, t) in &a.bundles {
+                b.put_cf(tiles, tile_key(AGGREGATE, BUNDLE_LEVEL, *index), t);
+            }
+            let meta = self.cf("meta")?;
+            b.put_cf(meta, b"aggregate/size", a.new_size.to_be_bytes());
+            b.put_cf(meta, b"aggregate/checkpoint", &a.checkpoint);
+        }
         self.commit_locked(&mut g, b, &format!("witness[{origin}]"))?;
         Ok(Cas::Stored)
+    }
+
+    fn aggregate_size(&self) -> Result<u64, StoreError> {
+        match self.get("meta", b"aggregate/size")? {
+            None => Ok(0),
+            Some(b) => u64_value("meta[aggregate/size]", &b),
+        }
+    }
+
+    fn aggregate_checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get("meta", b"aggregate/checkpoint")
     }
 
     fn mirrored(&self, origin: &str) -> Result<u64, StoreError> {
