@@ -23,8 +23,8 @@ use ledger::checkpoint::Checkpoint;
 use ledger::cosignature::Cosigner;
 use ledger::note::{Ed25519Signer, Ed25519Verifier, Note, Verifier as _};
 use ledger::sync_wire::{
-    self, AddCheckpoint, AddCheckpointError, ErrorBody, ErrorCode, GatewayState, Link, Upload,
-    UploadAck, Witnessed,
+    self, AddCheckpoint, AddCheckpointError, ErrorBody, ErrorCode, GatewayState, Link, QueryBlocks,
+    Upload, UploadAck, Witnessed,
 };
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -246,6 +246,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/gateways/{origin}/state", get(state))
         .route("/v1/admin/gateways", post(admin_enroll).get(admin_list))
         .route("/v1/admin/gateways/{origin}/evidence", get(admin_evidence))
+        .route("/v1/query/{origin}/blocks", get(query_blocks))
         .route("/checkpoint", get(aggregate_checkpoint))
         .route("/tile/{*path}", get(aggregate_tile))
         .fallback(not_found)
@@ -286,6 +287,7 @@ fn endpoint_name(path: &str) -> &'static str {
         "/v1/admin/gateways" => "admin-gateways",
         p if p.starts_with("/v1/admin/") => "admin-evidence",
         "/checkpoint" => "checkpoint",
+        p if p.starts_with("/v1/query/") => "query",
         p if p.starts_with("/tile/") => "tile",
         p if p.starts_with("/v1/gateways/") && p.ends_with("/blocks") => "blocks",
         p if p.starts_with("/v1/gateways/") && p.ends_with("/state") => "state",
@@ -685,12 +687,18 @@ async fn state(State(node): State<Arc<Node>>, Path(origin): Path<String>) -> Res
 // admin (JSON, token with scope admin)
 
 fn authorize(node: &Node, headers: &HeaderMap) -> Result<String, Failure> {
+    authorize_for(node, headers, &Scope::Admin)
+}
+
+fn authorize_for(node: &Node, headers: &HeaderMap, scope: &Scope) -> Result<String, Failure> {
     let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    node.tokens.check(auth, Scope::Admin).map(str::to_owned).map_err(|d| match d {
+    node.tokens.check(auth, scope).map(str::to_owned).map_err(|d| match d {
         Denied::Unauthenticated => {
             Failure::new(ErrorCode::Unauthorized, "send Authorization: Bearer <token>")
         }
-        Denied::MissingScope => Failure::new(ErrorCode::Forbidden, "the token lacks scope admin"),
+        Denied::MissingScope => {
+            Failure::new(ErrorCode::Forbidden, format!("the token lacks scope {scope:?}"))
+        }
     })
 }
 
@@ -821,6 +829,114 @@ async fn admin_evidence(
                 .into_response()
         }
         Err(f) => json_err(&node, f),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// query (fleet tools; CBOR; token with scope query or query:<unit>)
+
+/// `from` and `to` of a query string (`to` optional).
+fn height_range(query: Option<&str>) -> Result<(u64, Option<u64>), Failure> {
+    let (mut from, mut to) = (None, None);
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let n = v.parse::<u64>().map_err(|_| {
+            Failure::new(ErrorCode::Malformed, format!("query parameter {k}={v:?} is not a height"))
+        })?;
+        match k {
+            "from" => from = Some(n),
+            "to" => to = Some(n),
+            other => {
+                return Err(Failure::new(
+                    ErrorCode::Malformed,
+                    format!("unknown query parameter {other:?}"),
+                ))
+            }
+        }
+    }
+    let from =
+        from.ok_or_else(|| Failure::new(ErrorCode::Malformed, "from=<height> is required"))?;
+    Ok((from, to))
+}
+
+async fn query_blocks(
+    State(node): State<Arc<Node>>,
+    Path(origin): Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let r = async {
+        // Any valid token first (401), then enrollment (404), then the unit's scope (403).
+        let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+        if node.tokens.check(auth, &Scope::Query(Some(String::new())))
+            == Err(Denied::Unauthenticated)
+        {
+            return Err(Failure::new(
+                ErrorCode::Unauthorized,
+                "send Authorization: Bearer <token>",
+            ));
+        }
+        let (from, to) = height_range(uri.query())?;
+        let e = enrolled(&node, &origin).await?;
+        authorize_for(&node, &headers, &Scope::Query(Some(e.unit.clone())))?;
+        let max = node.limits.max_blocks_per_batch as u64;
+        let n = node.clone();
+        let o = origin.clone();
+        blocking(move || -> Result<Result<QueryBlocks, Failure>, StoreError> {
+            let store = n.store.as_ref();
+            let mirrored = store.mirrored(&o)?;
+            let Some((size, note)) = store.witnessed_at_or_below(&o, mirrored)? else {
+                return Ok(Err(Failure::new(
+                    ErrorCode::NotWitnessed,
+                    format!("no cosigned checkpoint of {o} is mirrored yet (mirrored {mirrored})"),
+                )));
+            };
+            let end = to.unwrap_or(u64::MAX).min(from.saturating_add(max)).min(size);
+            if from >= end {
+                return Ok(Err(Failure::new(
+                    ErrorCode::Malformed,
+                    format!("range [{from}, {end}) is empty; provable heights are 0..{size}"),
+                )));
+            }
+            let mut blocks = Vec::new();
+            for h in from..end {
+                let header = store.header(&o, h)?.ok_or_else(|| StoreError::Corrupt {
+                    what: format!("headers[{o}/{h}]"),
+                    reason: "missing below the mirrored size".into(),
+                })?;
+                let meta = store.block_meta(&o, h)?;
+                blocks.push(sync_wire::QueriedBlock {
+                    height: h,
+                    header,
+                    lanes: store.lanes(&o, h)?,
+                    received_at_ns: meta.as_ref().map_or(0, |m| m.received_at_ns),
+                    time_backwards: meta.as_ref().is_some_and(|m| m.time_backwards),
+                    time_future: meta.as_ref().is_some_and(|m| m.time_future),
+                });
+            }
+            let tiles = Tiles { store, origin: &o };
+            let reader = ledger::tile::TileReader::new(ledger::log::PrefixTiles(&tiles), size);
+            let range_proof =
+                ledger::verify::range_proof(&reader, size, from, end).map_err(|e| {
+                    StoreError::Read { what: format!("tiles of {o}"), reason: e.to_string() }
+                })?;
+            Ok(Ok(QueryBlocks {
+                origin: o.clone(),
+                unit: e.unit,
+                checkpoint: note,
+                start: from,
+                end,
+                blocks,
+                range_proof,
+            }))
+        })
+        .await?
+        .map_err(|err| node.store_failed(&err))?
+    }
+    .await;
+    match r {
+        Ok(q) => cbor_ok(q.to_cbor()),
+        Err(f) => cbor_err(&node, f),
     }
 }
 

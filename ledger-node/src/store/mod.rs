@@ -151,6 +151,12 @@ pub trait LedgerStore: Send + Sync {
     fn witnessed(&self, origin: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// The cosigned checkpoint note of `size`, if this ledger cosigned that size.
     fn witnessed_at(&self, origin: &str, size: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The largest cosigned checkpoint of size at most `max_size`: `(size, note)`.
+    fn witnessed_at_or_below(
+        &self,
+        origin: &str,
+        max_size: u64,
+    ) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
     /// Stores `note` (a checkpoint of `size`) as the latest cosigned checkpoint iff the latest
     /// cosigned size is still `expected` (0 = none): the witness's atomic check-and-persist. In
     /// the same batch, `aggregate` (when given) appends the note to the aggregate log; refused

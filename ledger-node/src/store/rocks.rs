@@ -283,6 +283,31 @@ impl LedgerStore for Rocks {
         self.get("cosigned", &key_u64(origin, size))
     }
 
+    fn witnessed_at_or_below(
+        &self,
+        origin: &str,
+        max_size: u64,
+    ) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let pre = prefix(origin);
+        let from = key_u64(origin, max_size);
+        let mut r = ReadOptions::default();
+        r.set_verify_checksums(true);
+        let mut it = self.db.iterator_cf_opt(
+            self.cf("cosigned")?,
+            r,
+            IteratorMode::From(&from, Direction::Reverse),
+        );
+        match it.next() {
+            Some(Ok((k, v))) if k.starts_with(&pre) => {
+                Ok(Some((u64_value("cosigned key", &k[pre.len()..])?, v.to_vec())))
+            }
+            Some(Ok(_)) | None => Ok(None),
+            Some(Err(e)) => {
+                Err(StoreError::Read { what: format!("cosigned[{origin}]"), reason: e.to_string() })
+            }
+        }
+    }
+
     fn cas_witnessed(
         &self,
         origin: &str,
