@@ -855,6 +855,84 @@ fn a_query_returns_blocks_with_a_completeness_proof_to_scoped_tokens() -> Result
 }
 
 #[test]
+fn real_sealed_blocks_are_mirrored_and_the_organisation_opens_its_lane_from_a_query() -> Result<()>
+{
+    use chacha20::rand_core::SeedableRng as _;
+    use ledger::record::{CanFlags, CanRecord, Record};
+    use ledger::seal::{open_lane_bytes, seal_block, LaneSpec, SealOptions};
+
+    let factory = ledger::keys::X25519Key::generate("factory.example/lanes")?;
+    let city = ledger::keys::X25519Key::generate("city.example/lanes")?;
+    let mut rng = chacha20::ChaCha20Rng::from_seed([42; 32]);
+    let mut gw = Gateway::new("iov.example/gw/VIN-J");
+    let iface: Arc<str> = Arc::from("can0");
+    let mut sent: Vec<Vec<Record>> = Vec::new();
+    for h in 0..6u64 {
+        let records: Vec<Record> = (0..50u64)
+            .map(|i| {
+                let t = 1_700_000_000_000_000_000 + h * 1_000_000_000 + i * 10_000_000;
+                let data = [(i % 256) as u8, (h % 256) as u8, 1, 2, 3, 4, 5, 6];
+                CanRecord::new(t, iface.clone(), 0x123, CanFlags::default(), &data, 0)
+                    .map(Record::Can)
+            })
+            .collect::<Result<_, _>>()?;
+        let prev = gw.headers.last().map_or(BlockHash::ZERO, |p| hash_header_bytes(p));
+        let block = seal_block(
+            gw.key(),
+            h,
+            prev,
+            &[
+                LaneSpec {
+                    name: "factory".into(),
+                    recipients: vec![factory.public()],
+                    records: records.clone(),
+                },
+                LaneSpec {
+                    name: "city".into(),
+                    recipients: vec![city.public()],
+                    records: records[..5].to_vec(),
+                },
+            ],
+            &SealOptions::default(),
+            &mut rng,
+        )?;
+        gw.tree.push(&block.header_bytes);
+        gw.headers.push(block.header_bytes);
+        gw.lanes.push(block.lanes);
+        sent.push(records);
+    }
+    let (_dir, node) = setup(&[&gw])?;
+    let o = gw.origin().to_owned();
+    assert_eq!(node.add_checkpoint(&gw.add_checkpoint(0, 6))?.status, 200);
+    assert_eq!(UploadAck::from_cbor(&node.upload(&o, &gw.upload(0, 6, 6))?.body)?.mirrored, 6);
+
+    let r = reply(
+        agent()
+            .get(&node.url(&sync_wire::path::query_blocks(&o, 0, 6)))
+            .header("authorization", &format!("Bearer {FLEET_SECRET}"))
+            .call(),
+    )?;
+    let q = sync_wire::QueryBlocks::from_cbor(&r.body, 64 << 20)?;
+    let headers: Vec<BlockHeader> =
+        q.blocks.iter().map(|b| BlockHeader::from_bytes(&b.header)).collect::<Result<_, _>>()?;
+    ledger::verify::complete_range_signed(
+        &headers,
+        &q.checkpoint,
+        &gw.signer.verifier(),
+        &q.range_proof,
+    )?;
+    for ((b, h), want) in q.blocks.iter().zip(&headers).zip(&sent) {
+        let (idx, ct) = &b.lanes[0];
+        let got =
+            open_lane_bytes(h, usize::from(*idx), ct, &factory, &ledger::lane::Limits::DEFAULT)?;
+        assert_eq!(&got, want, "height {}", h.height);
+        assert!(open_lane_bytes(h, usize::from(*idx), ct, &city, &ledger::lane::Limits::DEFAULT)
+            .is_err());
+    }
+    Ok(())
+}
+
+#[test]
 fn check_config_names_the_bad_key_and_sigterm_exits_cleanly() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let path = write_config(dir.path(), &[], false)?;
