@@ -248,6 +248,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/admin/gateways/{origin}/evidence", get(admin_evidence))
         .route("/v1/query/{origin}/blocks", get(query_blocks))
         .route("/checkpoint", get(aggregate_checkpoint))
+        .route("/{origin_hash}/checkpoint", get(monitor_checkpoint))
         .route("/tile/{*path}", get(aggregate_tile))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(node.clone(), guard))
@@ -287,6 +288,7 @@ fn endpoint_name(path: &str) -> &'static str {
         "/v1/admin/gateways" => "admin-gateways",
         p if p.starts_with("/v1/admin/") => "admin-evidence",
         "/checkpoint" => "checkpoint",
+        p if p.ends_with("/checkpoint") && !p.starts_with("/v1/") => "monitor-checkpoint",
         p if p.starts_with("/v1/query/") => "query",
         p if p.starts_with("/tile/") => "tile",
         p if p.starts_with("/v1/gateways/") && p.ends_with("/blocks") => "blocks",
@@ -937,6 +939,44 @@ async fn query_blocks(
     match r {
         Ok(q) => cbor_ok(q.to_cbor()),
         Err(f) => cbor_err(&node, f),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// C2SP tlog-witness monitor retrieval: GET /<hex SHA-256 of origin>/checkpoint
+
+async fn monitor_checkpoint(
+    State(node): State<Arc<Node>>,
+    Path(origin_hash): Path<String>,
+) -> Response {
+    use sha2::Digest as _;
+    let n = node.clone();
+    let r = blocking(move || -> Result<Option<Vec<u8>>, StoreError> {
+        for e in n.store.enrollments()? {
+            let h: String = sha2::Sha256::digest(e.origin.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            if h == origin_hash {
+                return n.store.witnessed(&e.origin);
+            }
+        }
+        Ok(None)
+    })
+    .await
+    .and_then(|r| r.map_err(|e| node.store_failed(&e)));
+    match r {
+        // The latest cosigned checkpoint with the gateway's signature and ours, as the spec asks.
+        Ok(Some(note)) => (
+            [(header::CONTENT_TYPE, sync_wire::TEXT_TYPE), (header::CACHE_CONTROL, "no-cache")],
+            note,
+        )
+            .into_response(),
+        Ok(None) => text_err(
+            &node,
+            Failure::new(ErrorCode::NotFound, "no cosigned checkpoint for that origin hash"),
+        ),
+        Err(f) => text_err(&node, f),
     }
 }
 

@@ -189,7 +189,7 @@ fn start(dir: &Path) -> Result<NodeProc> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_iov-ledger"))
         .args(["run", "--config"])
         .arg(dir.join("ledger.toml"))
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -410,6 +410,12 @@ fn add_checkpoint_answers_every_witness_status_code() -> Result<()> {
         node.metric("iov_ledger_requests_total{endpoint=\"add-checkpoint\",status=\"200\"}")?,
         3
     );
+    // C2SP monitor retrieval: the same note at /<hex SHA-256 of the origin>/checkpoint.
+    let hash: String =
+        sha2::Sha256::digest(gw.origin().as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let r = node.get(&format!("/{hash}/checkpoint"))?;
+    assert_eq!((r.status, r.body), (200, w.checkpoint.clone()));
+    assert_eq!(node.get(&format!("/{}/checkpoint", "0".repeat(64)))?.status, 404);
     assert!(node.stop()?.success());
     Ok(())
 }
