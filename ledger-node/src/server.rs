@@ -48,6 +48,9 @@ pub struct Limits {
     pub future_tolerance: Duration,
 }
 
+/// Uploads read and checked at once (memory bound: this many times `max_upload_bytes`).
+pub const UPLOAD_SLOTS: usize = 8;
+
 /// Who this ledger is: its name and keys.
 pub struct Identity {
     /// Organisation name, in `/v1/link`.
@@ -75,6 +78,10 @@ pub struct Node {
     /// publish those (the gateway's own, cosigned checkpoints are the ones that count), so a
     /// throwaway key made at start signs them and they are dropped.
     scratch: Ed25519Signer,
+    /// Bounds the memory of upload bodies: at most [`UPLOAD_SLOTS`] are read and checked at
+    /// once (so at most that many times `max_upload_bytes`); further uploads wait for a slot
+    /// within their request timeout (then 503, and the gateway retries).
+    upload_slots: tokio::sync::Semaphore,
     /// One upload at a time per origin (check and append must see the same mirrored size).
     uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Cancelled on a fatal store error (and by the caller on SIGTERM).
@@ -138,6 +145,7 @@ impl Node {
             limits,
             metrics,
             scratch,
+            upload_slots: tokio::sync::Semaphore::new(UPLOAD_SLOTS),
             uploads: Mutex::new(HashMap::new()),
             shutdown,
             fatal: Mutex::new(None),
@@ -523,6 +531,11 @@ async fn upload_inner(
     body: Body,
 ) -> Result<Response, Failure> {
     let enrollment = enrolled(node, &origin).await?;
+    let _slot = node
+        .upload_slots
+        .acquire()
+        .await
+        .map_err(|_| Failure::new(ErrorCode::Unavailable, "the ledger is stopping"))?;
     let bytes = read_body(body, headers, node.limits.max_upload_bytes).await?;
     let up =
         Upload::from_cbor(&bytes, node.limits.max_upload_bytes, node.limits.max_blocks_per_batch)
