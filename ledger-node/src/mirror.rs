@@ -176,6 +176,8 @@ pub fn check(upload: &Upload, held: &Held<'_>) -> Result<Accepted, Refusal> {
         new_blocks.push(MirrorBlock {
             height: b.height,
             header: b.header.clone(),
+            first_ns: h.first_ns,
+            last_ns: h.last_ns,
             lanes: b.lanes.clone(),
             meta,
         });

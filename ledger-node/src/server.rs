@@ -850,28 +850,45 @@ async fn admin_evidence(
 // ---------------------------------------------------------------------------------------------
 // query (fleet tools; CBOR; token with scope query or query:<unit>)
 
-/// `from` and `to` of a query string (`to` optional).
-fn height_range(query: Option<&str>) -> Result<(u64, Option<u64>), Failure> {
-    let (mut from, mut to) = (None, None);
+/// What a query asks for.
+enum Wanted {
+    /// `from=H[&to=H]`
+    Heights(u64, Option<u64>),
+    /// `since_ns=T&until_ns=T`
+    Times(u64, u64),
+}
+
+/// Most time-index entries one time query may scan.
+const MAX_TIME_SCAN: usize = 1_000_000;
+
+fn wanted(query: Option<&str>) -> Result<Wanted, Failure> {
+    let (mut from, mut to, mut since, mut until) = (None, None, None, None);
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let n = v.parse::<u64>().map_err(|_| {
-            Failure::new(ErrorCode::Malformed, format!("query parameter {k}={v:?} is not a height"))
+            Failure::new(ErrorCode::Malformed, format!("query parameter {k}={v:?} is not a u64"))
         })?;
         match k {
             "from" => from = Some(n),
             "to" => to = Some(n),
+            "since_ns" => since = Some(n),
+            "until_ns" => until = Some(n),
             other => {
                 return Err(Failure::new(
                     ErrorCode::Malformed,
-                    format!("unknown query parameter {other:?}"),
+                    format!("unknown query parameter {other:?} (from, to, since_ns, until_ns)"),
                 ))
             }
         }
     }
-    let from =
-        from.ok_or_else(|| Failure::new(ErrorCode::Malformed, "from=<height> is required"))?;
-    Ok((from, to))
+    match (from, to, since, until) {
+        (Some(f), t, None, None) => Ok(Wanted::Heights(f, t)),
+        (None, None, Some(a), Some(b)) if a < b => Ok(Wanted::Times(a, b)),
+        _ => Err(Failure::new(
+            ErrorCode::Malformed,
+            "give from=<height>[&to=<height>] or since_ns=<t>&until_ns=<t> with since < until",
+        )),
+    }
 }
 
 async fn query_blocks(
@@ -891,7 +908,7 @@ async fn query_blocks(
                 "send Authorization: Bearer <token>",
             ));
         }
-        let (from, to) = height_range(uri.query())?;
+        let wanted = wanted(uri.query())?;
         let e = enrolled(&node, &origin).await?;
         authorize_for(&node, &headers, &Scope::Query(Some(e.unit.clone())))?;
         let max = node.limits.max_blocks_per_batch as u64;
@@ -900,6 +917,18 @@ async fn query_blocks(
         blocking(move || -> Result<Result<QueryBlocks, Failure>, StoreError> {
             let store = n.store.as_ref();
             let mirrored = store.mirrored(&o)?;
+            let (from, to) = match wanted {
+                Wanted::Heights(f, t) => (f, t),
+                Wanted::Times(a, b) => match store.heights_between(&o, a, b, MAX_TIME_SCAN)? {
+                    Some((lo, hi)) => (lo, Some(hi.saturating_add(1))),
+                    None => {
+                        return Ok(Err(Failure::new(
+                            ErrorCode::NotFound,
+                            format!("no mirrored block of {o} has records in [{a}, {b})"),
+                        )))
+                    }
+                },
+            };
             let Some((size, note)) = store.witnessed_at_or_below(&o, mirrored)? else {
                 return Ok(Err(Failure::new(
                     ErrorCode::NotWitnessed,
@@ -941,6 +970,7 @@ async fn query_blocks(
                 checkpoint: note,
                 start: from,
                 end,
+                requested_end: to.unwrap_or(end).min(size).max(end),
                 blocks,
                 range_proof,
             }))

@@ -857,6 +857,32 @@ fn a_query_returns_blocks_with_a_completeness_proof_to_scoped_tokens() -> Result
         &q.range_proof,
     )?;
     assert_eq!(Checkpoint::parse(ledger::note::Note::parse(&q.checkpoint)?.text())?.size(), 30);
+    assert_eq!(q.requested_end, 30);
+
+    // By time: the blocks whose records overlap [T(5) + 0.5 s, T(8) + 1 ns) are heights 5..=8.
+    let t = |h: u64| 1_700_000_000_000_000_000 + h * 1_000_000_000;
+    let by_time = |a: u64, b: u64| -> Result<Reply> {
+        reply(
+            agent()
+                .get(&node.url(&sync_wire::path::query_times(&o, a, b)))
+                .header("authorization", &format!("Bearer {FLEET_SECRET}"))
+                .call(),
+        )
+    };
+    let r = by_time(t(5) + 500_000_000, t(8) + 1)?;
+    assert_eq!(r.status, 200, "{}", r.error());
+    let q = sync_wire::QueryBlocks::from_cbor(&r.body, 64 << 20)?;
+    assert_eq!((q.start, q.end, q.requested_end), (5, 9, 9));
+    let headers: Vec<BlockHeader> =
+        q.blocks.iter().map(|b| BlockHeader::from_bytes(&b.header)).collect::<Result<_, _>>()?;
+    ledger::verify::complete_range_signed(
+        &headers,
+        &q.checkpoint,
+        &gw.signer.verifier(),
+        &q.range_proof,
+    )?;
+    assert_eq!(by_time(1, 2)?.status, 404, "no block that early");
+    assert_eq!(by_time(5, 5)?.status, 400, "empty time range");
     Ok(())
 }
 

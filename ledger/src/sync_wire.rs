@@ -69,6 +69,15 @@ pub mod path {
     pub fn query_blocks(origin: &str, from: u64, to: u64) -> String {
         format!("/v1/query/{}/blocks?from={from}&to={to}", super::escape_origin(origin))
     }
+
+    /// `/v1/query/{escaped origin}/blocks?since_ns=<t>&until_ns=<t>`: the blocks whose record
+    /// time range overlaps `[since_ns, until_ns)`, as the height range that holds them all.
+    pub fn query_times(origin: &str, since_ns: u64, until_ns: u64) -> String {
+        format!(
+            "/v1/query/{}/blocks?since_ns={since_ns}&until_ns={until_ns}",
+            super::escape_origin(origin)
+        )
+    }
 }
 
 /// Why a wire message could not be parsed. Carries what and where, never the whole input.
@@ -885,12 +894,16 @@ pub struct QueryBlocks {
     pub checkpoint: Vec<u8>,
     pub start: u64,
     pub end: u64,
+    /// The end of the range asked for (`to`, or the last height a time range covers, + 1):
+    /// while `end < requested_end`, ask again from `end`.
+    pub requested_end: u64,
     pub blocks: Vec<QueriedBlock>,
     pub range_proof: Vec<Hash>,
 }
 
 impl QueryBlocks {
-    /// `{"v":1, "origin", "unit", "checkpoint": bstr, "start", "end", "range_proof": [bstr 32],
+    /// `{"v":1, "origin", "unit", "checkpoint": bstr, "start", "end", "requested_end",
+    /// "range_proof": [bstr 32],
     /// "blocks": [{"height", "header": bstr, "lanes": [[uint, bstr]], "received_at_ns",
     /// "time_backwards": bool, "time_future": bool}]}`
     pub fn to_cbor(&self) -> Vec<u8> {
@@ -915,6 +928,7 @@ impl QueryBlocks {
             ("checkpoint", Value::Bytes(self.checkpoint.clone())),
             ("start", uint(self.start)),
             ("end", uint(self.end)),
+            ("requested_end", uint(self.requested_end)),
             ("range_proof", hashes(&self.range_proof)),
             ("blocks", Value::Array(blocks)),
         ]))
@@ -943,6 +957,7 @@ impl QueryBlocks {
             checkpoint: m.bytes("checkpoint")?,
             start: m.uint("start")?,
             end: m.uint("end")?,
+            requested_end: m.uint("requested_end")?,
             blocks,
             range_proof: m.hashes("range_proof", MAX_RANGE_PROOF)?,
         })
@@ -1372,6 +1387,7 @@ mod tests {
             checkpoint: b"cp\n".to_vec(),
             start: 4,
             end: 6,
+            requested_end: 9,
             blocks: vec![QueriedBlock {
                 height: 4,
                 header: vec![1],

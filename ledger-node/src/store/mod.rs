@@ -53,6 +53,9 @@ pub struct BlockMeta {
 pub struct MirrorBlock {
     pub height: u64,
     pub header: Vec<u8>,
+    /// The header's record time range (for the time index).
+    pub first_ns: u64,
+    pub last_ns: u64,
     /// `(lane index in the header, ciphertext)`: only this organisation's lanes.
     pub lanes: Vec<(u16, Vec<u8>)>,
     pub meta: BlockMeta,
@@ -189,6 +192,18 @@ pub trait LedgerStore: Send + Sync {
     /// Appends to the mirror in one synced batch; refused unless the mirrored size is
     /// `append.old_size`.
     fn append_mirror(&self, origin: &str, append: &MirrorAppend) -> Result<(), StoreError>;
+
+    /// The heights `(lowest, highest)` of the mirrored blocks whose record time range
+    /// `[first_ns, last_ns]` overlaps `[since_ns, until_ns)`, or `None` if none does. Block
+    /// times are not monotonic, so this is a scan of a time index; more than `max_scan` index
+    /// entries is refused ([`StoreError::Read`] naming the limit).
+    fn heights_between(
+        &self,
+        origin: &str,
+        since_ns: u64,
+        until_ns: u64,
+        max_scan: usize,
+    ) -> Result<Option<(u64, u64)>, StoreError>;
 
     /// Keeps evidence (synced); returns its sequence number for the origin.
     fn add_evidence(&self, origin: &str, e: &Evidence) -> Result<u64, StoreError>;
