@@ -1488,6 +1488,37 @@ mod tests {
         assert_eq!(Upload::from_cbor(&extra, 1 << 20, 16).unwrap(), upload());
     }
 
+    proptest::proptest! {
+        /// Parsers of untrusted bodies never panic, whatever the bytes.
+        #[test]
+        fn parsers_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+            let _ = AddCheckpoint::parse(&bytes);
+            let _ = Upload::from_cbor(&bytes, 1 << 20, 16);
+            let _ = GatewayState::from_cbor(&bytes);
+            let _ = QueryBlocks::from_cbor(&bytes, 1 << 20);
+            let _ = Link::from_cbor(&bytes);
+            let _ = UploadAck::from_cbor(&bytes);
+            let _ = ErrorBody::from_cbor(&bytes);
+            let _ = ErrorBody::from_text(&bytes);
+            let _ = parse_size_body(&bytes);
+            let _ = parse_cosignature_lines(&bytes);
+            let _ = unescape_origin(&String::from_utf8_lossy(&bytes));
+        }
+
+        /// Any flipped bit in an encoded upload either fails to decode or decodes to something
+        /// else: never silently to the same upload.
+        #[test]
+        fn a_flipped_bit_in_an_upload_is_never_the_same_upload(pos in 0usize..4096, bit in 0u8..8) {
+            let good = upload().to_cbor();
+            let mut bad = good.clone();
+            let i = pos % bad.len();
+            bad[i] ^= 1 << bit;
+            if let Ok(u) = Upload::from_cbor(&bad, 1 << 20, 16) {
+                proptest::prop_assert_ne!(u, upload());
+            }
+        }
+    }
+
     #[test]
     fn every_code_has_a_status_and_only_server_trouble_is_retryable() {
         for c in ALL_CODES {
