@@ -57,7 +57,7 @@ struct RawConfig {
 struct RawLedger {
     name: String,
     cosigner_key: PathBuf,
-    log_key: PathBuf,
+    log_key: Option<PathBuf>,
     store: PathBuf,
 }
 
@@ -161,8 +161,9 @@ pub struct Config {
     /// Organisation name, shown in `/v1/link`.
     pub name: String,
     pub cosigner: Cosigner,
-    /// Signs the aggregate log's checkpoints; its name is the aggregate log's origin.
-    pub log_signer: Ed25519Signer,
+    /// Signs the aggregate log's checkpoints; its name is the aggregate log's origin. `None`:
+    /// no aggregate log (`ledger.log_key` not set).
+    pub log_signer: Option<Ed25519Signer>,
     pub store: PathBuf,
     pub listen: SocketAddr,
     pub tls: Option<Tls>,
@@ -188,7 +189,8 @@ name = "factory.example"
 # writes it as witness.key. Its vkey is what gateways pin.
 cosigner_key = "/etc/iov/keys/ledger/witness.key"
 # Ed25519 log key (type 0x01, signing.key from the same keygen): signs the checkpoints of this
-# ledger's aggregate log (GET /checkpoint, /tile/...), whose origin is the key's name.
+# ledger's aggregate log (GET /checkpoint, /tile/...), whose origin is the key's name. Without
+# it the ledger keeps no aggregate log; set it from the start (leaves are not back-filled).
 log_key = "/etc/iov/keys/ledger/signing.key"
 # RocksDB directory (created if missing).
 store = "/var/lib/iov-ledger/store"
@@ -272,9 +274,13 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let key_path = resolve(base, &raw.ledger.cosigner_key);
     let cosigner = ledger::keys::load_cosigner(&key_path)
         .map_err(|e| invalid("ledger.cosigner_key", e.to_string()))?;
-    let log_path = resolve(base, &raw.ledger.log_key);
-    let log_signer = ledger::keys::load_signer(&log_path)
-        .map_err(|e| invalid("ledger.log_key", e.to_string()))?;
+    let log_signer = match &raw.ledger.log_key {
+        None => None,
+        Some(p) => Some(
+            ledger::keys::load_signer(&resolve(base, p))
+                .map_err(|e| invalid("ledger.log_key", e.to_string()))?,
+        ),
+    };
     let store = resolve(base, &raw.ledger.store);
     let listen = addr("listen.address", &raw.listen.address)?;
     let tls = match (raw.listen.tls_cert, raw.listen.tls_key) {
@@ -482,6 +488,11 @@ mod tests {
         assert_eq!(c.max_upload_bytes, 32 << 20);
         assert_eq!(c.future_tolerance, Duration::from_secs(300));
         assert_eq!(c.store, dir.path().join("store"));
+        assert!(c.log_signer.is_some());
+        // log_key is optional: without it the ledger keeps no aggregate log.
+        let without = text.replace("log_key = \"signing.key\"\n", "");
+        let c = Config::from_toml(&without, &dir.path().join("ledger.toml")).unwrap();
+        assert!(c.log_signer.is_none());
     }
 
     #[test]

@@ -88,7 +88,7 @@ pub async fn run(
     tracing::info!(
         ledger = %config.name,
         cosigner = %config.cosigner.verifier().to_vkey(),
-        aggregate_log = %config.log_signer.verifier().to_vkey(),
+        aggregate_log = %config.log_signer.as_ref().map_or("none".into(), |s| s.verifier().to_vkey()),
         listen = %main_addr,
         tls = tls.is_some(),
         metrics = ?metrics_task.as_ref().map(|(a, _)| *a),

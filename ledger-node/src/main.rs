@@ -62,7 +62,7 @@ fn main() -> ExitCode {
                     config.display(),
                     c.name,
                     c.cosigner.verifier().to_vkey(),
-                    c.log_signer.verifier().to_vkey(),
+                    c.log_signer.as_ref().map_or("none".into(), |s| s.verifier().to_vkey()),
                     c.gateways.len(),
                     if c.tokens.is_empty() { "no" } else { "yes" },
                     if c.tls.is_some() { "on" } else { "off" },

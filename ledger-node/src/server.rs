@@ -57,8 +57,8 @@ pub struct Identity {
     pub name: String,
     /// Cosigns gateway checkpoints.
     pub cosigner: Cosigner,
-    /// Signs the aggregate log's checkpoints.
-    pub log_signer: Ed25519Signer,
+    /// Signs the aggregate log's checkpoints (`None`: no aggregate log).
+    pub log_signer: Option<Ed25519Signer>,
 }
 
 /// Everything the handlers share.
@@ -66,8 +66,8 @@ pub struct Node {
     store: Arc<dyn LedgerStore>,
     name: String,
     cosigner: Cosigner,
-    /// Signs the aggregate log's checkpoints.
-    log_signer: Ed25519Signer,
+    /// Signs the aggregate log's checkpoints (`None`: no aggregate log).
+    log_signer: Option<Ed25519Signer>,
     /// Serialises add-checkpoint from the check to the durable write: each acceptance appends
     /// one leaf to the aggregate log, whose head must not move in between.
     aggregate: tokio::sync::Mutex<()>,
@@ -419,23 +419,24 @@ async fn add_checkpoint_inner(
     let cas = blocking(move || {
         let store = n.store.as_ref();
         // A new size is a new leaf of the aggregate log; a re-cosign of the same size is not.
-        let aggregate = if size == expected && latest.is_some() {
-            None
-        } else {
-            let agg_size = store.aggregate_size()?;
-            let tiles = Tiles { store, origin: AGGREGATE };
-            let writes = ledger::log::prepare_append(
-                &ledger::log::PrefixTiles(&tiles),
-                &tiles,
-                agg_size,
-                &[note.as_slice()],
-                &n.log_signer,
-            )
-            .map_err(|e| StoreError::Read {
-                what: "aggregate log tiles".into(),
-                reason: e.to_string(),
-            })?;
-            Some(LogAppend::from_writes(&writes))
+        let aggregate = match &n.log_signer {
+            Some(log_signer) if !(size == expected && latest.is_some()) => {
+                let agg_size = store.aggregate_size()?;
+                let tiles = Tiles { store, origin: AGGREGATE };
+                let writes = ledger::log::prepare_append(
+                    &ledger::log::PrefixTiles(&tiles),
+                    &tiles,
+                    agg_size,
+                    &[note.as_slice()],
+                    log_signer,
+                )
+                .map_err(|e| StoreError::Read {
+                    what: "aggregate log tiles".into(),
+                    reason: e.to_string(),
+                })?;
+                Some(LogAppend::from_writes(&writes))
+            }
+            _ => None,
         };
         store.cas_witnessed(&o, expected, size, &note, aggregate.as_ref())
     })
@@ -1030,7 +1031,18 @@ async fn monitor_checkpoint(
 /// them for good; the checkpoint changes with every accepted checkpoint.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
+fn no_aggregate_log(node: &Node) -> Response {
+    text_err(
+        node,
+        Failure::new(
+            ErrorCode::NotFound,
+            "this ledger keeps no aggregate log (ledger.log_key is not set)",
+        ),
+    )
+}
+
 async fn aggregate_checkpoint(State(node): State<Arc<Node>>) -> Response {
+    let Some(log_signer) = node.log_signer.clone() else { return no_aggregate_log(&node) };
     let n = node.clone();
     let r = blocking(move || n.store.aggregate_checkpoint())
         .await
@@ -1039,8 +1051,8 @@ async fn aggregate_checkpoint(State(node): State<Arc<Node>>) -> Response {
         Ok(Some(b)) => b,
         // Empty log: the signed checkpoint of the empty tree (Ed25519 is deterministic, so
         // every request gets the same bytes).
-        Ok(None) => match Checkpoint::new(node.log_signer.name(), 0, ledger::merkle::empty_root())
-            .and_then(|c| ledger::checkpoint::SignedCheckpoint::sign(c, &node.log_signer))
+        Ok(None) => match Checkpoint::new(log_signer.name(), 0, ledger::merkle::empty_root())
+            .and_then(|c| ledger::checkpoint::SignedCheckpoint::sign(c, &log_signer))
         {
             Ok(s) => s.to_bytes(),
             Err(e) => return text_err(&node, Failure::new(ErrorCode::Internal, e.to_string())),
@@ -1053,6 +1065,9 @@ async fn aggregate_checkpoint(State(node): State<Arc<Node>>) -> Response {
 
 async fn aggregate_tile(State(node): State<Arc<Node>>, Path(path): Path<String>) -> Response {
     use ledger::tile::{Tile, TilePath};
+    if node.log_signer.is_none() {
+        return no_aggregate_log(&node);
+    }
     let r = async {
         let full = format!("tile/{path}");
         let parsed = Tile::parse_path(&full)

@@ -1037,5 +1037,18 @@ fn check_config_names_the_bad_key_and_sigterm_exits_cleanly() -> Result<()> {
     let (_d, node) = setup(&[])?;
     let _ = &node.dir;
     assert!(node.stop()?.success());
+
+    // Without ledger.log_key the node witnesses and mirrors but keeps no aggregate log.
+    let mut gw = Gateway::new("iov.example/gw/VIN-M");
+    gw.grow(3);
+    let dir = tempfile::tempdir()?;
+    let path = write_config(dir.path(), &[&gw], false)?;
+    let text = std::fs::read_to_string(&path)?.replace("log_key = \"signing.key\"\n", "");
+    std::fs::write(&path, text)?;
+    let node = start(dir.path())?;
+    assert_eq!(node.add_checkpoint(&gw.add_checkpoint(0, 3))?.status, 200);
+    assert_eq!(node.get("/checkpoint")?.status, 404);
+    assert_eq!(node.get("/tile/0/000.p/1")?.status, 404);
+    assert!(node.stop()?.success());
     Ok(())
 }
