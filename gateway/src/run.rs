@@ -89,7 +89,18 @@ pub async fn run_with(
     let opts = SealOptions { zstd_level: config.block.zstd_level, ..SealOptions::default() };
     let (writer, durable_rx) =
         Writer::new(store, config.signer.clone(), opts, config.sources.len())?;
+    let source_names: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
+    let retention_stats = Arc::new(crate::retention::Stats::new(
+        config.retention.policy.map(|p| p.quota),
+        &source_names,
+    ));
+    let writer = writer.with_retention(crate::retention::Retention::new(
+        &config.retention,
+        retention_stats.clone(),
+        shutdown.clone(),
+    ));
     health.set_durable(durable_rx.clone());
+    health.set_retention(retention_stats.clone());
     let (pending_tx, pending_rx) = mpsc::channel::<Pending>(config.writer_capacity.get());
     let writer_task = tokio::task::spawn_blocking(move || writer.run(pending_rx).map(|_| ()));
 
@@ -203,6 +214,8 @@ pub async fn run_with(
         pending_tx,
         started,
         health.clone(),
+        retention_stats,
+        shutdown.clone(),
     ));
     health.set_ready();
     let counters = pipe.await.map_err(|e| RunError::Join(e.to_string()))?;
@@ -232,6 +245,13 @@ pub async fn run_with(
 
 /// The pipeline task: takes records until every source has closed its sender, seals by
 /// count/size/age, then seals the partial block and closes the writer's channel.
+///
+/// While retention refuses input (`when_full = "stop"`, store over its quota) it keeps reading
+/// frames but drops them, counted per source with reason `quota` (the CAN edge's own policy:
+/// a bus cannot wait), and stops reading MQTT, so nothing more is acknowledged and the broker
+/// keeps the messages. The idle tick re-reads the flag, so input resumes within a tick. Once
+/// shutdown starts, input is taken again so that the sources' channels drain and close.
+#[allow(clippy::too_many_arguments)]
 async fn pipeline_task(
     mut p: Pipeline,
     mut frames: mpsc::Receiver<SourceFrame>,
@@ -240,6 +260,8 @@ async fn pipeline_task(
     writer: mpsc::Sender<Pending>,
     started: tokio::time::Instant,
     health: Arc<Health>,
+    retention: Arc<crate::retention::Stats>,
+    shutdown: CancellationToken,
 ) -> Counters {
     let mut tick = tokio::time::interval(health.tick());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -257,6 +279,9 @@ async fn pipeline_task(
     };
     while frames_open || mqtt_open {
         health.beat();
+        // At shutdown everything left is taken (and written even over the quota), so that the
+        // sources' channels drain and close.
+        let refusing = retention.refusing() && !shutdown.is_cancelled();
         let deadline = p.deadline().map(|d| started + d);
         let out = tokio::select! {
             biased;
@@ -276,6 +301,10 @@ async fn pipeline_task(
                         cache[id] = channels.get(sf.frame.channel);
                     }
                     match &cache[id] {
+                        Some(ch) if refusing => {
+                            retention.count_quota_drop(ch.source);
+                            None
+                        }
                         Some(ch) => p.push_can(ch.source, &ch.name.clone(), &sf.frame, started.elapsed()),
                         None => {
                             tracing::warn!(channel = id, "frame from an unregistered channel dropped");
@@ -284,7 +313,7 @@ async fn pipeline_task(
                     }
                 }
             },
-            m = mqtt.recv(), if mqtt_open => match m {
+            m = mqtt.recv(), if mqtt_open && !refusing => match m {
                 None => { mqtt_open = false; None }
                 Some(m) => p.push_mqtt(m, started.elapsed()),
             },

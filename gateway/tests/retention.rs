@@ -1,0 +1,415 @@
+//! Retention with real parts: a RocksDB store on disk, the gateway's task graph fed by a trace of
+//! random (incompressible) CAN frames, sync cursors written with `write_cursor` as a sync agent
+//! would, `iovctl store verify` as a process, and the `iov-gateway` binary on a small tmpfs that
+//! fills up.
+//!
+//! - `stop`: over the quota with nothing acknowledged, new blocks are refused (the log stops
+//!   growing) and frames are dropped and counted with reason `quota`; once a ledger
+//!   acknowledges, acknowledged lanes are pruned and input resumes. Every frame is either in a
+//!   durable block or counted.
+//! - `drop-oldest`: unsynced lanes are pruned, and the next block carries a `$iov/gap` record in
+//!   every lane naming exactly the heights whose lanes are gone.
+//! - disk full (no quota): the daemon exits non-zero, the store opens and verifies with every
+//!   acknowledged block, and after the tmpfs grows a restart continues from the durable head.
+//!
+//! The tmpfs test mounts a filesystem, which needs root (the test harness runs as root); it
+//! skips with a message only when mounting is impossible.
+#![cfg(feature = "rocks")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use gateway::config::Config;
+use gateway::health::Health;
+use gateway::retention::{Gap, GAP_TOPIC};
+use ledger::block::BlockHeader;
+use ledger::lane::Limits;
+use ledger::record::Record;
+use ledger::seal::open_lane_bytes;
+use ledger::store::cursor::{write_cursor, LedgerCursor};
+use ledger::store::rocks::{Mode, Rocks};
+use ledger::store::Store;
+use tokio_util::sync::CancellationToken;
+
+/// A candump log of `n` classic frames with random 8-byte payloads, 1 ms apart.
+fn random_trace(path: &Path, n: usize, seed: u64) -> Result<()> {
+    use std::io::Write as _;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut x = seed | 1;
+    for i in 0..n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let t = 1_700_000_000_000_000u64 + i as u64 * 1000;
+        writeln!(w, "({}.{:06}) can0 123#{:016X}", t / 1_000_000, t % 1_000_000, x)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// The config text: two raw lanes (factory, city), one trace source, `[retention]` as given.
+fn config_text(trace: &Path, at_end: &str, store: &Path, retention: &str) -> String {
+    format!(
+        r#"
+[gateway]
+signing_key = "signing.key"
+store = "{store}"
+[block]
+max_records = 2000
+[recipients]
+factory = "factory.pub"
+city = "city.pub"
+[sources.replay]
+kind = "trace"
+file = "{trace}"
+pace = "fast"
+at_end = "{at_end}"
+[lanes.factory]
+carries = "raw"
+recipients = ["factory"]
+[lanes.city]
+carries = "raw"
+recipients = ["city"]
+{retention}
+"#,
+        store = store.display(),
+        trace = trace.display(),
+    )
+}
+
+/// Waits (bounded) for `f` to hold.
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<()> {
+    let end = Instant::now() + timeout;
+    while !f() {
+        if Instant::now() >= end {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// `iovctl store verify`: its exit status and stdout.
+fn iovctl_verify(store: &Path, vkey: &Path) -> Result<(bool, String)> {
+    let out = Command::new(common::iovctl()?)
+        .args(["store", "verify", "--store"])
+        .arg(store)
+        .arg("--key")
+        .arg(vkey)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    Ok((out.status.success(), text))
+}
+
+const FRAMES: usize = 150_000;
+
+#[test]
+fn stop_refuses_new_blocks_counts_the_drops_and_resumes_once_a_ledger_acknowledges() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let d = tmp.path();
+    let k = common::keys(d)?;
+    let trace = d.join("random.log");
+    random_trace(&trace, FRAMES, 0x5eed)?;
+    let text = config_text(
+        &trace,
+        "continue",
+        &d.join("store"),
+        "[retention]\nquota = \"1 MiB\"\nlow_watermark = \"512 KiB\"\nwhen_full = \"stop\"\nrecheck = \"20ms\"\n",
+    );
+    let mut cfg = Config::from_toml(&text, &d.join("gateway.toml"))?;
+    cfg.retention.ledger_names = vec!["factory-ledger".into()];
+
+    let store = Rocks::open(&d.join("store"), &k.signer.verifier(), Mode::CreateOrOpen)?;
+    let mut agent = store.reader();
+    let health = Arc::new(Health::new(Duration::from_millis(10)));
+    let token = CancellationToken::new();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let run = rt.spawn(gateway::run::run_with(cfg, Box::new(store), token.clone(), health.clone()));
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(30), health.wait_ready()).await
+    })
+    .context("ready")?;
+    let ret = health.retention().context("retention registered")?;
+    let src = health.sources().into_iter().next().context("the trace source")?;
+
+    wait_until("the store to go over its quota and refuse input", Duration::from_secs(120), || {
+        ret.refusing()
+    })?;
+    ensure!(ret.alarm(), "refusing raises the alarm");
+    let frozen = agent.size();
+    wait_until("the whole trace to be read", Duration::from_secs(120), || {
+        src.stats.delivered.load(std::sync::atomic::Ordering::Relaxed) == FRAMES as u64
+    })?;
+    wait_until("frames dropped with reason quota", Duration::from_secs(60), || {
+        ret.dropped_quota("replay") > 0
+    })?;
+    ensure!(agent.size() == frozen, "no block was appended while refusing");
+    ensure!(agent.pruned_below()? == 0, "nothing acknowledged, nothing pruned");
+    let text = gateway::metrics::render(&health);
+    ensure!(text.contains("iov_retention_alarm 1"), "{text}");
+    ensure!(text.contains("iov_frames_dropped_total{iface=\"replay\",reason=\"quota\"}"), "{text}");
+    println!(
+        "refusing at log size {frozen}, {} bytes on disk (quota 1 MiB), {} frames dropped",
+        ret.store_bytes().unwrap_or(0),
+        ret.dropped_quota("replay")
+    );
+
+    // A sync agent reports that the ledger holds every block so far.
+    write_cursor(&mut agent, "factory-ledger", LedgerCursor { witnessed: frozen, acked: frozen })?;
+    wait_until("input to resume", Duration::from_secs(60), || !ret.refusing() && !ret.alarm())?;
+    let (acked, unsynced) = ret.pruned_blocks();
+    ensure!(acked > 0 && unsynced == 0, "pruned acked {acked}, unsynced {unsynced}");
+    ensure!(agent.pruned_below()? <= frozen, "only acknowledged blocks were pruned");
+
+    token.cancel();
+    let s = rt.block_on(async { tokio::time::timeout(Duration::from_secs(60), run).await })
+        .context("run ends")???;
+    let dropped = ret.dropped_quota("replay");
+    let factory = s.durable.lane_records.get("factory").copied().unwrap_or(0);
+    println!(
+        "sealed {factory} frames, dropped {dropped} (quota), pruned {acked} acknowledged blocks, log size {}",
+        s.durable.size
+    );
+    ensure!(factory == s.counters.frames_in, "every accepted frame is durable");
+    ensure!(
+        factory + dropped == FRAMES as u64,
+        "{factory} sealed + {dropped} dropped != {FRAMES} read: something was lost silently"
+    );
+    drop(agent);
+    drop(rt);
+
+    let (ok, out) = iovctl_verify(&d.join("store"), &d.join("signing.vkey"))?;
+    println!("{out}");
+    ensure!(ok, "iovctl store verify failed:\n{out}");
+    ensure!(out.contains("pruned      heights 0.."), "the pruned prefix is reported:\n{out}");
+    Ok(())
+}
+
+/// Every `$iov/gap` record in lane `i` of block `h`, decoded.
+fn gaps_in(records: &[Record]) -> Result<Vec<Gap>> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Mqtt(m) if &*m.topic == GAP_TOPIC => Some(Gap::from_cbor(&m.payload)),
+            _ => None,
+        })
+        .map(|g| g.map_err(anyhow::Error::msg))
+        .collect()
+}
+
+#[test]
+fn drop_oldest_prunes_unsynced_lanes_and_the_next_block_records_the_gap() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let d = tmp.path();
+    let k = common::keys(d)?;
+    let trace = d.join("random.log");
+    random_trace(&trace, FRAMES, 0xd20b)?;
+    let text = config_text(
+        &trace,
+        "shutdown",
+        &d.join("store"),
+        "[retention]\nquota = \"1 MiB\"\nlow_watermark = \"512 KiB\"\nwhen_full = \"drop-oldest\"\n",
+    );
+    let cfg = Config::from_toml(&text, &d.join("gateway.toml"))?;
+    let store = Rocks::open(&d.join("store"), &k.signer.verifier(), Mode::CreateOrOpen)?;
+    let health = Arc::new(Health::new(Duration::from_millis(10)));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let s = rt
+        .block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(300),
+                gateway::run::run_with(cfg, Box::new(store), CancellationToken::new(), health.clone()),
+            )
+            .await
+        })
+        .context("run ends")??;
+    drop(rt);
+    let ret = health.retention().context("retention")?;
+    let (acked, unsynced) = ret.pruned_blocks();
+    let factory = s.durable.lane_records.get("factory").copied().unwrap_or(0);
+    println!(
+        "log size {}, pruned unsynced {unsynced}, acked {acked}, pruned below {}, {} bytes on disk",
+        s.durable.size,
+        ret.pruned_below(),
+        ret.store_bytes().unwrap_or(0)
+    );
+    ensure!(factory == FRAMES as u64, "drop-oldest never refuses input: {factory} sealed");
+    ensure!(acked == 0 && unsynced > 0, "pruned acked {acked}, unsynced {unsynced}");
+    ensure!(ret.alarm(), "dropping unsynced lanes raises the alarm");
+    ensure!(ret.dropped_quota_total() == 0);
+
+    let store = Rocks::open(&d.join("store"), &k.signer.verifier(), Mode::Verify)?;
+    let pruned = store.pruned_below()?;
+    ensure!(pruned == ret.pruned_below() && pruned > 0);
+    // Every gap record still in the log: in every lane of its block, identical.
+    let mut carried: Vec<(u64, Gap)> = Vec::new();
+    for h in pruned..store.size() {
+        let header = BlockHeader::from_bytes(&store.header(h)?.context("header")?)?;
+        let lanes = store.lanes(h)?;
+        let mut in_block: Vec<Vec<Gap>> = Vec::new();
+        for (i, l) in header.lanes.iter().enumerate() {
+            let key = if l.name == "factory" { &k.factory } else { &k.city };
+            let recs = open_lane_bytes(&header, i, &lanes[i], key, &Limits::default())?;
+            in_block.push(gaps_in(&recs)?);
+        }
+        ensure!(in_block.len() == 2, "two lanes");
+        ensure!(in_block[0] == in_block[1], "height {h}: the lanes carry different gaps");
+        match in_block[0].as_slice() {
+            [] => {}
+            [g] => carried.push((h, g.clone())),
+            more => bail!("height {h} carries {} gap records", more.len()),
+        }
+    }
+    // A prune after the last append leaves its gap pending (carried by the next block after a
+    // restart): then it is in meta prune_note, naming that next height.
+    let pending = match store.prune_note()? {
+        Some(n) if n.len() > 8 && n[..8] == store.size().to_be_bytes() => {
+            Some(Gap::from_cbor(&n[8..]).map_err(anyhow::Error::msg)?)
+        }
+        _ => None,
+    };
+    println!("gap records in the log: {carried:?}; pending: {pending:?}");
+    let last = pending.clone().or_else(|| carried.last().map(|(_, g)| g.clone()));
+    let last = last.context("no gap record in the log")?;
+    ensure!(last.to == pruned, "the last gap ends at pruned_below {pruned}: {last:?}");
+    ensure!(last.reason == "quota" && last.from < last.to && last.bytes > 0, "{last:?}");
+    // The gaps are contiguous, each carried by a block at or after its end, and name exactly
+    // the heights whose lanes are gone.
+    let mut all: Vec<Gap> = carried.iter().map(|(_, g)| g.clone()).collect();
+    all.extend(pending);
+    for w in all.windows(2) {
+        ensure!(w[0].to == w[1].from, "gaps not contiguous: {w:?}");
+    }
+    for (h, g) in &carried {
+        ensure!(*h >= g.to, "gap {g:?} carried at height {h}, inside itself");
+    }
+    ensure!(store.lanes(pruned - 1)?.is_empty() && store.lanes(pruned)?.len() == 2);
+    let first = all.first().context("a gap")?;
+    if first.from > 0 {
+        ensure!(store.lanes(first.from)?.is_empty(), "lanes from {} are gone", first.from);
+    }
+    drop(store);
+
+    let (ok, out) = iovctl_verify(&d.join("store"), &d.join("signing.vkey"))?;
+    println!("{out}");
+    ensure!(ok, "iovctl store verify failed:\n{out}");
+    ensure!(out.contains(&format!("pruned      heights 0..{pruned} ")), "{out}");
+    Ok(())
+}
+
+/// A tmpfs mounted for the test's lifetime, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Result<Option<Tmpfs>> {
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "iov-retention-test"])
+            .arg(at)
+            .output()
+            .context("running mount")?;
+        if !out.status.success() {
+            println!(
+                "SKIPPED: mounting a tmpfs at {} is impossible here (needs root): {}",
+                at.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return Ok(None);
+        }
+        Ok(Some(Tmpfs(at.to_path_buf())))
+    }
+
+    fn resize(&self, size: &str) -> Result<()> {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()?;
+        ensure!(st.success(), "remount {} size={size}", self.0.display());
+        Ok(())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Heights of the "block durable" lines.
+fn durable_heights(lines: &[String]) -> Vec<u64> {
+    lines
+        .iter()
+        .filter(|l| l.contains("block durable"))
+        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("height=")))
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_full_disk_stops_the_daemon_and_a_restart_after_space_frees_continues() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let d = tmp.path();
+    let k = common::keys(d)?;
+    let small = d.join("small");
+    std::fs::create_dir(&small)?;
+    let Some(fs) = Tmpfs::mount(&small, "4m")? else { return Ok(()) };
+    let store = small.join("store");
+    // About 9 MB of lane ciphertext: more than the 4 MiB tmpfs holds.
+    let trace = d.join("big.log");
+    random_trace(&trace, 500_000, 0xf011)?;
+    let config = d.join("gateway.toml");
+    std::fs::write(&config, config_text(&trace, "shutdown", &store, ""))?;
+
+    let mut gw = common::Gateway::start(&config)?;
+    let (status, _) = gw.wait_exit(Duration::from_secs(300))?;
+    let acked = durable_heights(&gw.seen);
+    let last_error = gw.seen.iter().rev().find(|l| l.contains("error")).cloned().unwrap_or_default();
+    println!("exit {status} after {} durable blocks; {last_error}", acked.len());
+    ensure!(!status.success(), "the daemon must exit non-zero on a full disk; log:\n{}", gw.seen.join("\n"));
+    ensure!(status.code() == Some(1), "exit code 1 (fatal), got {status}");
+    ensure!(!acked.is_empty(), "some blocks fit before the disk filled");
+    let top = *acked.iter().max().context("acked")?;
+    drop(gw);
+
+    // The store as the full disk left it: copied off (a read-write open needs room for a new
+    // log file), it opens, verifies fully and holds every acknowledged block.
+    let copy = d.join("copy");
+    ensure!(Command::new("cp").arg("-a").arg(&store).arg(&copy).status()?.success(), "cp");
+    let st = Rocks::open(&copy, &k.signer.verifier(), Mode::Open)?;
+    let sum = ledger::verify_store::verify(&st, &k.signer.verifier()).map_err(|e| {
+        anyhow::anyhow!("verify: {}", e.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+    })?;
+    ensure!(st.size() > top, "acknowledged block {top} lost: the store holds {}", st.size());
+    for h in &acked {
+        ensure!(st.lanes(*h)?.len() == 2, "lanes of acknowledged block {h}");
+    }
+    println!("after the disk filled: {} blocks verify ({} lane bytes)", sum.blocks, sum.lane_bytes);
+    drop(st);
+
+    // Space frees; the daemon restarts, opens the store where it stood and continues.
+    fs.resize("64m")?;
+    let more = d.join("more.log");
+    random_trace(&more, 20_000, 0xbeef)?;
+    std::fs::write(&config, config_text(&more, "shutdown", &store, ""))?;
+    let mut gw = common::Gateway::start(&config)?;
+    let open_line = gw.wait_for(Duration::from_secs(60), |l| l.contains("store open"))?;
+    let (status, _) = gw.wait_exit(Duration::from_secs(120))?;
+    ensure!(status.success(), "restart failed: {status}; log:\n{}", gw.seen.join("\n"));
+    let reopened: u64 = open_line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("size="))
+        .and_then(|n| n.parse().ok())
+        .context("size in the store open line")?;
+    let new = durable_heights(&gw.seen);
+    println!("restart: {open_line}; appended heights {:?}..={:?}", new.first(), new.last());
+    ensure!(reopened > top, "reopened at {reopened}, acknowledged up to {top}");
+    ensure!(new.first() == Some(&reopened), "continues at the durable head {reopened}: {new:?}");
+    let (ok, out) = iovctl_verify(&store, &d.join("signing.vkey"))?;
+    println!("{out}");
+    ensure!(ok, "iovctl store verify after the restart:\n{out}");
+    Ok(())
+}
