@@ -367,12 +367,13 @@ fn retention_policy(r: &RawRetention) -> Result<RetentionPolicy, ConfigError> {
     let lw = r.low_watermark.trim();
     let low_watermark = match lw.strip_suffix('%') {
         Some(pct) => {
-            let p: u64 = pct.trim().parse().ok().filter(|p| (1..=99).contains(p)).ok_or_else(|| {
-                invalid(
-                    "retention.low_watermark",
-                    format!("{lw:?}: a percentage of the quota must be 1% to 99%"),
-                )
-            })?;
+            let p: u64 =
+                pct.trim().parse().ok().filter(|p| (1..=99).contains(p)).ok_or_else(|| {
+                    invalid(
+                        "retention.low_watermark",
+                        format!("{lw:?}: a percentage of the quota must be 1% to 99%"),
+                    )
+                })?;
             quota / 100 * p
         }
         None => parse_size("retention.low_watermark", lw)? as u64,

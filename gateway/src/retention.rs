@@ -211,8 +211,13 @@ impl Gap {
             .and_then(|v| v.as_text())
             .ok_or("gap record: \"reason\" missing or not text")?
             .to_owned();
-        let gap =
-            Gap { from: int("from")?, to: int("to")?, bytes: int("bytes")?, t_ns: int("t_ns")?, reason };
+        let gap = Gap {
+            from: int("from")?,
+            to: int("to")?,
+            bytes: int("bytes")?,
+            t_ns: int("t_ns")?,
+            reason,
+        };
         if gap.to_cbor() != bytes {
             return Err("gap record: not in canonical form".into());
         }
@@ -274,7 +279,11 @@ pub struct Retention {
 
 impl Retention {
     /// Retention for `config`, reporting to `stats`; `shutdown` ends a wait for room.
-    pub fn new(config: &RetentionConfig, stats: Arc<Stats>, shutdown: CancellationToken) -> Retention {
+    pub fn new(
+        config: &RetentionConfig,
+        stats: Arc<Stats>,
+        shutdown: CancellationToken,
+    ) -> Retention {
         Retention {
             policy: config.policy,
             ledgers: config.ledger_names.clone(),
@@ -317,7 +326,9 @@ impl Retention {
                     self.gap = Some(gap);
                 }
                 Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "retention: the stored prune note is unreadable"),
+                Err(e) => {
+                    tracing::error!(error = %e, "retention: the stored prune note is unreadable")
+                }
             },
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "retention: reading the prune note"),
@@ -372,7 +383,10 @@ impl Retention {
 
     fn clear(&mut self, why: &str) {
         if self.stats.alarm.swap(false, Ordering::Relaxed) {
-            tracing::info!(store_bytes = self.stats.store_bytes(), "retention alarm cleared: {why}");
+            tracing::info!(
+                store_bytes = self.stats.store_bytes(),
+                "retention alarm cleared: {why}"
+            );
             self.last_alarm_log = None;
         }
     }
@@ -380,7 +394,9 @@ impl Retention {
     fn set_refusing(&self, on: bool) {
         if self.stats.refusing.swap(on, Ordering::AcqRel) != on {
             if on {
-                tracing::warn!("retention: store over its quota; refusing new input (when_full = \"stop\")");
+                tracing::warn!(
+                    "retention: store over its quota; refusing new input (when_full = \"stop\")"
+                );
             } else {
                 tracing::info!("retention: store back under its quota; accepting input again");
             }
@@ -503,7 +519,8 @@ impl Retention {
         };
         let need = usage.saturating_sub(policy.low_watermark);
         let size = store.size();
-        let span = match span_to_free(start, size.saturating_sub(1), need, |h| lane_bytes(store, h)) {
+        let span = match span_to_free(start, size.saturating_sub(1), need, |h| lane_bytes(store, h))
+        {
             Ok(s) => s,
             Err(e) => {
                 self.raise(&format!("planning a prune: {e}"));
@@ -593,7 +610,8 @@ mod tests {
         let s = signer();
         let gw = s.verifier().public_key().to_bytes();
         let mut m = Memory::new(s.name());
-        let blocks = testing::next_blocks(&m, gw, n, |h| vec![vec![h as u8; 1000]]).expect("blocks");
+        let blocks =
+            testing::next_blocks(&m, gw, n, |h| vec![vec![h as u8; 1000]]).expect("blocks");
         append_blocks(&mut m, &s, blocks).expect("append");
         (m, s)
     }
@@ -618,7 +636,10 @@ mod tests {
             span_to_free(3, 10, 250, bytes),
             Ok(Some(Span { from: 3, below: 6, bytes: 312 }))
         );
-        assert_eq!(span_to_free(3, 5, 10_000, bytes), Ok(Some(Span { from: 3, below: 5, bytes: 207 })));
+        assert_eq!(
+            span_to_free(3, 5, 10_000, bytes),
+            Ok(Some(Span { from: 3, below: 5, bytes: 207 }))
+        );
         assert_eq!(span_to_free(5, 5, 10, bytes), Ok(None));
         assert_eq!(span_to_free(0, 10, 0, bytes), Ok(None));
     }

@@ -157,7 +157,12 @@ impl<S: Store + ?Sized> Writer<S> {
             self.prev = sealed.header.hash();
             appended = true;
             if let Some(gap) = self.retention.gap() {
-                tracing::warn!(height, from = gap.from, to = gap.to, "retention: gap record carried");
+                tracing::warn!(
+                    height,
+                    from = gap.from,
+                    to = gap.to,
+                    "retention: gap record carried"
+                );
                 self.retention.gap_carried();
             }
             let records = input.record_count();

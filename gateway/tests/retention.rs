@@ -130,16 +130,16 @@ fn stop_refuses_new_blocks_counts_the_drops_and_resumes_once_a_ledger_acknowledg
     let token = CancellationToken::new();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let run = rt.spawn(gateway::run::run_with(cfg, Box::new(store), token.clone(), health.clone()));
-    rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(30), health.wait_ready()).await
-    })
-    .context("ready")?;
+    rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), health.wait_ready()).await })
+        .context("ready")?;
     let ret = health.retention().context("retention registered")?;
     let src = health.sources().into_iter().next().context("the trace source")?;
 
-    wait_until("the store to go over its quota and refuse input", Duration::from_secs(120), || {
-        ret.refusing()
-    })?;
+    wait_until(
+        "the store to go over its quota and refuse input",
+        Duration::from_secs(120),
+        || ret.refusing(),
+    )?;
     ensure!(ret.alarm(), "refusing raises the alarm");
     let frozen = agent.size();
     wait_until("the whole trace to be read", Duration::from_secs(120), || {
@@ -167,7 +167,8 @@ fn stop_refuses_new_blocks_counts_the_drops_and_resumes_once_a_ledger_acknowledg
     ensure!(agent.pruned_below()? <= frozen, "only acknowledged blocks were pruned");
 
     token.cancel();
-    let s = rt.block_on(async { tokio::time::timeout(Duration::from_secs(60), run).await })
+    let s = rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(60), run).await })
         .context("run ends")???;
     let dropped = ret.dropped_quota("replay");
     let factory = s.durable.lane_records.get("factory").copied().unwrap_or(0);
@@ -223,7 +224,12 @@ fn drop_oldest_prunes_unsynced_lanes_and_the_next_block_records_the_gap() -> Res
         .block_on(async {
             tokio::time::timeout(
                 Duration::from_secs(300),
-                gateway::run::run_with(cfg, Box::new(store), CancellationToken::new(), health.clone()),
+                gateway::run::run_with(
+                    cfg,
+                    Box::new(store),
+                    CancellationToken::new(),
+                    health.clone(),
+                ),
             )
             .await
         })
@@ -367,9 +373,14 @@ fn a_full_disk_stops_the_daemon_and_a_restart_after_space_frees_continues() -> R
     let mut gw = common::Gateway::start(&config)?;
     let (status, _) = gw.wait_exit(Duration::from_secs(300))?;
     let acked = durable_heights(&gw.seen);
-    let last_error = gw.seen.iter().rev().find(|l| l.contains("error")).cloned().unwrap_or_default();
+    let last_error =
+        gw.seen.iter().rev().find(|l| l.contains("error")).cloned().unwrap_or_default();
     println!("exit {status} after {} durable blocks; {last_error}", acked.len());
-    ensure!(!status.success(), "the daemon must exit non-zero on a full disk; log:\n{}", gw.seen.join("\n"));
+    ensure!(
+        !status.success(),
+        "the daemon must exit non-zero on a full disk; log:\n{}",
+        gw.seen.join("\n")
+    );
     ensure!(status.code() == Some(1), "exit code 1 (fatal), got {status}");
     ensure!(!acked.is_empty(), "some blocks fit before the disk filled");
     let top = *acked.iter().max().context("acked")?;
@@ -381,7 +392,10 @@ fn a_full_disk_stops_the_daemon_and_a_restart_after_space_frees_continues() -> R
     ensure!(Command::new("cp").arg("-a").arg(&store).arg(&copy).status()?.success(), "cp");
     let st = Rocks::open(&copy, &k.signer.verifier(), Mode::Open)?;
     let sum = ledger::verify_store::verify(&st, &k.signer.verifier()).map_err(|e| {
-        anyhow::anyhow!("verify: {}", e.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+        anyhow::anyhow!(
+            "verify: {}",
+            e.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        )
     })?;
     ensure!(st.size() > top, "acknowledged block {top} lost: the store holds {}", st.size());
     for h in &acked {

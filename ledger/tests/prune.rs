@@ -32,7 +32,10 @@ fn add(store: &mut Rocks, signer: &Ed25519Signer, n: u64, per_append: u64) -> an
 
 fn verify(store: &Rocks, signer: &Ed25519Signer) -> anyhow::Result<ledger::verify_store::Summary> {
     ledger::verify_store::verify(store, &signer.verifier()).map_err(|d| {
-        anyhow::anyhow!("verify: {}", d.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+        anyhow::anyhow!(
+            "verify: {}",
+            d.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        )
     })
 }
 
@@ -117,7 +120,11 @@ fn pruning_returns_the_space_keeps_the_log_verifiable_and_survives_reopen() -> a
     for _ in 0..1000 {
         std::hint::black_box(ro.disk_usage()?);
     }
-    println!("disk_usage over {} files: {:.1} us per call", after.files, t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "disk_usage over {} files: {:.1} us per call",
+        after.files,
+        t.elapsed().as_secs_f64() * 1e3
+    );
     Ok(())
 }
 

@@ -117,7 +117,12 @@ impl Store for Memory {
             + self.tiles.values().map(|v| 9 + n(v)).sum::<u64>()
             + self.bundles.values().map(|v| 9 + n(v)).sum::<u64>()
             + self.checkpoints.values().map(|v| 8 + n(v)).sum::<u64>()
-            + self.cursors.iter().chain(&self.receipts).map(|(k, v)| k.len() as u64 + n(v)).sum::<u64>();
+            + self
+                .cursors
+                .iter()
+                .chain(&self.receipts)
+                .map(|(k, v)| k.len() as u64 + n(v))
+                .sum::<u64>();
         Ok(Some(total))
     }
     fn cursor(&self, ledger: &str) -> Result<Option<Vec<u8>>, StoreError> {

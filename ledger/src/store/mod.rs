@@ -126,7 +126,9 @@ pub enum StoreError {
     Log(#[from] LogError),
     #[error("store at {path}: {reason}")]
     Open { path: String, reason: String },
-    #[error("pruning lanes below height {below}: the head is {head}, nothing past it can be pruned")]
+    #[error(
+        "pruning lanes below height {below}: the head is {head}, nothing past it can be pruned"
+    )]
     BadPrune { below: u64, head: u64 },
     #[error("this store backend does not support {what}")]
     Unsupported { what: &'static str },
@@ -149,7 +151,11 @@ impl Pruned {
 
 /// Checks a prune request against the head and the current `pruned_below`: `Ok(None)` when there
 /// is nothing to do.
-pub(crate) fn check_prune(head: u64, pruned_below: u64, below: u64) -> Result<Option<u64>, StoreError> {
+pub(crate) fn check_prune(
+    head: u64,
+    pruned_below: u64,
+    below: u64,
+) -> Result<Option<u64>, StoreError> {
     if below > head {
         return Err(StoreError::BadPrune { below, head });
     }

@@ -158,6 +158,9 @@ fn options(mode: Mode) -> Options {
         DBRecoveryMode::TolerateCorruptedTailRecords
     });
     o.set_keep_log_file_num(4);
+    // RocksDB's info log (`LOG`) grows with every flush and compaction (each prune adds some);
+    // rotated at 1 MiB and four kept, it stays bounded inside a retention quota.
+    o.set_max_log_file_size(1 << 20);
     o.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
     o
 }
