@@ -9,6 +9,9 @@
 //!   durable block or counted.
 //! - `drop-oldest`: unsynced lanes are pruned, and the next block carries a `$iov/gap` record in
 //!   every lane naming exactly the heights whose lanes are gone.
+//! - `stop` with a real Mosquitto: MQTT messages refused while over the quota are not
+//!   acknowledged, so the broker redelivers the first refused one to the gateway's session.
+//! - `drop-oldest` through the real daemon on a 4 MiB tmpfs with 9 MB of input: it keeps running.
 //! - disk full (no quota): the daemon exits non-zero, the store opens and verifies with every
 //!   acknowledged block, and after the tmpfs grows a restart continues from the durable head.
 //!
@@ -473,5 +476,159 @@ fn drop_oldest_keeps_the_daemon_running_on_a_disk_smaller_than_its_input() -> Re
     let (ok, out) = iovctl_verify(&store, &d.join("signing.vkey"))?;
     println!("{out}");
     ensure!(ok && out.contains("pruned      heights 0.."), "iovctl store verify:\n{out}");
+    Ok(())
+}
+
+/// A Mosquitto broker on a free loopback port (a trimmed copy of `tests/mqtt.rs`'s harness).
+struct Broker {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Broker {
+    fn start(dir: &Path) -> Result<Broker> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nuser root\nallow_anonymous true\npersistence false\nmax_inflight_messages 20\nmax_queued_messages 0\n"
+            ),
+        )?;
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting mosquitto (scripts/deps.sh system installs it)")?;
+        let b = Broker { child, port };
+        wait_until("mosquitto to listen", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })?;
+        Ok(b)
+    }
+
+    fn publish(&self, topic: &str, payloads: &[String]) -> Result<()> {
+        use std::io::Write as _;
+        let mut p = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q", "1", "-t", topic, "-l"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()?;
+        {
+            let mut stdin = p.stdin.take().context("stdin")?;
+            for m in payloads {
+                writeln!(stdin, "{m}")?;
+            }
+        }
+        ensure!(p.wait()?.success(), "mosquitto_pub failed");
+        Ok(())
+    }
+
+    /// The first message the broker delivers to `client_id`'s persistent session.
+    fn first_for_session(&self, client_id: &str) -> Result<String> {
+        let out = Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q", "1", "-c", "-i"])
+            .arg(client_id)
+            .args(["-t", "v/#", "-C", "1", "-W", "20"])
+            .output()?;
+        ensure!(out.status.success(), "mosquitto_sub: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn stop_leaves_mqtt_unacknowledged_so_the_broker_keeps_what_was_refused() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let d = tmp.path();
+    let k = common::keys(d)?;
+    let broker = Broker::start(d)?;
+    let config = d.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[gateway]
+signing_key = "signing.key"
+store = "store"
+pipeline_capacity = 16
+writer_capacity = 1
+shutdown_grace = "5s"
+[block]
+max_records = 20
+max_age = "200ms"
+[recipients]
+factory = "factory.pub"
+[sources.broker]
+kind = "mqtt"
+host = "127.0.0.1"
+port = {port}
+client_id = "gw-retention"
+reconnect_min = "50ms"
+reconnect_max = "1s"
+topics = [{{ filter = "v/+/t", qos = 1 }}]
+[lanes.factory]
+carries = "raw"
+recipients = ["factory"]
+[retention]
+quota = "1 MiB"
+low_watermark = "512 KiB"
+when_full = "stop"
+"#,
+            port = broker.port
+        ),
+    )?;
+    let mut gw = common::Gateway::start(&config)?;
+    gw.wait_for(Duration::from_secs(20), |l| l.contains("MQTT subscribed"))?;
+    // 1,000 messages of 4 KiB of hex (random bytes: about 2 KiB each after zstd), about twice
+    // the quota; numbered so the stored ones can be told apart.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let sent: Vec<String> = (0..1000)
+        .map(|i| {
+            let mut m = format!("{i:04}:");
+            for _ in 0..256 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                m.push_str(&format!("{x:016x}"));
+            }
+            m
+        })
+        .collect();
+    broker.publish("v/1/t", &sent)?;
+    gw.wait_for(Duration::from_secs(120), |l| l.contains("refusing new input"))?;
+    gw.signal("-TERM")?;
+    let (status, _) = gw.wait_exit(Duration::from_secs(60))?;
+    ensure!(status.success(), "gateway exited {status}:\n{}", gw.seen.join("\n"));
+
+    // What was stored, and what the broker still holds for the session.
+    let store = Rocks::open(&d.join("store"), &k.signer.verifier(), Mode::Verify)?;
+    let mut stored = Vec::new();
+    for h in 0..store.size() {
+        let header = BlockHeader::from_bytes(&store.header(h)?.context("header")?)?;
+        for r in open_lane_bytes(&header, 0, &store.lanes(h)?[0], &k.factory, &Limits::default())? {
+            if let Record::Mqtt(m) = r {
+                stored.push(String::from_utf8(m.payload)?);
+            }
+        }
+    }
+    drop(store);
+    println!("{} of {} messages stored before and at shutdown", stored.len(), sent.len());
+    ensure!(stored.len() < sent.len(), "nothing was refused");
+    ensure!(stored[..] == sent[..stored.len()], "stored messages are the first ones, in order");
+    let first = broker.first_for_session("gw-retention")?;
+    ensure!(
+        first == sent[stored.len()],
+        "the broker must redeliver the first refused message (#{}), got {:?}",
+        stored.len(),
+        first.get(..5)
+    );
     Ok(())
 }
