@@ -1,13 +1,18 @@
 //! Pruning a real RocksDB store on disk: the lanes below a height go (one durable batch with
 //! meta `pruned_below`), the space comes back (measured with `Rocks::disk_usage`), the log still
 //! verifies with the pruned prefix reported as such, the lanes above stay bit-exact, and reopening
-//! (read-write and read-only) works. A lane missing above the prefix is still damage.
+//! (read-write and read-only) works. A lane missing above the prefix is still damage. And a
+//! SIGKILL at any moment of an append-and-prune loop (mid-batch, mid-flush, mid-compaction)
+//! leaves a store that opens, verifies, and keeps every acknowledged prune and block.
 #![cfg(feature = "rocks")]
 
 mod store_common;
 use store_common as common;
 
-use std::time::Instant;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context as _};
 use ledger::keys;
@@ -171,5 +176,128 @@ fn only_the_writer_prunes_and_never_past_the_head() -> anyhow::Result<()> {
     let mut ro = Rocks::open(dir.path(), &signer.verifier(), Mode::Verify)?;
     let err = ro.prune_lanes(10, None).err().context("read-only must not prune")?;
     ensure!(err.to_string().contains("read-only"), "{err}");
+    Ok(())
+}
+
+/// The child: append 4 blocks, acknowledge them, prune all but the newest 8, acknowledge the
+/// prune; forever.
+fn prune_child(dir: &Path, key: &Path) -> anyhow::Result<()> {
+    let signer = keys::load_signer(key)?;
+    let mut store = Rocks::open(dir, &signer.verifier(), Mode::CreateOrOpen)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "OPEN {}", store.size())?;
+    out.flush()?;
+    loop {
+        add(&mut store, &signer, 4, 4)?;
+        writeln!(out, "ACK {}", store.size() - 1)?;
+        out.flush()?;
+        let below = store.size().saturating_sub(8);
+        if below > store.pruned_below()? {
+            writeln!(out, "PRUNING {below}")?;
+            out.flush()?;
+            store.prune_lanes(below, None)?;
+            writeln!(out, "PRUNED {below}")?;
+            out.flush()?;
+        }
+    }
+}
+
+#[test]
+fn prune_child_entry_point() {
+    let (Some(dir), Some(key)) =
+        (std::env::var_os("IOV_PRUNE_DIR"), std::env::var_os("IOV_PRUNE_KEY"))
+    else {
+        return;
+    };
+    if let Err(e) = prune_child(Path::new(&dir), Path::new(&key)) {
+        println!("CHILD-ERROR {e:#}");
+        std::process::exit(3);
+    }
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b)
+}
+
+#[test]
+fn sigkill_during_pruning_keeps_the_store_verifiable_and_every_acknowledged_prune(
+) -> anyhow::Result<()> {
+    if std::env::var_os("IOV_PRUNE_DIR").is_some() {
+        return Ok(());
+    }
+    const TRIALS: u32 = 40;
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("store");
+    let key = tmp.path().join("gw.key");
+    let signer = keys::generate_signer("iov.example/gw/prune-crash")?;
+    keys::save_signer(&key, &signer)?;
+    let verifier = signer.verifier();
+    let mut expected = common::Expected::new(verifier.public_key().to_bytes(), LANES, LANE_BYTES);
+    let exe = std::env::current_exe()?;
+    let (mut top_ack, mut top_prune, mut prunes, mut mid_prune) = (None::<u64>, 0u64, 0usize, 0u32);
+    for trial in 0..TRIALS {
+        let mut child = Command::new(&exe)
+            .args(["--exact", "prune_child_entry_point", "--nocapture", "--test-threads=1"])
+            .env("IOV_PRUNE_DIR", &dir)
+            .env("IOV_PRUNE_KEY", &key)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        let reader = std::thread::spawn(move || {
+            BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<String>>()
+        });
+        // Past the child's open (tens of ms) and into its loop of appends and prunes.
+        std::thread::sleep(Duration::from_micros(20_000 + random_u64() % 400_000));
+        child.kill()?;
+        child.wait()?;
+        let lines = reader.join().map_err(|_| anyhow::anyhow!("reader thread panicked"))?;
+        if let Some(e) = lines.iter().find(|l| l.contains("CHILD-ERROR")) {
+            anyhow::bail!("trial {trial}: {e}");
+        }
+        let num = |tag: &str| -> Vec<u64> {
+            lines
+                .iter()
+                .filter_map(|l| l.find(tag).and_then(|i| l[i + tag.len()..].parse().ok()))
+                .collect()
+        };
+        if let Some(&a) = num("ACK ").iter().max() {
+            top_ack = Some(top_ack.map_or(a, |t| t.max(a)));
+        }
+        if lines.last().is_some_and(|l| l.contains("PRUNING ")) {
+            mid_prune += 1;
+        }
+        let pruned = num("PRUNED ");
+        prunes += pruned.len();
+        if let Some(&p) = pruned.iter().max() {
+            top_prune = top_prune.max(p);
+        }
+        let mode = if top_ack.is_none() { Mode::CreateOrOpen } else { Mode::Open };
+        let store = Rocks::open(&dir, &verifier, mode)
+            .map_err(|e| anyhow::anyhow!("trial {trial}: open after SIGKILL: {e}"))?;
+        let sum = verify(&store, &signer).with_context(|| format!("trial {trial}"))?;
+        ensure!(
+            sum.pruned_below >= top_prune,
+            "trial {trial}: acknowledged prune {top_prune} lost: {sum:?}"
+        );
+        if let Some(a) = top_ack {
+            ensure!(
+                store.size() > a,
+                "trial {trial}: block {a} acknowledged, size {}",
+                store.size()
+            );
+            for h in sum.pruned_below..=a {
+                ensure!(store.lanes(h)? == expected.block(h).lanes, "trial {trial}: lanes of {h}");
+            }
+        }
+    }
+    println!(
+        "{TRIALS} SIGKILLs during append+prune ({mid_prune} in the middle of a prune): {prunes} prunes \
+         acknowledged, pruned below {top_prune}, blocks up to {top_ack:?} acknowledged; every trial \
+         opened and verified"
+    );
+    ensure!(prunes > 0, "no prune was ever acknowledged: the delays are too short");
     Ok(())
 }
