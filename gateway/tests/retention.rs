@@ -401,6 +401,9 @@ fn a_full_disk_stops_the_daemon_and_a_restart_after_space_frees_continues() -> R
     let top = *acked.iter().max().context("acked")?;
     drop(gw);
 
+    // `iovctl store verify` on the full disk, before any read-write open recovered the store.
+    let (ok, out) = iovctl_verify(&store, &d.join("signing.vkey"))?;
+    println!("iovctl store verify on the full disk: ok={ok}\n{out}");
     // The store as the full disk left it: copied off (a read-write open needs room for a new
     // log file), it opens, verifies fully and holds every acknowledged block.
     let copy = d.join("copy");
