@@ -559,36 +559,51 @@ impl Retention {
         Ok(())
     }
 
-    /// While refusing input: checks every `recheck` (pruning what became acknowledged) until the
-    /// store is under its quota or shutdown starts. Returns at once when not refusing.
-    pub fn wait_for_room<S: Store + ?Sized>(&mut self, store: &mut S) -> Result<(), StoreError> {
+    /// Whether the writer must hold blocks: refusing input, and shutdown has not started (at
+    /// shutdown the held blocks are written even over the quota).
+    pub fn holding(&self) -> bool {
+        self.refusing() && !self.shutdown.is_cancelled()
+    }
+
+    /// While holding: waits one `recheck` period (cut short by shutdown), then checks again,
+    /// pruning what became acknowledged, and stops refusing once the store is under its quota.
+    pub fn recheck<S: Store + ?Sized>(&mut self, store: &mut S) -> Result<(), StoreError> {
         let Some(policy) = self.policy else { return Ok(()) };
-        while self.refusing() {
-            if self.shutdown.is_cancelled() {
-                tracing::warn!("retention: shutting down over the quota: writing the blocks held");
-                return Ok(());
+        if !self.holding() {
+            return Ok(());
+        }
+        let until = Instant::now() + policy.recheck;
+        while Instant::now() < until && !self.shutdown.is_cancelled() {
+            std::thread::sleep(
+                until.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)),
+            );
+        }
+        if self.shutdown.is_cancelled() {
+            tracing::warn!("retention: shutting down over the quota: writing the blocks held");
+            return Ok(());
+        }
+        let Some(usage) = self.measure(store) else { return Ok(()) };
+        let usage = if usage > policy.quota {
+            match self.prune_acked(store, &policy, usage)? {
+                Some(u) => u,
+                None => return Ok(()),
             }
-            let until = Instant::now() + policy.recheck;
-            while Instant::now() < until && !self.shutdown.is_cancelled() {
-                std::thread::sleep(
-                    until.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)),
-                );
-            }
-            let Some(usage) = self.measure(store) else { continue };
-            let usage = if usage > policy.quota {
-                match self.prune_acked(store, &policy, usage)? {
-                    Some(u) => u,
-                    None => continue,
-                }
-            } else {
-                usage
-            };
-            if usage <= policy.quota {
-                self.set_refusing(false);
-                self.clear("space freed");
-            } else {
-                self.raise("still over the quota: refusing new input");
-            }
+        } else {
+            usage
+        };
+        if usage <= policy.quota {
+            self.set_refusing(false);
+            self.clear("space freed");
+        } else {
+            self.raise("still over the quota: refusing new input");
+        }
+        Ok(())
+    }
+
+    /// Rechecks until the writer may append again (room, or shutdown).
+    pub fn wait_for_room<S: Store + ?Sized>(&mut self, store: &mut S) -> Result<(), StoreError> {
+        while self.holding() {
+            self.recheck(store)?;
         }
         Ok(())
     }

@@ -249,8 +249,10 @@ pub async fn run_with(
 /// While retention refuses input (`when_full = "stop"`, store over its quota) it keeps reading
 /// frames but drops them, counted per source with reason `quota` (the CAN edge's own policy:
 /// a bus cannot wait), and stops reading MQTT, so nothing more is acknowledged and the broker
-/// keeps the messages. The idle tick re-reads the flag, so input resumes within a tick. Once
-/// shutdown starts, input is taken again so that the sources' channels drain and close.
+/// keeps the messages. The open block is not sealed by age meanwhile (it cannot grow): the
+/// pipeline then never waits on the writer holding its blocks, so its heartbeat, and with it the
+/// systemd watchdog, keeps going. The idle tick re-reads the flag, so input resumes within a
+/// tick. Once shutdown starts, input is taken again so that the sources' channels drain and close.
 #[allow(clippy::too_many_arguments)]
 async fn pipeline_task(
     mut p: Pipeline,
@@ -285,7 +287,7 @@ async fn pipeline_task(
         let deadline = p.deadline().map(|d| started + d);
         let out = tokio::select! {
             biased;
-            () = async { if let Some(d) = deadline { tokio::time::sleep_until(d).await } }, if deadline.is_some() => {
+            () = async { if let Some(d) = deadline { tokio::time::sleep_until(d).await } }, if deadline.is_some() && !refusing => {
                 p.poll(started.elapsed())
             }
             // Keeps the heartbeat going while no input arrives.

@@ -11,8 +11,8 @@
 //!   sequence number whose block is durable (the MQTT source acknowledges up to it).
 //!
 //! Retention ([`crate::retention`]) runs here too, between appends: pruning is a write, and
-//! this thread owns the writable store. With `when_full = "stop"` a block that arrives while
-//! the store is over its quota is held (not acknowledged) until space frees; with
+//! this thread owns the writable store. With `when_full = "stop"` blocks that arrive while
+//! the store is over its quota are held (not acknowledged) until space frees; with
 //! `drop-oldest` the next block carries the gap record in every lane.
 //!
 //! An append (or prune) error is **fatal**: the store is poisoned (`ledger` D21), the writer returns the
@@ -116,12 +116,9 @@ impl<S: Store + ?Sized> Writer<S> {
         self
     }
 
-    /// Seals and appends one pending block (if it holds records), then publishes its marks.
+    /// Seals and appends one pending block (if it holds records), then publishes its marks and
+    /// runs the retention step. Holding blocks while over the quota is [`Writer::run`]'s job.
     pub fn write(&mut self, input: &Pending) -> Result<(), WriteError> {
-        // Over the quota with `stop`: hold this block until space frees (or shutdown).
-        self.retention
-            .wait_for_room(&mut *self.store)
-            .map_err(|source| WriteError::Prune { source })?;
         // After a `drop-oldest` prune, every lane of the next block carries the gap record.
         let gap_record = match self.retention.gap() {
             Some(gap) => Some(gap.record().map_err(|e| WriteError::Gap {
@@ -196,8 +193,34 @@ impl<S: Store + ?Sized> Writer<S> {
 
     /// Runs until the pipeline closes its sender; returns the store (for tests) or the first
     /// fatal error.
+    ///
+    /// While retention holds (`stop`, over the quota), the writer keeps taking the blocks in
+    /// flight off the channel and holds them, in order, rechecking every `recheck`: the pipeline
+    /// then never waits on a full channel (its heartbeat, the watchdog's, goes on) and nothing it
+    /// sealed is lost. It sends nothing new while input is refused, so the held blocks are the
+    /// few in flight when refusing began. They are appended first once there is room again (or
+    /// at shutdown).
     pub fn run(mut self, mut rx: mpsc::Receiver<Pending>) -> Result<Box<S>, WriteError> {
-        while let Some(p) = rx.blocking_recv() {
+        let mut held: std::collections::VecDeque<Pending> = std::collections::VecDeque::new();
+        loop {
+            if self.retention.holding() {
+                while let Ok(p) = rx.try_recv() {
+                    held.push_back(p);
+                }
+                if let Err(source) = self.retention.recheck(&mut *self.store) {
+                    let e = WriteError::Prune { source };
+                    tracing::error!(error = %e, "store writer stopped");
+                    return Err(e);
+                }
+                continue;
+            }
+            let p = match held.pop_front() {
+                Some(p) => p,
+                None => match rx.blocking_recv() {
+                    Some(p) => p,
+                    None => break,
+                },
+            };
             if let Err(e) = self.write(&p) {
                 tracing::error!(error = %e, "store writer stopped");
                 return Err(e);

@@ -126,12 +126,20 @@ fn stop_refuses_new_blocks_counts_the_drops_and_resumes_once_a_ledger_acknowledg
     );
     let mut cfg = Config::from_toml(&text, &d.join("gateway.toml"))?;
     cfg.retention.ledger_names = vec!["factory-ledger".into()];
+    // A short block age and a one-block writer queue: a pipeline that waited on a writer holding
+    // its blocks would stop reading, and the trace below would never be read to its end (found
+    // this way: the writer now takes the blocks in flight off the channel while it holds).
+    cfg.writer_capacity = std::num::NonZeroUsize::MIN;
+    cfg.block.max_age = Duration::from_millis(50);
 
     let store = Rocks::open(&d.join("store"), &k.signer.verifier(), Mode::CreateOrOpen)?;
     let mut agent = store.reader();
     let health = Arc::new(Health::new(Duration::from_millis(10)));
     let token = CancellationToken::new();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    // Whatever fails below, the run is told to stop before the runtime drops (declared after
+    // it, so dropped first; else the drop would wait for a writer holding blocks forever).
+    let _stop = token.clone().drop_guard();
     let run = rt.spawn(gateway::run::run_with(cfg, Box::new(store), token.clone(), health.clone()));
     rt.block_on(async { tokio::time::timeout(Duration::from_secs(30), health.wait_ready()).await })
         .context("ready")?;
