@@ -66,6 +66,8 @@ struct RawConfig {
     metrics: Option<RawMetrics>,
     #[serde(default)]
     api: Option<RawApi>,
+    #[serde(default)]
+    retention: Option<RawRetention>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,6 +91,28 @@ fn default_api_rows() -> usize {
 }
 fn default_api_blocks() -> usize {
     2_000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    quota: String,
+    #[serde(default = "default_low_watermark")]
+    low_watermark: String,
+    #[serde(default = "default_when_full")]
+    when_full: String,
+    #[serde(default = "default_recheck")]
+    recheck: String,
+}
+
+fn default_low_watermark() -> String {
+    "90%".into()
+}
+fn default_when_full() -> String {
+    "stop".into()
+}
+fn default_recheck() -> String {
+    "1s".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -323,6 +347,7 @@ pub struct Config {
     pub lanes: Vec<LanePolicy>,
     /// Where the Prometheus text metrics are served (`[metrics] listen`); `None` = not served.
     pub metrics: Option<std::net::SocketAddr>,
+    pub retention: RetentionConfig,
     /// The gateway's own X25519 key (`gateway.history_key`): lanes whose recipients include
     /// [`SELF_RECIPIENT`] are sealed for its public key and readable through the local API.
     pub history_key: Option<ledger::keys::X25519Key>,
@@ -348,6 +373,85 @@ pub struct ApiConfig {
     pub max_blocks: NonZeroUsize,
 }
 
+/// `[retention]`, and the ledgers whose acknowledgements let retention prune.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RetentionConfig {
+    /// `None`: no quota (the store grows until the disk is full; its size is still measured).
+    pub policy: Option<RetentionPolicy>,
+    /// Ledgers whose sync cursors must all acknowledge a block before retention may prune it.
+    /// Empty (no ledger configured): nothing counts as acknowledged. Filled from the ledgers'
+    /// config once it exists.
+    pub ledger_names: Vec<String>,
+}
+
+/// What to do when pruning acknowledged blocks does not bring the store under its quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Refuse new input (CAN frames dropped and counted with reason `quota`, MQTT left
+    /// unacknowledged) until space frees; raise the alarm.
+    Stop,
+    /// Prune the oldest unsynced lanes too; raise the alarm and record the gap in the log.
+    DropOldest,
+}
+
+/// A disk quota for the store (`[retention]`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetentionPolicy {
+    /// Bytes the store directory may occupy; checked after every append.
+    pub quota: u64,
+    /// Over the quota, prune down to this many bytes (hysteresis, so one prune buys room for
+    /// many blocks).
+    pub low_watermark: u64,
+    pub when_full: WhenFull,
+    /// While refusing input (`stop`), how often to check whether space has freed.
+    pub recheck: Duration,
+}
+
+/// Smallest quota accepted: RocksDB's own files need about this much.
+pub const MIN_QUOTA: u64 = 1 << 20;
+
+fn retention_policy(r: &RawRetention) -> Result<RetentionPolicy, ConfigError> {
+    let quota = parse_size("retention.quota", &r.quota)? as u64;
+    if quota < MIN_QUOTA {
+        return Err(invalid("retention.quota", format!("{:?} is less than 1 MiB", r.quota)));
+    }
+    let lw = r.low_watermark.trim();
+    let low_watermark = match lw.strip_suffix('%') {
+        Some(pct) => {
+            let p: u64 =
+                pct.trim().parse().ok().filter(|p| (1..=99).contains(p)).ok_or_else(|| {
+                    invalid(
+                        "retention.low_watermark",
+                        format!("{lw:?}: a percentage of the quota must be 1% to 99%"),
+                    )
+                })?;
+            quota / 100 * p
+        }
+        None => parse_size("retention.low_watermark", lw)? as u64,
+    };
+    if low_watermark >= quota {
+        return Err(invalid(
+            "retention.low_watermark",
+            format!("{lw:?} ({low_watermark} bytes) must be below the quota ({quota} bytes)"),
+        ));
+    }
+    let when_full = match r.when_full.as_str() {
+        "stop" => WhenFull::Stop,
+        "drop-oldest" => WhenFull::DropOldest,
+        other => {
+            return Err(invalid(
+                "retention.when_full",
+                format!("{other:?}: use \"stop\" or \"drop-oldest\""),
+            ))
+        }
+    };
+    let recheck = parse_duration("retention.recheck", &r.recheck)?;
+    if recheck.is_zero() {
+        return Err(invalid("retention.recheck", "must be more than 0"));
+    }
+    Ok(RetentionPolicy { quota, low_watermark, when_full, recheck })
+}
+
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
@@ -360,6 +464,7 @@ impl fmt::Debug for Config {
             .field("metrics", &self.metrics)
             .field("history_key", &self.history_key)
             .field("api", &self.api)
+            .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
 }
@@ -1152,6 +1257,11 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
     };
 
     let api = raw.api.as_ref().map(validate_api).transpose()?;
+    // [retention]
+    let retention = RetentionConfig {
+        policy: raw.retention.as_ref().map(retention_policy).transpose()?,
+        ledger_names: Vec::new(),
+    };
 
     Ok(Config {
         path: path.to_path_buf(),
@@ -1168,6 +1278,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
         metrics,
         history_key,
         api,
+        retention,
     })
 }
 
@@ -1330,6 +1441,21 @@ signals = [
 # [metrics]
 # listen = "127.0.0.1:9187"
 # allow_remote = false
+
+# A disk quota for the store. Checked after every append: over the quota, retention deletes
+# the lanes of the oldest blocks every ledger has acknowledged (headers and proofs stay) until
+# the store is down to low_watermark; if that is not enough, when_full decides:
+#   "stop":        refuse new input until space frees (CAN frames dropped and counted with
+#                  reason "quota", MQTT left unacknowledged); iov_retention_alarm = 1
+#   "drop-oldest": delete the oldest unsynced lanes too; iov_retention_alarm = 1, and the next
+#                  block carries a "$iov/gap" record naming the heights, in every lane
+# Leave room below the filesystem's size: compaction briefly needs extra space.
+# Absent = no quota (a full disk stops the daemon: a failed write is fatal).
+# [retention]
+# quota = "2 GiB"
+# low_watermark = "90%"    # or a size, e.g. "1800 MiB"
+# when_full = "stop"       # or "drop-oldest"
+# recheck = "1s"           # how often a stopped gateway checks for free space
 "#;
 
 #[cfg(test)]
@@ -1489,6 +1615,39 @@ mod tests {
         assert!(e.starts_with("api.socket: api.sock is not an absolute path"), "{e}");
         let e = err(&api.replace("socket = \"/run/iov-gateway/api.sock\"", "max_rows = 0"), d);
         assert!(e.starts_with("api: set socket"), "{e}");
+    }
+
+    #[test]
+    fn retention_parses_with_defaults_and_names_bad_keys() {
+        let k = keys();
+        let d = k.dir.path();
+        let base = default_in(d);
+        let c = Config::from_toml(&base, &d.join("gateway.toml")).expect("default");
+        assert_eq!(c.retention, RetentionConfig::default());
+        let on = base.replace("# [retention]\n# quota", "[retention]\nquota");
+        let c = Config::from_toml(&on, &d.join("gateway.toml")).expect("retention");
+        assert_eq!(
+            c.retention.policy,
+            Some(RetentionPolicy {
+                quota: 2 << 30,
+                low_watermark: (2u64 << 30) / 100 * 90,
+                when_full: WhenFull::Stop,
+                recheck: Duration::from_secs(1),
+            })
+        );
+        let drop = on.replace("# when_full = \"stop\"", "when_full = \"drop-oldest\"");
+        let c = Config::from_toml(&drop, &d.join("gateway.toml")).expect("drop-oldest");
+        assert_eq!(c.retention.policy.map(|p| p.when_full), Some(WhenFull::DropOldest));
+        let e = err(&on.replace("# when_full = \"stop\"", "when_full = \"panic\""), d);
+        assert!(e.starts_with("retention.when_full: \"panic\""), "{e}");
+        let e = err(&on.replace("# low_watermark = \"90%\"", "low_watermark = \"3 GiB\""), d);
+        assert!(e.starts_with("retention.low_watermark: \"3 GiB\""), "{e}");
+        let e = err(&on.replace("# low_watermark = \"90%\"", "low_watermark = \"100%\""), d);
+        assert!(e.starts_with("retention.low_watermark: \"100%\""), "{e}");
+        let e = err(&on.replace("quota = \"2 GiB\"", "quota = \"100 KiB\""), d);
+        assert!(e.starts_with("retention.quota: "), "{e}");
+        let e = err(&on.replace("quota = \"2 GiB\"", "quota = \"2 GiB\"\nquotta = 1"), d);
+        assert!(e.contains("quotta"), "{e}");
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub struct Health {
     ready: watch::Sender<bool>,
     sources: Mutex<Vec<SourceEntry>>,
     durable: Mutex<Option<(u64, watch::Receiver<Durable>)>>,
+    retention: Mutex<Option<Arc<crate::retention::Stats>>>,
 }
 
 impl Health {
@@ -55,6 +56,7 @@ impl Health {
             ready: watch::channel(false).0,
             sources: Mutex::new(Vec::new()),
             durable: Mutex::new(None),
+            retention: Mutex::new(None),
         }
     }
 
@@ -89,6 +91,15 @@ impl Health {
     pub(crate) fn set_durable(&self, rx: watch::Receiver<Durable>) {
         let start = rx.borrow().size;
         *self.durable.lock().unwrap_or_else(PoisonError::into_inner) = Some((start, rx));
+    }
+
+    pub(crate) fn set_retention(&self, stats: Arc<crate::retention::Stats>) {
+        *self.retention.lock().unwrap_or_else(PoisonError::into_inner) = Some(stats);
+    }
+
+    /// Retention's live state (store size, pruning, alarm), once the writer is open.
+    pub fn retention(&self) -> Option<Arc<crate::retention::Stats>> {
+        self.retention.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     pub fn sources(&self) -> Vec<SourceEntry> {

@@ -13,6 +13,8 @@
 //!   coarsened signals) -> blocks sealed by count, bytes or age, time a parameter.
 //! - [`writer`]: the blocking store writer: seal, append with a signed checkpoint, publish what
 //!   is durable on a `watch`; an I/O error is fatal.
+//! - [`retention`]: the store's disk quota, enforced by the writer between appends: prune what
+//!   every ledger acknowledged, then stop or drop the oldest (recording the gap in the log).
 //! - [`run`]: the task graph, channels and shutdown order.
 //! - [`health`]: readiness, the pipeline heartbeat and the live counters (read by the systemd
 //!   notifier in `main.rs` and by [`metrics`]).
@@ -27,6 +29,7 @@ pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;
+pub mod retention;
 pub mod run;
 pub mod source;
 pub mod writer;

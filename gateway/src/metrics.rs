@@ -36,6 +36,7 @@ pub fn render(health: &Health) -> String {
     let sources = health.sources();
     let frames: Vec<_> = sources.iter().filter(|s| s.kind == SourceKindLabel::Frames).collect();
     let r = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let retention = health.retention();
 
     header(&mut o, "iov_frames_received_total", "counter", "CAN frames read, per interface.");
     for s in &frames {
@@ -50,7 +51,7 @@ pub fn render(health: &Health) -> String {
         &mut o,
         "iov_frames_dropped_total",
         "counter",
-        "CAN frames lost, per interface and reason (pipeline_full: dropped by the gateway; kernel: socket queue overflow).",
+        "CAN frames lost, per interface and reason (pipeline_full: dropped by the gateway; kernel: socket queue overflow; quota: refused while the store is over its quota).",
     );
     for s in &frames {
         let l = esc(&s.label);
@@ -64,6 +65,13 @@ pub fn render(health: &Health) -> String {
             "iov_frames_dropped_total{{iface=\"{l}\",reason=\"kernel\"}} {}",
             r(&s.stats.kernel_drops)
         );
+        if let Some(ret) = &retention {
+            let _ = writeln!(
+                o,
+                "iov_frames_dropped_total{{iface=\"{l}\",reason=\"quota\"}} {}",
+                ret.dropped_quota(&s.name)
+            );
+        }
     }
     header(&mut o, "iov_error_frames_total", "counter", "CAN error frames, per interface.");
     for s in &frames {
@@ -123,6 +131,44 @@ pub fn render(health: &Health) -> String {
         let _ = writeln!(o, "iov_blocks_sealed_total {}", d.size.saturating_sub(start));
         header(&mut o, "iov_store_height", "gauge", "Blocks in the gateway's log (log size).");
         let _ = writeln!(o, "iov_store_height {}", d.size);
+    }
+    if let Some(ret) = &retention {
+        if let Some(bytes) = ret.store_bytes() {
+            header(
+                &mut o,
+                "iov_store_bytes",
+                "gauge",
+                "Bytes the store occupies on disk (every file in its directory), measured after each append.",
+            );
+            let _ = writeln!(o, "iov_store_bytes {bytes}");
+        }
+        header(
+            &mut o,
+            "iov_store_pruned_below",
+            "gauge",
+            "Lanes of every lower height were pruned by retention (headers and proofs kept).",
+        );
+        let _ = writeln!(o, "iov_store_pruned_below {}", ret.pruned_below());
+        if let Some(q) = ret.quota {
+            header(&mut o, "iov_retention_quota_bytes", "gauge", "The configured store quota.");
+            let _ = writeln!(o, "iov_retention_quota_bytes {q}");
+        }
+        header(
+            &mut o,
+            "iov_retention_pruned_blocks_total",
+            "counter",
+            "Blocks whose lanes retention pruned: kind=acked (every ledger held them), kind=unsynced (dropped by when_full = drop-oldest).",
+        );
+        let (acked, unsynced) = ret.pruned_blocks();
+        let _ = writeln!(o, "iov_retention_pruned_blocks_total{{kind=\"acked\"}} {acked}");
+        let _ = writeln!(o, "iov_retention_pruned_blocks_total{{kind=\"unsynced\"}} {unsynced}");
+        header(
+            &mut o,
+            "iov_retention_alarm",
+            "gauge",
+            "1 while retention had to go past acknowledged blocks (refusing input, or dropping unsynced lanes).",
+        );
+        let _ = writeln!(o, "iov_retention_alarm {}", u8::from(ret.alarm()));
     }
     header(&mut o, "iov_build_info", "gauge", "Always 1; the version of the running binary.");
     let _ = writeln!(o, "iov_build_info{{version=\"{}\"}} 1", esc(env!("CARGO_PKG_VERSION")));

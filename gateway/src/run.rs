@@ -114,7 +114,18 @@ pub async fn run_serving(
     let opts = SealOptions { zstd_level: config.block.zstd_level, ..SealOptions::default() };
     let (writer, durable_rx) =
         Writer::new(store, config.signer.clone(), opts, config.sources.len())?;
+    let source_names: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
+    let retention_stats = Arc::new(crate::retention::Stats::new(
+        config.retention.policy.map(|p| p.quota),
+        &source_names,
+    ));
+    let writer = writer.with_retention(crate::retention::Retention::new(
+        &config.retention,
+        retention_stats.clone(),
+        shutdown.clone(),
+    ));
     health.set_durable(durable_rx.clone());
+    health.set_retention(retention_stats.clone());
     let (pending_tx, pending_rx) = mpsc::channel::<Pending>(config.writer_capacity.get());
     let writer_task = tokio::task::spawn_blocking(move || writer.run(pending_rx).map(|_| ()));
 
@@ -231,6 +242,8 @@ pub async fn run_serving(
         pending_tx,
         started,
         health.clone(),
+        retention_stats,
+        shutdown.clone(),
     ));
     health.set_ready();
     let counters = pipe.await.map_err(|e| RunError::Join(e.to_string()))?;
@@ -261,13 +274,15 @@ pub async fn run_serving(
 /// Frames the pipeline task takes from its channel per wake-up, at most.
 const DRAIN_MAX: usize = 256;
 
-/// One frame into the pipeline, its channel resolved through the task's cache.
+/// One frame into the pipeline, its channel resolved through the task's cache; while retention
+/// refuses input (`quota` is `Some`), counted as a `quota` drop instead.
 fn take_frame(
     p: &mut Pipeline,
     cache: &mut Vec<Option<crate::source::channels::Channel>>,
     channels: &Channels,
     sf: &SourceFrame,
     now: Duration,
+    quota: Option<&crate::retention::Stats>,
 ) -> Option<Pending> {
     let id = usize::from(sf.frame.channel.0);
     if cache.len() <= id {
@@ -277,7 +292,13 @@ fn take_frame(
         cache[id] = channels.get(sf.frame.channel);
     }
     match &cache[id] {
-        Some(ch) => p.push_can(ch.source, &ch.name, &sf.frame, now),
+        Some(ch) => match quota {
+            Some(q) => {
+                q.count_quota_drop(ch.source);
+                None
+            }
+            None => p.push_can(ch.source, &ch.name, &sf.frame, now),
+        },
         None => {
             tracing::warn!(channel = id, "frame from an unregistered channel dropped");
             None
@@ -287,6 +308,15 @@ fn take_frame(
 
 /// The pipeline task: takes records until every source has closed its sender, seals by
 /// count/size/age, then seals the partial block and closes the writer's channel.
+///
+/// While retention refuses input (`when_full = "stop"`, store over its quota) it keeps reading
+/// frames but drops them, counted per source with reason `quota` (the CAN edge's own policy:
+/// a bus cannot wait), and stops reading MQTT, so nothing more is acknowledged and the broker
+/// keeps the messages. The open block is not sealed by age meanwhile (it cannot grow): the
+/// pipeline then never waits on the writer holding its blocks, so its heartbeat, and with it the
+/// systemd watchdog, keeps going. The idle tick re-reads the flag, so input resumes within a
+/// tick. Once shutdown starts, input is taken again so that the sources' channels drain and close.
+#[allow(clippy::too_many_arguments)]
 async fn pipeline_task(
     mut p: Pipeline,
     mut frames: mpsc::Receiver<SourceFrame>,
@@ -295,6 +325,8 @@ async fn pipeline_task(
     writer: mpsc::Sender<Pending>,
     started: tokio::time::Instant,
     health: Arc<Health>,
+    retention: Arc<crate::retention::Stats>,
+    shutdown: CancellationToken,
 ) -> Counters {
     let mut tick = tokio::time::interval(health.tick());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -312,10 +344,13 @@ async fn pipeline_task(
     };
     while frames_open || mqtt_open {
         health.beat();
+        // At shutdown everything left is taken (and written even over the quota), so that the
+        // sources' channels drain and close.
+        let refusing = retention.refusing() && !shutdown.is_cancelled();
         let deadline = p.deadline().map(|d| started + d);
         let out = tokio::select! {
             biased;
-            () = async { if let Some(d) = deadline { tokio::time::sleep_until(d).await } }, if deadline.is_some() => {
+            () = async { if let Some(d) = deadline { tokio::time::sleep_until(d).await } }, if deadline.is_some() && !refusing => {
                 p.poll(started.elapsed())
             }
             // Keeps the heartbeat going while no input arrives.
@@ -325,20 +360,21 @@ async fn pipeline_task(
                 Some(sf) => {
                     // One clock read per batch: the age trigger needs no finer time.
                     let now = started.elapsed();
-                    let mut out = take_frame(&mut p, &mut cache, &channels, &sf, now);
+                    let quota = refusing.then_some(&*retention);
+                    let mut out = take_frame(&mut p, &mut cache, &channels, &sf, now, quota);
                     // Take what is already queued without another trip through `select!`
                     // (its timer and wake-up bookkeeping cost more than a frame), up to
                     // DRAIN_MAX, stopping at a sealed block.
                     let mut n = 1;
                     while out.is_none() && n < DRAIN_MAX {
                         let Ok(sf) = frames.try_recv() else { break };
-                        out = take_frame(&mut p, &mut cache, &channels, &sf, now);
+                        out = take_frame(&mut p, &mut cache, &channels, &sf, now, quota);
                         n += 1;
                     }
                     out
                 }
             },
-            m = mqtt.recv(), if mqtt_open => match m {
+            m = mqtt.recv(), if mqtt_open && !refusing => match m {
                 None => { mqtt_open = false; None }
                 Some(m) => p.push_mqtt(m, started.elapsed()),
             },

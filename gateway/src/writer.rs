@@ -10,7 +10,12 @@
 //! - writer -> anyone: a `watch` of [`Durable`]: the log size and, per source, the highest MQTT
 //!   sequence number whose block is durable (the MQTT source acknowledges up to it).
 //!
-//! An append error is **fatal**: the store is poisoned (`ledger` D21), the writer returns the
+//! Retention ([`crate::retention`]) runs here too, between appends: pruning is a write, and
+//! this thread owns the writable store. With `when_full = "stop"` blocks that arrive while
+//! the store is over its quota are held (not acknowledged) until space frees; with
+//! `drop-oldest` the next block carries the gap record in every lane.
+//!
+//! An append (or prune) error is **fatal**: the store is poisoned (`ledger` D21), the writer returns the
 //! error, the daemon cancels everything and exits non-zero so systemd restarts it.
 
 use ledger::block::{hash_header_bytes, BlockHash};
@@ -21,6 +26,7 @@ use rand_core::SeedableRng;
 use tokio::sync::{mpsc, watch};
 
 use crate::pipeline::{self, Pending};
+use crate::retention::Retention;
 
 /// What is durable: published after every append.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,6 +54,10 @@ pub enum WriteError {
     Append { height: u64, source: ledger::store::StoreError },
     #[error("operating-system randomness failed: {0}")]
     Random(String),
+    #[error("retention: pruning the store: {source} (fatal)")]
+    Prune { source: ledger::store::StoreError },
+    #[error("retention: the gap record for heights {from}..{to}: {reason}")]
+    Gap { from: u64, to: u64, reason: String },
 }
 
 /// The writer's state. `new` reads the head of `store`.
@@ -58,6 +68,7 @@ pub struct Writer<S: Store + ?Sized> {
     prev: BlockHash,
     opts: SealOptions,
     durable: watch::Sender<Durable>,
+    retention: Retention,
 }
 
 impl<S: Store + ?Sized> Writer<S> {
@@ -93,12 +104,43 @@ impl<S: Store + ?Sized> Writer<S> {
             records: 0,
             lane_records: Default::default(),
         });
-        Ok((Writer { store, signer, gateway, prev, opts, durable }, rx))
+        let mut retention = Retention::measure_only();
+        retention.open(&*store);
+        Ok((Writer { store, signer, gateway, prev, opts, durable, retention }, rx))
     }
 
-    /// Seals and appends one pending block (if it holds records), then publishes its marks.
-    pub fn write(&mut self, p: &Pending) -> Result<(), WriteError> {
-        let mut records = 0;
+    /// Enforces `retention` (a quota) after every append instead of only measuring the store.
+    pub fn with_retention(mut self, mut retention: Retention) -> Writer<S> {
+        retention.open(&*self.store);
+        self.retention = retention;
+        self
+    }
+
+    /// Seals and appends one pending block (if it holds records), then publishes its marks and
+    /// runs the retention step. Holding blocks while over the quota is [`Writer::run`]'s job.
+    pub fn write(&mut self, input: &Pending) -> Result<(), WriteError> {
+        // After a `drop-oldest` prune, every lane of the next block carries the gap record.
+        let gap_record = match self.retention.gap() {
+            Some(gap) => Some(gap.record().map_err(|e| WriteError::Gap {
+                from: gap.from,
+                to: gap.to,
+                reason: e.to_string(),
+            })?),
+            None => None,
+        };
+        let with_gap;
+        let p = match &gap_record {
+            Some(rec) => {
+                let mut q = input.clone();
+                for lane in &mut q.lanes {
+                    lane.records.push(rec.clone());
+                }
+                with_gap = q;
+                &with_gap
+            }
+            None => input,
+        };
+        let mut appended = false;
         if p.has_records() {
             let height = self.store.size();
             let mut seed = [0u8; 32];
@@ -110,31 +152,75 @@ impl<S: Store + ?Sized> Writer<S> {
             append_blocks(&mut *self.store, &self.signer, vec![data])
                 .map_err(|source| WriteError::Append { height, source })?;
             self.prev = sealed.header.hash();
-            records = p.record_count() as u64;
-            tracing::info!(height, records, inputs = p.inputs, "block durable");
+            appended = true;
+            if let Some(gap) = self.retention.gap() {
+                tracing::warn!(
+                    height,
+                    from = gap.from,
+                    to = gap.to,
+                    "retention: gap record carried"
+                );
+                self.retention.gap_carried();
+            }
+            let records = input.record_count();
+            tracing::info!(height, records, inputs = input.inputs, "block durable");
         }
+        // Counts are of input records (gap records left out).
+        let records = if appended { input.record_count() as u64 } else { 0 };
         let size = self.store.size();
         self.durable.send_modify(|d| {
             d.size = size;
             d.records += records;
             if records > 0 {
-                for l in &p.lanes {
+                for l in &input.lanes {
                     *d.lane_records.entry(l.name.clone()).or_default() += l.records.len() as u64;
                 }
             }
-            for &(src, seq) in &p.marks {
+            for &(src, seq) in &input.marks {
                 if let Some(slot) = d.mqtt_seq.get_mut(src) {
                     *slot = Some(slot.map_or(seq, |s| s.max(seq)));
                 }
             }
         });
+        // Published first: acknowledgements need not wait for a prune's compaction.
+        if appended {
+            self.retention
+                .after_append(&mut *self.store)
+                .map_err(|source| WriteError::Prune { source })?;
+        }
         Ok(())
     }
 
     /// Runs until the pipeline closes its sender; returns the store (for tests) or the first
     /// fatal error.
+    ///
+    /// While retention holds (`stop`, over the quota), the writer keeps taking the blocks in
+    /// flight off the channel and holds them, in order, rechecking every `recheck`: the pipeline
+    /// then never waits on a full channel (its heartbeat, the watchdog's, goes on) and nothing it
+    /// sealed is lost. It sends nothing new while input is refused, so the held blocks are the
+    /// few in flight when refusing began. They are appended first once there is room again (or
+    /// at shutdown).
     pub fn run(mut self, mut rx: mpsc::Receiver<Pending>) -> Result<Box<S>, WriteError> {
-        while let Some(p) = rx.blocking_recv() {
+        let mut held: std::collections::VecDeque<Pending> = std::collections::VecDeque::new();
+        loop {
+            if self.retention.holding() {
+                while let Ok(p) = rx.try_recv() {
+                    held.push_back(p);
+                }
+                if let Err(source) = self.retention.recheck(&mut *self.store) {
+                    let e = WriteError::Prune { source };
+                    tracing::error!(error = %e, "store writer stopped");
+                    return Err(e);
+                }
+                continue;
+            }
+            let p = match held.pop_front() {
+                Some(p) => p,
+                None => match rx.blocking_recv() {
+                    Some(p) => p,
+                    None => break,
+                },
+            };
             if let Err(e) = self.write(&p) {
                 tracing::error!(error = %e, "store writer stopped");
                 return Err(e);
@@ -145,5 +231,9 @@ impl<S: Store + ?Sized> Writer<S> {
 
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    pub fn retention(&self) -> &Retention {
+        &self.retention
     }
 }

@@ -117,6 +117,14 @@ fn verify(dir: &Path, key: &Path) -> ExitCode {
             );
             println!("tiles       {}", sum.tiles);
             println!("checkpoints {}", sum.checkpoints);
+            if sum.pruned_below == 0 {
+                println!("pruned      none");
+            } else {
+                println!(
+                    "pruned      heights 0..{} ({} blocks): lanes deleted by retention; headers, tiles and checkpoints kept and verified",
+                    sum.pruned_below, sum.pruned_blocks
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(problems) => {

@@ -4,6 +4,11 @@
 //! (`prev` = BLAKE3 of the previous header bytes, [`chain_segment`]), and every stored lane
 //! matches the size and BLAKE3 digest the header lists ([`lane_against_header`]).
 //!
+//! A **pruned prefix** is not damage: below the store's `pruned_below` (retention deleted those
+//! lanes on purpose, [`Store::prune_lanes`]) a height with no lanes stored is counted as pruned,
+//! and its header, leaf, chain link, tiles and checkpoints are checked as usual. A lane missing
+//! at or above `pruned_below`, or some but not all lanes of a height below it, is damage.
+//!
 //! Returns a [`Summary`] when the store is intact, or every [`Damage`] found (up to
 //! [`MAX_REPORTED`]), each naming the column family, the key (height, tile path, size) and what
 //! did not match.
@@ -32,6 +37,10 @@ pub struct Summary {
     pub lane_bytes: u64,
     pub tiles: u64,
     pub checkpoints: u64,
+    /// Lanes of every height below this were pruned by retention (0: none).
+    pub pruned_below: u64,
+    /// Heights below `pruned_below` found without lanes (as pruning leaves them).
+    pub pruned_blocks: u64,
 }
 
 struct Problems(Vec<Damage>);
@@ -118,6 +127,13 @@ pub fn verify<S: Store + ?Sized>(
         }
     };
     let root = head.as_ref().map(|c| *c.root()).unwrap_or_else(crate::merkle::empty_root);
+    let pruned_below = match store.pruned_below() {
+        Ok(p) => p,
+        Err(e) => {
+            p.push(Damage::new("meta", "pruned_below", e.to_string()));
+            0
+        }
+    };
 
     // Every full tile hashes to its parent, and the tiles hash to the checkpoint root.
     let tiles = store::tiles(store);
@@ -138,6 +154,8 @@ pub fn verify<S: Store + ?Sized>(
         lane_bytes: 0,
         tiles: tile::tiles_for_size(size).len() as u64,
         checkpoints: 0,
+        pruned_below,
+        pruned_blocks: 0,
     };
     let gateway = verifier.public_key().to_bytes();
     let mut prev: Option<BlockHash> = None;
@@ -195,6 +213,11 @@ pub fn verify<S: Store + ?Sized>(
             s.blocks += 1;
             s.header_bytes += header.len() as u64;
             let lanes = match store.lanes(height) {
+                // Pruned on purpose: nothing to check against the header.
+                Ok(lanes) if height < pruned_below && lanes.is_empty() => {
+                    s.pruned_blocks += 1;
+                    None
+                }
                 Ok(lanes) => {
                     s.lanes += lanes.len() as u64;
                     s.lane_bytes += lanes.iter().map(|l| l.len() as u64).sum::<u64>();
@@ -286,7 +309,7 @@ mod tests {
     use super::*;
     use crate::note::Ed25519Signer;
     use crate::store::memory::Memory;
-    use crate::store::{append_blocks, testing};
+    use crate::store::{append_blocks, testing, Pruned};
     use ed25519_dalek::SigningKey;
 
     fn signer() -> Ed25519Signer {
@@ -386,6 +409,40 @@ mod tests {
         let (m, _) = store(5);
         let errs = verify(&m, &other.verifier()).unwrap_err();
         assert!(errs[0].to_string().contains("checkpoints[size 5]: signature"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_pruned_prefix_is_reported_as_pruned_and_a_lane_missing_above_it_as_damage() {
+        let (mut m, s) = store(120);
+        let done = m.prune_lanes(70, None).unwrap();
+        assert_eq!((done.from, done.below, done.blocks()), (0, 70, 70));
+        let sum = verify(&m, &s.verifier()).unwrap();
+        assert_eq!((sum.pruned_below, sum.pruned_blocks, sum.blocks), (70, 70, 120));
+        assert_eq!((sum.lanes, sum.lane_bytes), (50 * 2, 50 * 13));
+        // Pruning again lower is a no-op; past the head is refused.
+        assert_eq!(m.prune_lanes(30, None).unwrap(), Pruned { from: 70, below: 70 });
+        let err = m.prune_lanes(121, None).unwrap_err();
+        assert_eq!(err, store::StoreError::BadPrune { below: 121, head: 120 });
+        // A lane missing above the prefix is still damage, named by height.
+        m.lanes.remove(&(90, 0));
+        m.lanes.remove(&(90, 1));
+        let errs = verify(&m, &s.verifier()).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].to_string(), "lanes[height 90]: 0 lanes stored, the header lists 2");
+    }
+
+    #[test]
+    fn half_a_block_below_the_prefix_or_a_prefix_past_the_head_is_damage() {
+        let (mut m, s) = store(40);
+        m.prune_lanes(20, Some(b"note")).unwrap();
+        assert_eq!(m.prune_note().unwrap().as_deref(), Some(&b"note"[..]));
+        m.lanes.insert((5, 0), vec![5; 10]);
+        let errs = verify(&m, &s.verifier()).unwrap_err();
+        assert_eq!(errs[0].to_string(), "lanes[height 5]: 1 lanes stored, the header lists 2");
+        m.lanes.remove(&(5, 0));
+        m.pruned_below = 41;
+        let d = store::check_head(&m, &s.verifier()).unwrap_err();
+        assert_eq!(d.to_string(), "meta[pruned_below]: lanes pruned below 41, past the head 40");
     }
 
     #[test]

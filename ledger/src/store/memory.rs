@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{check_append, Append, Store, StoreError};
+use super::{check_append, check_prune, Append, Pruned, Store, StoreError};
 
 /// Everything in ordered maps keyed as the RocksDB store keys its column families.
 #[derive(Debug, Clone, Default)]
@@ -16,6 +16,8 @@ pub struct Memory {
     pub checkpoints: BTreeMap<u64, Vec<u8>>,
     pub cursors: BTreeMap<String, Vec<u8>>,
     pub receipts: BTreeMap<String, Vec<u8>>,
+    pub pruned_below: u64,
+    pub prune_note: Option<Vec<u8>>,
 }
 
 impl Memory {
@@ -89,6 +91,39 @@ impl Store for Memory {
             self.headers.last_key_value().map(|(k, _)| *k),
             self.lanes.last_key_value().map(|((h, _), _)| *h),
         ))
+    }
+    fn pruned_below(&self) -> Result<u64, StoreError> {
+        Ok(self.pruned_below)
+    }
+    fn prune_lanes(&mut self, below: u64, note: Option<&[u8]>) -> Result<Pruned, StoreError> {
+        let Some(from) = check_prune(self.size, self.pruned_below, below)? else {
+            return Ok(Pruned { from: self.pruned_below, below: self.pruned_below });
+        };
+        self.lanes.retain(|&(h, _), _| h >= below);
+        self.pruned_below = below;
+        if let Some(n) = note {
+            self.prune_note = Some(n.to_vec());
+        }
+        Ok(Pruned { from, below })
+    }
+    fn prune_note(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.prune_note.clone())
+    }
+    /// Keys and values held, counted as the RocksDB store keys them.
+    fn usage_bytes(&self) -> Result<Option<u64>, StoreError> {
+        let n = |v: &Vec<u8>| v.len() as u64;
+        let total = self.headers.values().map(|v| 8 + n(v)).sum::<u64>()
+            + self.lanes.values().map(|v| 10 + n(v)).sum::<u64>()
+            + self.tiles.values().map(|v| 9 + n(v)).sum::<u64>()
+            + self.bundles.values().map(|v| 9 + n(v)).sum::<u64>()
+            + self.checkpoints.values().map(|v| 8 + n(v)).sum::<u64>()
+            + self
+                .cursors
+                .iter()
+                .chain(&self.receipts)
+                .map(|(k, v)| k.len() as u64 + n(v))
+                .sum::<u64>();
+        Ok(Some(total))
     }
     fn cursor(&self, ledger: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.cursors.get(ledger).cloned())

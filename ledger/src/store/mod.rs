@@ -22,6 +22,16 @@
 //! | checkpoint | `size` u64 | signed checkpoint note for that size |
 //! | cursor / receipt | ledger name (UTF-8) | opaque bytes |
 //! | meta | `format`, `origin`, `head` | `iov-store/v1`, origin text, head size u64 |
+//! | meta | `pruned_below` | u64: lanes of every lower height were pruned (absent = 0) |
+//! | meta | `prune_note` | opaque bytes the last pruning caller asked to keep (absent = none) |
+//!
+//! # Pruning
+//!
+//! Retention frees space by deleting **lane ciphertexts** of the oldest heights
+//! ([`Store::prune_lanes`]): lanes are the bulk of a store, while headers, tiles, entry bundles
+//! and checkpoints stay, so the log and every proof over it remain verifiable. The new
+//! `pruned_below` is written in the same durable batch as the deletion, so verification can
+//! tell a pruned prefix (lanes absent below it, on purpose) from damage (a lane missing above it).
 
 pub mod cursor;
 pub mod memory;
@@ -116,6 +126,40 @@ pub enum StoreError {
     Log(#[from] LogError),
     #[error("store at {path}: {reason}")]
     Open { path: String, reason: String },
+    #[error(
+        "pruning lanes below height {below}: the head is {head}, nothing past it can be pruned"
+    )]
+    BadPrune { below: u64, head: u64 },
+    #[error("this store backend does not support {what}")]
+    Unsupported { what: &'static str },
+}
+
+/// What [`Store::prune_lanes`] did: lanes of heights `from..below` are gone (`from == below` when
+/// there was nothing left to prune).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Pruned {
+    pub from: u64,
+    pub below: u64,
+}
+
+impl Pruned {
+    /// Heights whose lanes this call deleted.
+    pub fn blocks(&self) -> u64 {
+        self.below - self.from
+    }
+}
+
+/// Checks a prune request against the head and the current `pruned_below`: `Ok(None)` when there
+/// is nothing to do.
+pub(crate) fn check_prune(
+    head: u64,
+    pruned_below: u64,
+    below: u64,
+) -> Result<Option<u64>, StoreError> {
+    if below > head {
+        return Err(StoreError::BadPrune { below, head });
+    }
+    Ok((below > pruned_below).then_some(pruned_below))
 }
 
 /// Storage for one gateway's log. Reads return `Ok(None)` for absent keys and `Err` when the
@@ -154,6 +198,33 @@ pub trait Store {
     /// and receipts); returns the problems found. Backends without checksums have nothing to do.
     fn scan_all(&self) -> Vec<Damage> {
         Vec::new()
+    }
+
+    /// Lanes of every height below this were pruned on purpose (0: none). Headers, tiles,
+    /// bundles and checkpoints of those heights are kept.
+    fn pruned_below(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    /// Deletes the lanes of every height below `below` and records the new `pruned_below` (and
+    /// `note`, when given, replacing the stored one) in **one durable batch**, then returns the
+    /// space to the filesystem (RocksDB: flush and compaction of the deleted range). A height
+    /// at or below the current `pruned_below` is a no-op; one past the head is refused. Like an
+    /// append, a failed write is fatal (the store is poisoned). Only the store's writer prunes.
+    fn prune_lanes(&mut self, below: u64, note: Option<&[u8]>) -> Result<Pruned, StoreError> {
+        let _ = (below, note);
+        Err(StoreError::Unsupported { what: "pruning" })
+    }
+
+    /// The note stored by the last [`Store::prune_lanes`] that gave one.
+    fn prune_note(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+
+    /// Bytes the store occupies, when the backend can tell (RocksDB: its directory on disk,
+    /// `rocks::Rocks::disk_usage`; memory: stored keys and values). `None`: unknown.
+    fn usage_bytes(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
     }
 
     fn cursor(&self, ledger: &str) -> Result<Option<Vec<u8>>, StoreError>;
@@ -295,6 +366,14 @@ pub fn check_head<S: Store + ?Sized>(
             "lanes",
             height_key(h),
             format!("lane stored past the head {head}"),
+        ));
+    }
+    let pruned = store.pruned_below().map_err(|e| read("meta", "pruned_below".into(), e))?;
+    if pruned > head {
+        return Err(Damage::new(
+            "meta",
+            "pruned_below",
+            format!("lanes pruned below {pruned}, past the head {head}"),
         ));
     }
     let last = store.last_checkpoint_size().map_err(|e| read("checkpoints", "last".into(), e))?;

@@ -33,6 +33,19 @@
 //! value that could run ahead of disk); it refuses appends, and may write sync cursors and
 //! receipts (single synced writes outside the log, owned by one sync agent per ledger).
 //!
+//! # Pruning and disk usage
+//!
+//! [`Store::prune_lanes`] deletes the lanes below a height with one range tombstone and writes
+//! meta `pruned_below` (and the caller's note) in the same synced batch; then it flushes every
+//! column family (so the write-ahead log that still holds the deleted lanes can be dropped) and
+//! compacts the deleted key range, so the files that held those lanes are rewritten or deleted
+//! and the space is back on the filesystem when it returns. [`Rocks::disk_usage`] measures what
+//! the store occupies by walking its directory (see there for why).
+//!
+//! The WAL is capped at [`MAX_TOTAL_WAL_BYTES`]: RocksDB's default cap (four times the memtable
+//! budget of all seven column families, about 3.5 GiB) would let the log alone outgrow a
+//! retention quota; past the cap RocksDB flushes the column families holding the oldest log.
+//!
 //! # Recovery on open
 //!
 //! [`Rocks::open`] checks that meta `format` and `origin` are ours, then [`super::check_head`]:
@@ -51,8 +64,8 @@ use rocksdb::{
 };
 
 use super::{
-    bundle_key, check_append, check_head, lane_key, tile_key, Append, Damage, Place, Store,
-    StoreError, FORMAT,
+    bundle_key, check_append, check_head, check_prune, lane_key, tile_key, Append, Damage, Place,
+    Pruned, Store, StoreError, FORMAT,
 };
 use crate::checkpoint::Checkpoint;
 use crate::note::{Ed25519Verifier, Verifier as _};
@@ -60,6 +73,30 @@ use crate::note::{Ed25519Verifier, Verifier as _};
 /// Column families, in the order they are opened.
 pub const COLUMN_FAMILIES: [&str; 7] =
     ["headers", "lanes", "tiles", "checkpoints", "cursors", "receipts", "meta"];
+
+/// Cap on the write-ahead log's total size (RocksDB `max_total_wal_size`); see the module docs.
+pub const MAX_TOTAL_WAL_BYTES: u64 = 64 << 20;
+
+/// What a store directory occupies on disk, by kind of file (apparent sizes, bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct DiskUsage {
+    /// Table files (`*.sst`): live ones and obsolete ones RocksDB has not deleted yet.
+    pub sst: u64,
+    /// Write-ahead log files (`*.log`).
+    pub wal: u64,
+    /// `MANIFEST-*` files.
+    pub manifest: u64,
+    /// Everything else: `OPTIONS-*`, the info `LOG` and its rotated copies, `CURRENT`, `LOCK`.
+    pub other: u64,
+    /// Files counted.
+    pub files: u64,
+}
+
+impl DiskUsage {
+    pub fn total(&self) -> u64 {
+        self.sst + self.wal + self.manifest + self.other
+    }
+}
 
 /// How to open a store directory.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -121,6 +158,10 @@ fn options(mode: Mode) -> Options {
         DBRecoveryMode::TolerateCorruptedTailRecords
     });
     o.set_keep_log_file_num(4);
+    // RocksDB's info log (`LOG`) grows with every flush and compaction (each prune adds some);
+    // rotated at 1 MiB and four kept, it stays bounded inside a retention quota.
+    o.set_max_log_file_size(1 << 20);
+    o.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
     o
 }
 
@@ -234,6 +275,66 @@ impl Rocks {
         }
     }
 
+    /// Meta `pruned_below` (0 when absent: nothing pruned).
+    fn read_pruned_below(&self) -> Result<u64, StoreError> {
+        match self.get("meta", b"pruned_below")? {
+            None => Ok(0),
+            Some(v) => match <[u8; 8]>::try_from(v.as_slice()) {
+                Ok(b) => Ok(u64::from_be_bytes(b)),
+                Err(_) => Err(StoreError::Damaged(Damage::new(
+                    "meta",
+                    "pruned_below",
+                    format!("expected 8 bytes, found {}", v.len()),
+                ))),
+            },
+        }
+    }
+
+    /// What the store directory occupies: the sum of the apparent sizes of every file in it,
+    /// by kind.
+    ///
+    /// Measured by walking the directory rather than through RocksDB's properties because the
+    /// quota protects the filesystem, and only the directory holds everything that fills it:
+    /// `rocksdb.live-sst-files-size` leaves out the WAL (no property reports its size), obsolete
+    /// table files not yet deleted, MANIFESTs and info logs. One `readdir` and a `stat` per file
+    /// (a few dozen files): the retention check runs it after every append, and the metrics
+    /// endpoint serves the last value. Apparent sizes, not allocated blocks: RocksDB preallocates
+    /// WAL space (up to [`MAX_TOTAL_WAL_BYTES`]) that is returned when the log is closed, and
+    /// counting it would make small quotas meaningless. A file deleted between `readdir` and
+    /// `stat` (RocksDB purging obsolete files) is skipped.
+    pub fn disk_usage(&self) -> Result<DiskUsage, StoreError> {
+        let err = |reason: String| StoreError::Read {
+            place: Place { cf: "meta", key: format!("disk usage of {}", self.path.display()) },
+            reason,
+        };
+        let mut u = DiskUsage::default();
+        for entry in std::fs::read_dir(&self.path).map_err(|e| err(e.to_string()))? {
+            let entry = entry.map_err(|e| err(e.to_string()))?;
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(err(format!("{}: {e}", entry.path().display()))),
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let slot = if name.ends_with(".sst") {
+                &mut u.sst
+            } else if name.ends_with(".log") {
+                &mut u.wal
+            } else if name.starts_with("MANIFEST-") {
+                &mut u.manifest
+            } else {
+                &mut u.other
+            };
+            *slot += meta.len();
+            u.files += 1;
+        }
+        Ok(u)
+    }
+
     /// The verified checkpoint of the head at open (None for an empty log, and for readers).
     pub fn head_checkpoint(&self) -> Option<&Checkpoint> {
         self.checkpoint.as_ref()
@@ -261,6 +362,17 @@ impl Rocks {
         let mut w = WriteOptions::default();
         w.set_sync(true);
         self.db.put_cf_opt(self.cf(cf)?, key, value, &w).map_err(|e| StoreError::Io {
+            place: Place { cf, key: format!("{key:02x?}") },
+            reason: e.to_string(),
+        })
+    }
+
+    /// Deletes one raw key, bypassing the log (for damage tests only).
+    #[doc(hidden)]
+    pub fn delete_raw_for_test(&self, cf: &'static str, key: &[u8]) -> Result<(), StoreError> {
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        self.db.delete_cf_opt(self.cf(cf)?, key, &w).map_err(|e| StoreError::Io {
             place: Place { cf, key: format!("{key:02x?}") },
             reason: e.to_string(),
         })
@@ -497,6 +609,58 @@ impl Store for Rocks {
             }
         }
         out
+    }
+
+    fn pruned_below(&self) -> Result<u64, StoreError> {
+        self.read_pruned_below()
+    }
+
+    fn prune_lanes(&mut self, below: u64, note: Option<&[u8]>) -> Result<Pruned, StoreError> {
+        self.check_writable()?;
+        if self.role != Role::Writer {
+            return Err(StoreError::Open {
+                path: self.path.display().to_string(),
+                reason: "only the store's writer prunes (a read handle cannot)".into(),
+            });
+        }
+        let head = *self.size.get_mut();
+        let current = self.read_pruned_below()?;
+        let Some(from) = check_prune(head, current, below)? else {
+            return Ok(Pruned { from: current, below: current });
+        };
+        // From height 0, not `from`: one tombstone over everything below, strays included.
+        let (start, end) = (lane_key(0, 0), lane_key(below, 0));
+        let mut b = WriteBatch::default();
+        b.delete_range_cf(self.cf("lanes")?, start, end);
+        b.put_cf(self.cf("meta")?, b"pruned_below", below.to_be_bytes());
+        if let Some(n) = note {
+            b.put_cf(self.cf("meta")?, b"prune_note", n);
+        }
+        let place = Place { cf: "lanes", key: format!("pruning heights {from}..{below}") };
+        self.write(b, place.clone())?;
+        // Return the space: the deleted lanes live in memtables + WAL and in table files.
+        // Flushing every column family lets RocksDB drop the WAL files; compacting the range
+        // rewrites (or drops) the table files holding it. A failed flush is an I/O failure.
+        for name in COLUMN_FAMILIES {
+            if let Err(e) = self.db.flush_cf(self.cf(name)?) {
+                let err = StoreError::Io {
+                    place: Place { cf: name, key: format!("flush after {}", place.key) },
+                    reason: e.to_string(),
+                };
+                self.poisoned = Some(err.to_string());
+                return Err(err);
+            }
+        }
+        self.db.compact_range_cf(self.cf("lanes")?, Some(start), Some(end));
+        Ok(Pruned { from, below })
+    }
+
+    fn prune_note(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get("meta", b"prune_note")
+    }
+
+    fn usage_bytes(&self) -> Result<Option<u64>, StoreError> {
+        self.disk_usage().map(|u| Some(u.total()))
     }
 
     fn cursor(&self, ledger: &str) -> Result<Option<Vec<u8>>, StoreError> {
