@@ -17,6 +17,7 @@
 //! - [`health`]: readiness, the pipeline heartbeat and the live counters (read by the systemd
 //!   notifier in `main.rs` and by [`metrics`]).
 //! - [`metrics`]: Prometheus text metrics over a minimal, bounded HTTP/1.1 server.
+//! - [`sync`]: one sync agent per configured ledger (checkpoint, cosignature, block upload).
 
 pub mod config;
 pub mod health;
@@ -24,4 +25,5 @@ pub mod metrics;
 pub mod pipeline;
 pub mod run;
 pub mod source;
+pub mod sync;
 pub mod writer;

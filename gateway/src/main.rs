@@ -103,7 +103,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         for w in &config.dbc_warnings {
             tracing::warn!("dbc: {w}");
         }
-        let store = open_store(&config)?;
+        let (store, readers) = open_store(&config)?;
         let shutdown = CancellationToken::new();
         let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
         let watchdog = sd_notify::watchdog_enabled();
@@ -114,7 +114,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         let health = Arc::new(gateway::health::Health::new(tick));
         let notifier = tokio::spawn(notify_systemd(health.clone(), watchdog, shutdown.clone()));
         let summary =
-            gateway::run::run_with(config, store, shutdown.clone(), health).await;
+            gateway::run::run_with_readers(config, store, readers, shutdown.clone(), health).await;
         // Every way out of `run` is a stop: make sure systemd hears STOPPING=1 before we exit.
         shutdown.cancel();
         let _ = notifier.await;
@@ -138,16 +138,19 @@ fn run(config: Config) -> anyhow::Result<()> {
 }
 
 #[cfg(feature = "rocks")]
-fn open_store(config: &Config) -> anyhow::Result<Box<dyn ledger::store::Store + Send>> {
+fn open_store(config: &Config) -> anyhow::Result<(Box<dyn ledger::store::Store + Send>, Option<gateway::sync::Readers>)> {
     use ledger::store::rocks::{Mode, Rocks};
     let s = Rocks::open(&config.store, &config.signer.verifier(), Mode::CreateOrOpen)
         .with_context(|| format!("opening the store {}", config.store.display()))?;
     tracing::info!(store = %config.store.display(), size = ledger::store::Store::size(&s), "store open");
-    Ok(Box::new(s))
+    // Read handles for the sync agents (they share the writer's RocksDB instance).
+    let reader = s.reader();
+    let readers: gateway::sync::Readers = Arc::new(move || Box::new(reader.reader()));
+    Ok((Box::new(s), Some(readers)))
 }
 
 #[cfg(not(feature = "rocks"))]
-fn open_store(_config: &Config) -> anyhow::Result<Box<dyn ledger::store::Store + Send>> {
+fn open_store(_config: &Config) -> anyhow::Result<(Box<dyn ledger::store::Store + Send>, Option<gateway::sync::Readers>)> {
     anyhow::bail!("built without the `rocks` feature: no durable store")
 }
 

@@ -43,6 +43,8 @@ pub enum RunError {
     Join(String),
     #[error("metrics: binding {addr}: {reason}")]
     Metrics { addr: std::net::SocketAddr, reason: String },
+    #[error("sync: {0}")]
+    Sync(String),
 }
 
 /// What a run did.
@@ -75,6 +77,19 @@ pub async fn run_with(
     shutdown: CancellationToken,
     health: Arc<Health>,
 ) -> Result<Summary, RunError> {
+    run_with_readers(config, store, None, shutdown, health).await
+}
+
+/// [`run_with`], with read handles on the store for the sync agents (one per
+/// `[ledgers.NAME]`; without `readers` a config with ledgers is refused). The agents stop
+/// after the writer: they get the last block and `shutdown_grace` for a last attempt.
+pub async fn run_with_readers(
+    config: Config,
+    store: Box<dyn Store + Send>,
+    readers: Option<crate::sync::Readers>,
+    shutdown: CancellationToken,
+    health: Arc<Health>,
+) -> Result<Summary, RunError> {
     let started = tokio::time::Instant::now();
     let metrics_listener = match config.metrics {
         None => None,
@@ -90,6 +105,26 @@ pub async fn run_with(
     let (writer, durable_rx) =
         Writer::new(store, config.signer.clone(), opts, config.sources.len())?;
     health.set_durable(durable_rx.clone());
+    let agents = match (&readers, config.ledgers.is_empty()) {
+        (_, true) => Vec::new(),
+        (Some(r), false) => crate::sync::agents(&config.ledgers, r, &durable_rx)
+            .map_err(|e| RunError::Sync(e.to_string()))?,
+        (None, false) => {
+            return Err(RunError::Sync(
+                "[ledgers] configured but the store has no read handles (sync needs the RocksDB store)"
+                    .into(),
+            ))
+        }
+    };
+    let sync_stats: Arc<[Arc<crate::sync::AgentStats>]> =
+        agents.iter().map(|a| a.stats.clone()).collect();
+    // Not a child of `shutdown`: agents outlive the writer to send the last block.
+    let sync_stop = CancellationToken::new();
+    let _sync_guard = sync_stop.clone().drop_guard();
+    let sync_tasks: Vec<_> = agents
+        .into_iter()
+        .map(|a| tokio::spawn(a.run(sync_stop.clone(), config.shutdown_grace)))
+        .collect();
     let (pending_tx, pending_rx) = mpsc::channel::<Pending>(config.writer_capacity.get());
     let writer_task = tokio::task::spawn_blocking(move || writer.run(pending_rx).map(|_| ()));
 
@@ -190,7 +225,7 @@ pub async fn run_with(
     let metrics_stop = shutdown.child_token();
     let _metrics_guard = metrics_stop.clone().drop_guard();
     if let Some(l) = metrics_listener {
-        tokio::spawn(crate::metrics::serve(l, health.clone(), metrics_stop));
+        tokio::spawn(crate::metrics::serve_with(l, health.clone(), sync_stats, metrics_stop));
     }
     tracker.close();
 
@@ -207,6 +242,17 @@ pub async fn run_with(
     health.set_ready();
     let counters = pipe.await.map_err(|e| RunError::Join(e.to_string()))?;
     let writer_result = writer_task.await.map_err(|e| RunError::Join(e.to_string()))?;
+    // The writer is done: agents make their last attempt (bounded by the grace period).
+    sync_stop.cancel();
+    let sync_wait = async {
+        for t in sync_tasks {
+            let _ = t.await;
+        }
+    };
+    if tokio::time::timeout(config.shutdown_grace + Duration::from_secs(1), sync_wait).await.is_err()
+    {
+        tracing::warn!("sync agents did not stop within the shutdown grace period");
+    }
     if let Err(e) = writer_result {
         shutdown.cancel();
         let grace = config.shutdown_grace;
