@@ -28,6 +28,7 @@
 //!   cursors and receipts), an in-memory store, and `store::rocks` (feature `rocks`): RocksDB,
 //!   one synced batch per append, recovery checks on open.
 //! - [`verify_store`]: full verification of a store, naming every damaged key.
+//! - [`sync_wire`]: the gateway -> ledger sync protocol on the wire (`docs/sync-protocol.md`).
 //! - [`keys`]: key generation, 0600 key files (atomic write, permission check on load),
 //!   fingerprints; private keys never print.
 //!
@@ -45,6 +46,7 @@ pub mod note;
 pub mod record;
 pub mod seal;
 pub mod store;
+pub mod sync_wire;
 pub mod tile;
 pub mod verify;
 pub mod verify_store;
