@@ -29,6 +29,7 @@ use ledger::checkpoint::Checkpoint;
 use ledger::note::Note;
 use ledger::store::cursor::{read_cursor, write_cursor, LedgerCursor};
 use ledger::store::{Store, StoreError};
+use ledger::sync_wire;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -223,28 +224,56 @@ impl Agent {
     }
 
     async fn link(&self) -> Result<(), Fail> {
-        let r = self.client.get(self.client.url(&["v1", "link"])).await?;
+        let r = self.client.get(self.client.url(sync_wire::path::LINK)).await?;
         if !r.status.is_success() {
-            return Err(r.fail("link check"));
+            return Err(wire::refusal("GET /v1/link", &r));
         }
-        Ok(())
+        wire::check_link(&r.body, &self.cfg.cosigner.to_vkey()).map(|_| ())
     }
 
     async fn fetch_state(&self, core: &mut Core) -> Result<(), Fail> {
         let origin = self.origin().await?;
-        let r = self.client.get(self.client.url(&["v1", "gateways", &origin, "state"])).await?;
+        let r = self.client.get(self.client.url(&sync_wire::path::state(&origin))).await?;
         if !r.status.is_success() {
-            return Err(r.fail("GET state"));
+            return Err(wire::refusal("GET state", &r));
         }
-        let st = wire::parse_state(&r.body)
+        let st = wire::GatewayState::from_cbor(&r.body)
             .map_err(|e| Fail::new(FailKind::Protocol, format!("GET state: {e}")))?;
-        for lane in &self.cfg.lanes {
-            if !st.lanes.contains(lane) {
-                tracing::warn!(ledger = %self.cfg.name, lane, "the ledger does not list this lane as one it receives");
-            }
+        if st.origin != origin {
+            return Err(Fail::new(
+                FailKind::Protocol,
+                format!("GET state: answered for origin {:?}, asked for {origin:?}", st.origin),
+            ));
         }
-        if let Some(c) = core.state(Remote { witnessed: st.witnessed, mirrored: st.mirrored }) {
+        if st.lanes != self.cfg.lanes {
+            // The ledger decides what it stores; a mismatch is a config problem on one side.
+            tracing::warn!(ledger = %self.cfg.name, ours = ?self.cfg.lanes, theirs = ?st.lanes, "the ledger receives other lanes than configured");
+        }
+        let witnessed = st.witnessed.as_ref().map_or(0, |w| w.size);
+        if let Some(c) = core.state(Remote { witnessed, mirrored: st.mirrored }) {
             self.save_cursor(c).await?;
+        }
+        // A cosignature we never received (its answer was lost) comes back with the state:
+        // verify it and keep it as the receipt.
+        if let Some(w) = st.witnessed {
+            if w.size > core.cursor().witnessed && w.size <= core.local() {
+                let size = w.size;
+                let note = self.checkpoint_note(size).await?;
+                let theirs = Note::parse(&w.checkpoint).map_err(|e| {
+                    Fail::new(FailKind::Protocol, format!("GET state: witnessed checkpoint: {e}"))
+                })?;
+                let ours = Note::parse(&note).map_err(|e| {
+                    Fail::new(FailKind::Store, format!("our checkpoint of size {size}: {e}"))
+                })?;
+                if theirs.text() != ours.text() {
+                    return Err(Fail::new(
+                        FailKind::Diverged,
+                        format!("the ledger's witnessed checkpoint of size {size} is not ours"),
+                    ));
+                }
+                let receipt = self.verify_cosignature(&note, theirs.signatures())?;
+                self.store_receipt(core, size, receipt).await?;
+            }
         }
         Ok(())
     }
@@ -281,18 +310,15 @@ impl Agent {
         epoch: Instant,
         stop: &CancellationToken,
     ) -> Result<(), Fail> {
-        let (note, proof) = self
+        let note = self.checkpoint_note(size).await?;
+        let proof = self
             .store(move |s| {
-                let note = s.checkpoint_at(size)?.ok_or_else(|| StoreError::Read {
-                    place: ledger::store::Place { cf: "checkpoints", key: format!("size {size}") },
-                    reason: "missing".into(),
-                })?;
                 let proof = ledger::log::consistency_proof(&ledger::store::tiles(s), old, size)
                     .map_err(|e| StoreError::Read {
                         place: ledger::store::Place { cf: "tiles", key: format!("proof {old}..{size}") },
                         reason: e.to_string(),
                     })?;
-                Ok((note, proof))
+                Ok(proof)
             })
             .await?;
         let body = wire::add_checkpoint_body(old, &proof, &note);
@@ -300,21 +326,20 @@ impl Agent {
         self.stats.bytes_sent.fetch_add(body.len() as u64, Ordering::Relaxed);
         let r = self
             .client
-            .post(self.client.url(&["add-checkpoint"]), "text/plain; charset=utf-8", body)
+            .post(self.client.url(sync_wire::path::ADD_CHECKPOINT), wire::TEXT_TYPE, body)
             .await?;
         match r.status.as_u16() {
             200 => {
-                let receipt = self.verify_cosignature(&note, &r.body)?;
-                let name = self.cfg.name.clone();
-                self.store(move |s| s.set_receipt(&name, &receipt)).await?;
-                if let Some(c) = core.cosigned(size) {
-                    self.save_cursor(c).await?;
-                }
+                let sigs = sync_wire::parse_cosignature_lines(&r.body).map_err(|e| {
+                    Fail::new(FailKind::Protocol, format!("add-checkpoint answer: {e}"))
+                })?;
+                let receipt = self.verify_cosignature(&note, &sigs)?;
+                self.store_receipt(core, size, receipt).await?;
                 tracing::info!(ledger = %self.cfg.name, old, size, "checkpoint cosigned");
                 Ok(())
             }
             409 => {
-                let theirs = wire::parse_size(&r.body).map_err(|e| {
+                let theirs = sync_wire::parse_size_body(&r.body).map_err(|e| {
                     Fail::new(FailKind::Protocol, format!("add-checkpoint 409: {e}"))
                 })?;
                 tracing::info!(ledger = %self.cfg.name, sent_old = old, theirs, "add-checkpoint conflict: retrying from the ledger's size");
@@ -322,25 +347,41 @@ impl Agent {
                     Fail::new(k, format!("add-checkpoint 409 names size {theirs}, the old size we sent"))
                 })
             }
-            _ => Err(r.fail("add-checkpoint")),
+            _ => Err(wire::refusal("add-checkpoint", &r)),
         }
     }
 
-    /// Checks the cosignature lines against our checkpoint and the configured key; returns
-    /// the receipt: our signed checkpoint note with the ledger's cosignature line appended.
-    fn verify_cosignature(&self, note: &[u8], lines: &[u8]) -> Result<Vec<u8>, Fail> {
-        let bad = |d: String| Fail::new(FailKind::Cosignature, format!("ledger {}: {d}", self.cfg.name));
-        let mut receipt = note.to_vec();
-        receipt.extend_from_slice(lines);
-        if !receipt.ends_with(b"\n") {
-            receipt.push(b'\n');
+    /// Our signed checkpoint note of `size`.
+    async fn checkpoint_note(&self, size: u64) -> Result<Vec<u8>, Fail> {
+        self.store(move |s| {
+            s.checkpoint_at(size)?.ok_or_else(|| StoreError::Read {
+                place: ledger::store::Place { cf: "checkpoints", key: format!("size {size}") },
+                reason: "missing".into(),
+            })
+        })
+        .await
+    }
+
+    /// Stores a verified receipt, then moves the cursor's `witnessed` (in that order: a
+    /// cursor never claims a receipt that is not on disk).
+    async fn store_receipt(&self, core: &mut Core, size: u64, receipt: Vec<u8>) -> Result<(), Fail> {
+        let name = self.cfg.name.clone();
+        self.store(move |s| s.set_receipt(&name, &receipt)).await?;
+        if let Some(c) = core.cosigned(size) {
+            self.save_cursor(c).await?;
         }
-        let parsed = Note::parse(&receipt).map_err(|e| bad(format!("cosignature lines: {e}")))?;
+        Ok(())
+    }
+
+    /// Checks the ledger's cosignature among `sigs` on our checkpoint `note` with the pinned
+    /// key; returns the receipt: our signed note with that one cosignature line appended.
+    fn verify_cosignature(&self, note: &[u8], sigs: &[ledger::note::Signature]) -> Result<Vec<u8>, Fail> {
+        let bad = |d: String| Fail::new(FailKind::Cosignature, format!("ledger {}: {d}", self.cfg.name));
+        let parsed = Note::parse(note).map_err(|e| Fail::new(FailKind::Store, format!("our checkpoint note: {e}")))?;
         let checkpoint =
-            Checkpoint::parse(parsed.text()).map_err(|e| bad(format!("our checkpoint: {e}")))?;
+            Checkpoint::parse(parsed.text()).map_err(|e| Fail::new(FailKind::Store, format!("our checkpoint: {e}")))?;
         let v = &self.cfg.cosigner;
-        let sig = parsed
-            .signatures()
+        let sig = sigs
             .iter()
             .find(|s| s.name == ledger::note::Verifier::name(v) && s.key_id == ledger::note::Verifier::key_id(v))
             .ok_or_else(|| bad(format!("no cosignature from {}", v.to_vkey())))?;
@@ -373,19 +414,19 @@ impl Agent {
             .await?;
         let origin = self.origin().await?;
         let end = batch.blocks.last().map_or(from, |b| b.height + 1);
-        let body = wire::blocks_body(&batch)
-            .map_err(|e| Fail::new(FailKind::Store, format!("encoding blocks {from}..{end}: {e}")))?;
+        let body = batch.to_cbor();
         self.wait_budget(budget, epoch, body.len() as u64, stop).await?;
         self.stats.bytes_sent.fetch_add(body.len() as u64, Ordering::Relaxed);
         let r = self
             .client
-            .post(self.client.url(&["v1", "gateways", &origin, "blocks"]), wire::BLOCKS_CONTENT_TYPE, body)
+            .post(self.client.url(&sync_wire::path::blocks(&origin)), wire::CBOR_TYPE, body)
             .await?;
         if !r.status.is_success() {
-            return Err(r.fail(&format!("upload of blocks {from}..{end}")));
+            return Err(wire::refusal(&format!("upload of blocks {from}..{end}"), &r));
         }
-        let mirrored = wire::parse_upload_answer(&r.body, end)
-            .map_err(|e| Fail::new(FailKind::Protocol, format!("upload answer: {e}")))?;
+        let mirrored = wire::UploadAck::from_cbor(&r.body)
+            .map_err(|e| Fail::new(FailKind::Protocol, format!("upload answer: {e}")))?
+            .mirrored;
         if mirrored < end {
             return Err(Fail::new(
                 FailKind::Protocol,
@@ -416,7 +457,7 @@ pub fn read_batch(
     witnessed: u64,
     lanes: &[String],
     max_bytes: usize,
-) -> Result<wire::Batch, StoreError> {
+) -> Result<wire::Upload, StoreError> {
     let missing = |cf: &'static str, key: String| StoreError::Read {
         place: ledger::store::Place { cf, key },
         reason: "missing".into(),
@@ -435,15 +476,15 @@ pub fn read_batch(
                 let lane = s
                     .lane(height, idx)?
                     .ok_or_else(|| missing("lanes", format!("height {height} lane {i}")))?;
-                picked.push(wire::Lane { index: idx, name: info.name.clone(), bytes: lane });
+                picked.push((idx, lane));
             }
         }
-        let size = header.len() + picked.iter().map(|l| l.bytes.len()).sum::<usize>();
+        let size = header.len() + picked.iter().map(|l| l.1.len()).sum::<usize>();
         if !blocks.is_empty() && bytes + size > max_bytes {
             break;
         }
         bytes += size;
-        blocks.push(wire::Block { height, header, lanes: picked });
+        blocks.push(wire::UploadBlock { height, header, lanes: picked });
     }
     let last = blocks.last().map_or(from, |b| b.height);
     let proof = ledger::log::inclusion_proof(&ledger::store::tiles(s), last, witnessed).map_err(|e| {
@@ -452,7 +493,7 @@ pub fn read_batch(
             reason: e.to_string(),
         }
     })?;
-    Ok(wire::Batch { tree_size: witnessed, blocks, proof })
+    Ok(wire::Upload { checkpoint_size: witnessed, blocks, proof })
 }
 
 fn chacha_from(seed: u64) -> chacha20::ChaCha8Rng {

@@ -94,15 +94,12 @@ impl Client {
         Ok(Client { http, base: cfg.url.clone(), ledger: cfg.name.clone() })
     }
 
-    /// `base` joined with path segments (each percent-encoded, so an origin with `/` stays
-    /// one segment).
-    pub fn url(&self, segments: &[&str]) -> Url {
-        let mut u = self.base.clone();
-        if let Ok(mut p) = u.path_segments_mut() {
-            p.pop_if_empty();
-            p.extend(segments);
-        }
-        u
+    /// `base` joined with a protocol path (`ledger::sync_wire::path`, already escaped).
+    pub fn url(&self, path: &str) -> Url {
+        let joined = format!("{}{path}", self.base.as_str().trim_end_matches('/'));
+        // The base is a valid URL and the path is escaped, so this parses; fall back to the
+        // base (the request then fails with the server's 404, visibly) rather than panic.
+        Url::parse(&joined).unwrap_or_else(|_| self.base.clone())
     }
 
     pub async fn get(&self, url: Url) -> Result<Response, Fail> {
@@ -150,11 +147,3 @@ fn classify(ledger: &str, e: &reqwest::Error) -> Fail {
     Fail::new(kind, detail)
 }
 
-impl Response {
-    /// A non-2xx answer as a failure: 5xx is the server's, 4xx a refusal.
-    pub fn fail(&self, what: &str) -> Fail {
-        let kind = if self.status.is_server_error() { FailKind::Server } else { FailKind::Rejected };
-        let text = String::from_utf8_lossy(&self.body[..self.body.len().min(300)]).trim().to_owned();
-        Fail::new(kind, format!("{what}: HTTP {}: {text}", self.status))
-    }
-}

@@ -1,150 +1,99 @@
-//! The client side of the sync wire protocol (`docs/sync-protocol.md`): request bodies built
-//! and response bodies parsed here, nowhere else.
-//!
-//! `add-checkpoint` is C2SP tlog-witness: `old N\n`, one base64 consistency-proof hash per
-//! line, a blank line, then the signed checkpoint note; 200 answers cosignature lines, 409
-//! answers (`text/x.tlog.size`) the size the witness last cosigned.
+//! The client's use of the sync wire protocol (`docs/sync-protocol.md`, `ledger::sync_wire`):
+//! request bodies built and answers parsed and classified here, nowhere else. The message
+//! types themselves are the ledger crate's, shared with the server.
 
-use base64::Engine as _;
 use ledger::merkle::Hash;
+use ledger::sync_wire::{self, ErrorBody, ErrorCode};
 
-/// One lane of a block as sent: its index in the header, name and ciphertext.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lane {
-    pub index: u16,
-    pub name: String,
-    pub bytes: Vec<u8>,
-}
+use super::client::{Fail, Response};
+use super::core::FailKind;
 
-/// One block as sent: height, header bytes, the lanes this ledger receives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Block {
-    pub height: u64,
-    pub header: Vec<u8>,
-    pub lanes: Vec<Lane>,
-}
+pub use ledger::sync_wire::{GatewayState, Link, Upload, UploadAck, UploadBlock};
 
-/// One upload: consecutive blocks and the inclusion proof of the last header in the tree of
-/// `tree_size` (the checkpoint the ledger cosigned).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
-    pub tree_size: u64,
-    pub blocks: Vec<Block>,
-    pub proof: Vec<Hash>,
-}
-
-/// What `GET /v1/gateways/{origin}/state` reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct State {
-    pub witnessed: u64,
-    pub mirrored: u64,
-    pub lanes: Vec<String>,
-}
+/// Content type of add-checkpoint requests.
+pub const TEXT_TYPE: &str = sync_wire::TEXT_TYPE;
+/// Content type of `/v1/` requests.
+pub const CBOR_TYPE: &str = sync_wire::CBOR_TYPE;
 
 /// The C2SP tlog-witness add-checkpoint request body.
 pub fn add_checkpoint_body(old: u64, proof: &[Hash], note: &[u8]) -> Vec<u8> {
-    let mut out = format!("old {old}\n").into_bytes();
-    for h in proof {
-        out.extend_from_slice(h.to_base64().as_bytes());
-        out.push(b'\n');
+    sync_wire::AddCheckpoint { old_size: old, proof: proof.to_vec(), checkpoint: note.to_vec() }
+        .to_bytes()
+}
+
+/// Classifies a refusal by its status and error code (the doc's "what a client does" table).
+pub fn refusal(what: &str, r: &Response) -> Fail {
+    let body = if r.content_type.starts_with(CBOR_TYPE) {
+        ErrorBody::from_cbor(&r.body).unwrap_or_else(|_| ErrorBody::from_text(&r.body))
+    } else {
+        ErrorBody::from_text(&r.body)
+    };
+    let kind = match (&body.code, r.status.as_u16()) {
+        (ErrorCode::Fork, _) => FailKind::Diverged,
+        (c, _) if c.is_retryable() => FailKind::Server,
+        (_, s) if s >= 500 => FailKind::Server,
+        _ => FailKind::Rejected,
+    };
+    Fail::new(kind, format!("{what}: HTTP {}: {body}", r.status))
+}
+
+/// Checks a link answer: our protocol, and the cosigner key we pinned.
+pub fn check_link(body: &[u8], pinned_vkey: &str) -> Result<Link, Fail> {
+    let link = Link::from_cbor(body)
+        .map_err(|e| Fail::new(FailKind::Protocol, format!("GET /v1/link: {e}")))?;
+    let major = |p: &str| p.rsplit_once('/').map(|(name, v)| (name.to_owned(), v.split('.').next().map(str::to_owned)));
+    if major(&link.protocol) != major(sync_wire::PROTOCOL) {
+        return Err(Fail::new(
+            FailKind::Protocol,
+            format!("ledger speaks {:?}, this gateway {:?}", link.protocol, sync_wire::PROTOCOL),
+        ));
     }
-    out.push(b'\n');
-    out.extend_from_slice(note);
-    out
-}
-
-/// The body of a 409 (`text/x.tlog.size`): a decimal size and a newline.
-pub fn parse_size(body: &[u8]) -> Result<u64, String> {
-    let text = std::str::from_utf8(body).map_err(|_| "size is not UTF-8".to_string())?;
-    let t = text.strip_suffix('\n').unwrap_or(text);
-    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) || (t.len() > 1 && t.starts_with('0')) {
-        return Err(format!("{t:?} is not a decimal size"));
+    if link.cosigner.trim() != pinned_vkey {
+        return Err(Fail::new(
+            FailKind::Rejected,
+            format!(
+                "ledger {:?} cosigns with {}, the config pins {pinned_vkey}: wrong URL or wrong key",
+                link.ledger, link.cosigner
+            ),
+        ));
     }
-    t.parse().map_err(|_| format!("{t:?} does not fit in 64 bits"))
-}
-
-pub const BLOCKS_CONTENT_TYPE: &str = "application/cbor";
-
-fn int(v: &ciborium::Value) -> Option<u64> {
-    v.as_integer()?.try_into().ok()
-}
-
-/// Provisional until the protocol lands: a CBOR map `{witnessed, mirrored, lanes}`.
-pub fn parse_state(body: &[u8]) -> Result<State, String> {
-    let v: ciborium::Value = ciborium::from_reader(body).map_err(|e| format!("not CBOR: {e}"))?;
-    let map = v.as_map().ok_or("state is not a CBOR map")?;
-    let get = |k: &str| map.iter().find(|(key, _)| key.as_text() == Some(k)).map(|(_, v)| v);
-    let witnessed = get("witnessed").and_then(int).ok_or("state: witnessed missing")?;
-    let mirrored = get("mirrored").and_then(int).ok_or("state: mirrored missing")?;
-    let lanes = get("lanes")
-        .and_then(|l| l.as_array())
-        .map(|a| a.iter().filter_map(|x| x.as_text().map(str::to_owned)).collect())
-        .unwrap_or_default();
-    Ok(State { witnessed, mirrored, lanes })
-}
-
-/// Provisional until the protocol lands.
-pub fn blocks_body(batch: &Batch) -> Result<Vec<u8>, String> {
-    use ciborium::Value as V;
-    let blocks = batch
-        .blocks
-        .iter()
-        .map(|b| {
-            V::Array(vec![
-                b.height.into(),
-                V::Bytes(b.header.clone()),
-                V::Array(
-                    b.lanes
-                        .iter()
-                        .map(|l| V::Array(vec![u64::from(l.index).into(), V::Bytes(l.bytes.clone())]))
-                        .collect(),
-                ),
-            ])
-        })
-        .collect();
-    let v = V::Array(vec![
-        batch.tree_size.into(),
-        V::Array(blocks),
-        V::Array(batch.proof.iter().map(|h| V::Bytes(h.0.to_vec())).collect()),
-    ]);
-    let mut out = Vec::new();
-    ciborium::into_writer(&v, &mut out).map_err(|e| e.to_string())?;
-    Ok(out)
-}
-
-/// Provisional: the mirrored size the answer reports (`end` when the answer is empty).
-pub fn parse_upload_answer(body: &[u8], end: u64) -> Result<u64, String> {
-    if body.is_empty() {
-        return Ok(end);
-    }
-    parse_state(body).map(|s| s.mirrored)
-}
-
-/// Base64 of a hash, for tests.
-pub fn b64(h: &Hash) -> String {
-    base64::engine::general_purpose::STANDARD.encode(h.0)
+    Ok(link)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_add_checkpoint_body_is_the_c2sp_shape() {
-        let h = Hash([7; 32]);
-        let body = add_checkpoint_body(3, &[h, h], b"origin\n5\nROOT=\n\n- sig\n");
-        let text = String::from_utf8(body).expect("utf-8");
-        let want = format!("old 3\n{}\n{}\n\norigin\n5\nROOT=\n\n- sig\n", b64(&h), b64(&h));
-        assert_eq!(text, want);
-        assert!(add_checkpoint_body(0, &[], b"n").starts_with(b"old 0\n\nn"));
+    fn resp(status: u16, ctype: &str, body: Vec<u8>) -> Response {
+        Response {
+            status: reqwest::StatusCode::from_u16(status).expect("status"),
+            content_type: ctype.into(),
+            body,
+        }
     }
 
     #[test]
-    fn a_409_size_is_strictly_decimal() {
-        assert_eq!(parse_size(b"42\n"), Ok(42));
-        assert_eq!(parse_size(b"0"), Ok(0));
-        for bad in [&b""[..], b"-1\n", b"042\n", b"4 2\n", b"99999999999999999999\n", b"\xff"] {
-            assert!(parse_size(bad).is_err(), "{bad:?}");
-        }
+    fn refusals_are_classified_by_code_then_status() {
+        let cbor = |code: ErrorCode| ErrorBody::new(code, "why").to_cbor();
+        let k = |s, b| refusal("x", &resp(s, CBOR_TYPE, b)).kind;
+        assert_eq!(k(409, cbor(ErrorCode::Fork)), FailKind::Diverged);
+        assert_eq!(k(503, cbor(ErrorCode::Unavailable)), FailKind::Server);
+        assert_eq!(k(422, cbor(ErrorCode::BadLane)), FailKind::Rejected);
+        assert_eq!(k(502, b"bad gateway".to_vec()), FailKind::Server);
+        let f = refusal("add-checkpoint", &resp(403, TEXT_TYPE, b"bad_signature: no\n".to_vec()));
+        assert_eq!(f.kind, FailKind::Rejected);
+        assert!(f.detail.contains("bad_signature"), "{}", f.detail);
+    }
+
+    #[test]
+    fn a_link_with_another_cosigner_or_protocol_is_refused() {
+        let link = |p: &str, c: &str| {
+            Link { protocol: p.into(), ledger: "factory.example".into(), cosigner: c.into() }
+                .to_cbor()
+        };
+        assert!(check_link(&link("iov-sync/1", "K"), "K").is_ok());
+        assert_eq!(check_link(&link("iov-sync/1", "J"), "K").map(|_| ()).unwrap_err().kind, FailKind::Rejected);
+        assert_eq!(check_link(&link("iov-sync/2", "K"), "K").map(|_| ()).unwrap_err().kind, FailKind::Protocol);
+        assert_eq!(check_link(b"junk", "K").map(|_| ()).unwrap_err().kind, FailKind::Protocol);
     }
 }
