@@ -1212,6 +1212,8 @@ mod tests {
         }
     }
 
+    type Entries = Vec<(Value, Value)>;
+
     fn upload() -> Upload {
         Upload {
             blocks: vec![
@@ -1280,7 +1282,7 @@ mod tests {
             Err(WireError::Cbor { .. })
         ));
 
-        let edit = |f: &dyn Fn(&mut Vec<(Value, Value)>)| {
+        let edit = |f: &dyn Fn(&mut Entries)| {
             let mut v: Value = ciborium::de::from_reader(good.as_slice()).unwrap();
             let Value::Map(m) = &mut v else { unreachable!() };
             f(m);
