@@ -65,7 +65,7 @@ impl Org {
         std::fs::create_dir_all(&dir)?;
         let cosigner = ledger::keys::generate_cosigner(&format!("{name}.example/ledger"))?;
         ledger::keys::save_cosigner(&dir.join("witness.key"), &cosigner)?;
-        let mut org = Org {
+        let org = Org {
             name,
             lanes: vec![lane.to_owned()],
             cosigner,
@@ -242,6 +242,11 @@ kind = "trace"
 file = "trace.log.gz"
 pace = "fast"
 at_end = "continue"
+# A CAN interface that never appears: the source waits for it, which keeps the daemon running
+# after the trace (as a vehicle's CAN source would), so the agents sync on their own time.
+[sources.idle]
+kind = "socketcan"
+interface = "vcan-e2e"
 [lanes.factory]
 carries = "raw"
 recipients = ["factory"]
@@ -263,6 +268,8 @@ listen = "{metrics}"
             city = ledger(&orgs[1], proxy_addrs[1]),
         );
         std::fs::write(dir.join("gateway.toml"), config)?;
+        // The test's own client (plain HTTP straight to the ledgers) needs a rustls provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
         Ok(World { _tmp: tmp, dir, keys, orgs, proxies, rt, http, metrics, stop })
     }
@@ -317,9 +324,18 @@ listen = "{metrics}"
 
     /// Waits until every frame of the trace is durable; returns the log size then.
     fn wait_ingested(&self, gw: &mut common::Gateway) -> Result<u64> {
+        let mut exited = None;
         let r = self.wait(DEADLINE, "every frame durable", |w| {
+            if let Some(st) = gw.child.try_wait()? {
+                exited = Some(st);
+                return Ok(true);
+            }
             Ok(w.metric("iov_records_total", "lane=\"factory\"")? == Some(FRAMES as f64))
         });
+        if let Some(st) = exited {
+            let _ = gw.wait_exit(Duration::from_secs(10));
+            bail!("the gateway exited ({st}); log:\n{}", gw.seen.join("\n"));
+        }
         if let Err(e) = r {
             let _ = gw.wait_for(Duration::from_millis(10), |_| false);
             bail!("{e}; gateway log:\n{}", gw.seen.join("\n"));

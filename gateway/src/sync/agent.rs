@@ -144,7 +144,11 @@ impl Agent {
                     tracing::warn!(ledger = %name, error = %f, retry_ms = delay.as_millis() as u64, "sync step failed");
                     retry_at = Some(Instant::now() + delay);
                 }
-                None => break, // stopped mid-pass
+                None => {
+                    // Stopped mid-pass: what the abandoned request did is unknown.
+                    core.failed();
+                    break;
+                }
             }
             self.publish(&core);
         }
@@ -313,6 +317,10 @@ impl Agent {
         let note = self.checkpoint_note(size).await?;
         let proof = self
             .store(move |s| {
+                // No proof from the empty tree or to the same size (C2SP tlog-witness).
+                if old == 0 || old == size {
+                    return Ok(Vec::new());
+                }
                 let proof = ledger::log::consistency_proof(&ledger::store::tiles(s), old, size)
                     .map_err(|e| StoreError::Read {
                         place: ledger::store::Place { cf: "tiles", key: format!("proof {old}..{size}") },
