@@ -344,12 +344,19 @@ listen = "{metrics}"
         Ok(h as u64)
     }
 
-    /// Waits until both ledgers hold (witnessed and mirrored) `head` blocks.
+    /// Waits until both ledgers hold (witnessed and mirrored) `head` blocks and the gateway's
+    /// cursors (its metrics) say so too.
     fn wait_synced(&self, head: u64) -> Result<()> {
         for i in 0..self.orgs.len() {
-            self.wait(DEADLINE, &format!("{} at head {head}", self.orgs[i].name), |w| {
+            let name = self.orgs[i].name;
+            self.wait(DEADLINE, &format!("{name} at head {head}"), |w| {
                 let s = w.state(i)?;
                 Ok(s.mirrored == head && s.witnessed.map(|x| x.size) == Some(head))
+            })?;
+            let label = format!("ledger=\"{name}\"");
+            self.wait(DEADLINE, &format!("the gateway's {name} cursor at {head}"), |w| {
+                Ok(w.metric("iov_ledger_acked_height", &label)? == Some(head as f64)
+                    && w.metric("iov_ledger_witnessed_height", &label)? == Some(head as f64))
             })?;
         }
         Ok(())
@@ -436,6 +443,10 @@ fn clean_link_both_ledgers_hold_exactly_the_gateways_log() -> Result<()> {
 fn a_flaky_link_a_ledger_restart_and_a_gateway_kill_end_in_the_same_state() -> Result<()> {
     let mut w = World::new()?;
     let gw_vkey = w.keys.signer.verifier().to_vkey();
+    // Slow links (256 KiB/s each way), so the upload spans many cuts and both restarts.
+    for p in &w.proxies {
+        p.apply(&faultproxy::Command::Rate(Some(256 * 1024)));
+    }
     // The link to both ledgers drops every 300 ms for the whole test.
     let cutter = {
         let proxies = w.proxies.clone();
@@ -455,14 +466,14 @@ fn a_flaky_link_a_ledger_restart_and_a_gateway_kill_end_in_the_same_state() -> R
     };
     let mut gw = w.gateway()?;
     // The factory ledger restarts mid-upload.
-    w.wait(DEADLINE, "factory mid-upload", |w| Ok(w.state(0)?.mirrored > 0))?;
+    w.wait(DEADLINE, "factory mid-upload", |w| Ok(w.state(0)?.mirrored >= 4))?;
     let before = w.state(0)?.mirrored;
     w.orgs[0].signal("-KILL")?;
     w.orgs[0].start(&gw_vkey)?;
     println!("factory ledger killed and restarted at mirrored {before}");
     // The gateway is SIGKILLed mid-upload to the city ledger, then restarted with nothing
     // new to ingest (an empty trace): it must resume from the ledgers' state.
-    w.wait(DEADLINE, "city mid-upload", |w| Ok(w.state(1)?.mirrored > 0))?;
+    w.wait(DEADLINE, "city mid-upload", |w| Ok(w.state(1)?.mirrored >= 8))?;
     gw.signal("-KILL")?;
     let _ = gw.wait_exit(Duration::from_secs(60))?;
     println!("gateway killed with city at mirrored {}", w.state(1)?.mirrored);

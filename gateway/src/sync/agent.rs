@@ -416,7 +416,7 @@ impl Agent {
         stop: &CancellationToken,
     ) -> Result<(), Fail> {
         let lanes = self.cfg.lanes.clone();
-        let max_bytes = self.cfg.batch_bytes.get();
+        let max_bytes = (self.cfg.batch_bytes.get() >> core.shrink()).max(1);
         let batch = self
             .store(move |s| read_batch(s, from, to, witnessed, &lanes, max_bytes))
             .await?;

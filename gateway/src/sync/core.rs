@@ -95,7 +95,16 @@ pub struct Core {
     cursor: LedgerCursor,
     /// The `old` of the last add-checkpoint we sent: a 409 naming it again is a protocol error.
     last_old: Option<u64>,
+    /// Batches are cut to `batch_blocks >> shrink` blocks (and the shell's byte limit likewise):
+    /// each failed upload halves the batch, each successful one doubles it back. A link whose
+    /// up-windows are shorter than a full batch's transfer still moves, block by block.
+    shrink: u32,
+    /// Whether the last action handed out was an upload (to know what a failure was).
+    uploading: bool,
 }
+
+/// Most halvings of a batch (a batch never goes below one block anyway).
+pub const MAX_SHRINK: u32 = 16;
 
 impl Core {
     pub fn new(local: u64, cursor: LedgerCursor, batch_blocks: usize) -> Core {
@@ -105,7 +114,14 @@ impl Core {
             batch_blocks: (batch_blocks as u64).max(1),
             cursor,
             last_old: None,
+            shrink: 0,
+            uploading: false,
         }
+    }
+
+    /// How many times the batch limits are halved now (`limit >> shrink`, at least 1).
+    pub fn shrink(&self) -> u32 {
+        self.shrink
     }
 
     pub fn local(&self) -> u64 {
@@ -131,6 +147,12 @@ impl Core {
     }
 
     pub fn next(&mut self) -> Action {
+        let a = self.decide();
+        self.uploading = matches!(a, Action::Upload { .. });
+        a
+    }
+
+    fn decide(&mut self) -> Action {
         let Some(r) = self.remote else { return Action::FetchState };
         if r.witnessed > self.local {
             return Action::Diverged { ours: self.local, theirs: r.witnessed };
@@ -143,7 +165,8 @@ impl Core {
             return Action::AddCheckpoint { old: r.witnessed, size: self.local };
         }
         if r.mirrored < r.witnessed {
-            let to = r.witnessed.min(r.mirrored.saturating_add(self.batch_blocks));
+            let batch = (self.batch_blocks >> self.shrink).max(1);
+            let to = r.witnessed.min(r.mirrored.saturating_add(batch));
             return Action::Upload { from: r.mirrored, to, witnessed: r.witnessed };
         }
         Action::Idle
@@ -191,6 +214,7 @@ impl Core {
     /// Blocks up to `mirrored` are stored at the ledger. Returns the cursor to store if it
     /// changed.
     pub fn uploaded(&mut self, mirrored: u64) -> Option<LedgerCursor> {
+        self.shrink = self.shrink.saturating_sub(1);
         if let Some(r) = &mut self.remote {
             r.mirrored = r.mirrored.max(mirrored);
         }
@@ -199,6 +223,10 @@ impl Core {
 
     /// A step failed: forget the ledger's state (fetch it again before anything else).
     pub fn failed(&mut self) {
+        if self.uploading {
+            self.shrink = (self.shrink + 1).min(MAX_SHRINK);
+        }
+        self.uploading = false;
         self.remote = None;
         self.last_old = None;
     }
@@ -278,7 +306,8 @@ mod tests {
         c.failed();
         assert_eq!(c.next(), Action::FetchState);
         assert_eq!(c.state(Remote { witnessed: 30, mirrored: 22 }), Some(LedgerCursor { witnessed: 30, acked: 22 }));
-        assert_eq!(c.next(), Action::Upload { from: 22, to: 30, witnessed: 30 });
+        // The failed upload halved the batch (10 -> 5).
+        assert_eq!(c.next(), Action::Upload { from: 22, to: 27, witnessed: 30 });
     }
 
     #[test]
@@ -290,6 +319,32 @@ mod tests {
         assert_eq!(c.next(), Action::Diverged { ours: 10, theirs: 11 });
         // The cursor never claims more than our log holds.
         assert!(c.cursor().acked <= 10);
+    }
+
+    #[test]
+    fn failed_uploads_halve_the_batch_and_successes_grow_it_back() {
+        let mut c = Core::new(100, LedgerCursor::default(), 8);
+        c.state(Remote { witnessed: 100, mirrored: 0 });
+        assert_eq!(c.next(), Action::Upload { from: 0, to: 8, witnessed: 100 });
+        c.failed();
+        c.state(Remote { witnessed: 100, mirrored: 0 });
+        assert_eq!(c.next(), Action::Upload { from: 0, to: 4, witnessed: 100 });
+        for _ in 0..10 {
+            c.failed();
+            c.state(Remote { witnessed: 100, mirrored: 0 });
+            assert!(matches!(c.next(), Action::Upload { .. }));
+        }
+        assert_eq!(c.next(), Action::Upload { from: 0, to: 1, witnessed: 100 }, "never below one");
+        // A failed state fetch is not an upload failure: no further shrink.
+        c.failed();
+        let before = c.shrink();
+        assert_eq!(c.next(), Action::FetchState);
+        c.failed();
+        assert_eq!(c.shrink(), before);
+        c.state(Remote { witnessed: 100, mirrored: 0 });
+        c.next();
+        c.uploaded(1);
+        assert_eq!(c.shrink(), before - 1);
     }
 
     #[test]
