@@ -72,7 +72,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => n * 60.0,
         u => return Err(format!("{text:?}: unknown unit {u:?} (ns, us, ms, s, m)")),
     };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("{text:?} is not a representable duration"))
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("{text:?} is not a representable duration"))
 }
 
 fn number(text: &str) -> Result<u64, String> {

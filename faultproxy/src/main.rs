@@ -100,9 +100,8 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("schedule {}", p.display()))?
         }
     };
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let shutdown = CancellationToken::new();
     let start = tokio::time::Instant::now();
     let (handle, proxy) = faultproxy::spawn(listener, upstream, cli.seed, shutdown.clone());
@@ -144,7 +143,11 @@ async fn stdin_commands(handle: faultproxy::Handle, shutdown: CancellationToken)
 }
 
 /// One command line per connection... or many: each line is answered `ok` or `error: ...`.
-async fn control(l: tokio::net::TcpListener, handle: faultproxy::Handle, shutdown: CancellationToken) {
+async fn control(
+    l: tokio::net::TcpListener,
+    handle: faultproxy::Handle,
+    shutdown: CancellationToken,
+) {
     loop {
         let (s, _) = tokio::select! {
             () = shutdown.cancelled() => return,

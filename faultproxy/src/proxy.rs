@@ -480,10 +480,11 @@ async fn writer(
             let mut piece = &rest[..piece_len];
             rest = &rest[piece_len..];
             if let Some(r) = rate {
-                let at = ctx.buckets[slot]
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .reserve(Instant::now(), piece.len() as u64, r);
+                let at = ctx.buckets[slot].lock().unwrap_or_else(PoisonError::into_inner).reserve(
+                    Instant::now(),
+                    piece.len() as u64,
+                    r,
+                );
                 tokio::select! {
                     () = conn.token.cancelled() => return,
                     () = tokio::time::sleep_until(at) => {}

@@ -330,8 +330,8 @@ async fn dropped_connections_are_the_same_for_the_same_seed() {
 async fn a_schedule_applies_its_commands_in_time() {
     let (up, _) = upstream(Upstream::Echo).await;
     let (addr, h, stop) = proxy(up, 1).await;
-    let schedule = faultproxy::parse_schedule("0s down\n300ms up\n400ms latency 10ms\n")
-        .expect("schedule");
+    let schedule =
+        faultproxy::parse_schedule("0s down\n300ms up\n400ms latency 10ms\n").expect("schedule");
     let start = Instant::now();
     let runner = tokio::spawn(faultproxy::run_schedule(h.clone(), schedule, start, stop.clone()));
     timeout(DEADLINE, async {

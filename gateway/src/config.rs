@@ -1179,17 +1179,26 @@ fn validate_ledgers(
         let mut url = reqwest::Url::parse(l.url.trim())
             .map_err(|e| invalid(key("url"), format!("{:?} is not a URL: {e}", l.url)))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(invalid(key("url"), format!("{:?}: use http://HOST[:PORT]/ or https://", l.url)));
+            return Err(invalid(
+                key("url"),
+                format!("{:?}: use http://HOST[:PORT]/ or https://", l.url),
+            ));
         }
         if url.query().is_some() || url.fragment().is_some() {
-            return Err(invalid(key("url"), "no query or fragment: the base URL of the ledger's API"));
+            return Err(invalid(
+                key("url"),
+                "no query or fragment: the base URL of the ledger's API",
+            ));
         }
         if !url.path().ends_with('/') {
             let p = format!("{}/", url.path());
             url.set_path(&p);
         }
         if l.lanes.is_empty() {
-            return Err(invalid(key("lanes"), "at least one lane: the ledger would receive nothing"));
+            return Err(invalid(
+                key("lanes"),
+                "at least one lane: the ledger would receive nothing",
+            ));
         }
         for (j, lane) in l.lanes.iter().enumerate() {
             if !lanes.iter().any(|p| &p.name == lane) {
@@ -1206,8 +1215,9 @@ fn validate_ledgers(
             (Some(text), None) => (text.clone(), key("cosigner")),
             (None, Some(p)) => {
                 let full = existing_file(base, &key("cosigner_file"), p)?;
-                let text = std::fs::read_to_string(&full)
-                    .map_err(|e| invalid(key("cosigner_file"), format!("{}: {e}", full.display())))?;
+                let text = std::fs::read_to_string(&full).map_err(|e| {
+                    invalid(key("cosigner_file"), format!("{}: {e}", full.display()))
+                })?;
                 (text, key("cosigner_file"))
             }
             _ => {
@@ -1226,7 +1236,10 @@ fn validate_ledgers(
                 let pem = std::fs::read(&full)
                     .map_err(|e| invalid(key("ca_file"), format!("{}: {e}", full.display())))?;
                 if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
-                    return Err(invalid(key("ca_file"), format!("{}: no PEM certificate", full.display())));
+                    return Err(invalid(
+                        key("ca_file"),
+                        format!("{}: no PEM certificate", full.display()),
+                    ));
                 }
                 if url.scheme() != "https" {
                     return Err(invalid(key("ca_file"), "set, but the url is not https"));
@@ -1236,10 +1249,9 @@ fn validate_ledgers(
         };
         let bandwidth = match &l.bandwidth {
             None => None,
-            Some(t) => Some(
-                NonZeroU64::new(parse_size(&key("bandwidth"), t)? as u64)
-                    .ok_or_else(|| invalid(key("bandwidth"), "must be more than 0 bytes/s (omit it for no limit)"))?,
-            ),
+            Some(t) => Some(NonZeroU64::new(parse_size(&key("bandwidth"), t)? as u64).ok_or_else(
+                || invalid(key("bandwidth"), "must be more than 0 bytes/s (omit it for no limit)"),
+            )?),
         };
         let backoff_min = parse_duration(&key("backoff_min"), &l.backoff_min)?;
         let backoff_max = parse_duration(&key("backoff_max"), &l.backoff_max)?;
@@ -1258,7 +1270,10 @@ fn validate_ledgers(
             ca_pem,
             bandwidth,
             batch_blocks: non_zero(&key("batch_blocks"), l.batch_blocks)?,
-            batch_bytes: non_zero(&key("batch_bytes"), parse_size(&key("batch_bytes"), &l.batch_bytes)?)?,
+            batch_bytes: non_zero(
+                &key("batch_bytes"),
+                parse_size(&key("batch_bytes"), &l.batch_bytes)?,
+            )?,
             backoff_min,
             backoff_max,
             timeout,
@@ -1495,8 +1510,11 @@ mod tests {
     fn with_ledger(dir: &Path) -> String {
         let c = ledger::keys::generate_cosigner("factory.example/witness").expect("cosigner");
         std::fs::write(dir.join("factory.witness.vkey"), c.verifier().to_vkey()).expect("vkey");
-        std::fs::write(dir.join("ca.pem"), "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
-            .expect("ca");
+        std::fs::write(
+            dir.join("ca.pem"),
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .expect("ca");
         let mut out = String::new();
         let mut on = false;
         for line in default_in(dir).lines() {
@@ -1507,8 +1525,11 @@ mod tests {
             out.push_str(l);
             out.push('\n');
         }
-        out.replace("/etc/iov/keys/factory.witness.vkey", &dir.join("factory.witness.vkey").display().to_string())
-            .replace("/etc/iov/ledger-ca.pem", &dir.join("ca.pem").display().to_string())
+        out.replace(
+            "/etc/iov/keys/factory.witness.vkey",
+            &dir.join("factory.witness.vkey").display().to_string(),
+        )
+        .replace("/etc/iov/ledger-ca.pem", &dir.join("ca.pem").display().to_string())
     }
 
     #[test]
@@ -1523,7 +1544,10 @@ mod tests {
         assert_eq!(l.lanes, ["factory"]);
         assert_eq!(l.bandwidth.map(|b| b.get()), Some(256 * 1024));
         assert_eq!((l.batch_blocks.get(), l.batch_bytes.get()), (64, 4 << 20));
-        assert_eq!((l.backoff_min, l.backoff_max), (Duration::from_millis(500), Duration::from_secs(60)));
+        assert_eq!(
+            (l.backoff_min, l.backoff_max),
+            (Duration::from_millis(500), Duration::from_secs(60))
+        );
         assert_eq!(l.timeout, Duration::from_secs(30));
         assert!(l.ca_pem.is_some());
         assert_eq!(ledger::note::Verifier::name(&l.cosigner), "factory.example/witness");
@@ -1546,10 +1570,16 @@ mod tests {
         let e = err(&base.replace("backoff_max = \"60s\"", "backoff_max = \"1ms\""), d);
         assert!(e.starts_with("ledgers.factory.backoff_max: "), "{e}");
         let signer_vkey = k.dir.path().join("signing.vkey");
-        std::fs::write(&signer_vkey, ledger::keys::generate_signer("a.example/gw").expect("s").verifier().to_vkey())
-            .expect("write");
+        std::fs::write(
+            &signer_vkey,
+            ledger::keys::generate_signer("a.example/gw").expect("s").verifier().to_vkey(),
+        )
+        .expect("write");
         let e = err(
-            &base.replace(&d.join("factory.witness.vkey").display().to_string(), &signer_vkey.display().to_string()),
+            &base.replace(
+                &d.join("factory.witness.vkey").display().to_string(),
+                &signer_vkey.display().to_string(),
+            ),
             d,
         );
         assert!(e.starts_with("ledgers.factory.cosigner_file: not a cosignature"), "{e}");

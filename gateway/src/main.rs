@@ -138,7 +138,9 @@ fn run(config: Config) -> anyhow::Result<()> {
 }
 
 #[cfg(feature = "rocks")]
-fn open_store(config: &Config) -> anyhow::Result<(Box<dyn ledger::store::Store + Send>, Option<gateway::sync::Readers>)> {
+fn open_store(
+    config: &Config,
+) -> anyhow::Result<(Box<dyn ledger::store::Store + Send>, Option<gateway::sync::Readers>)> {
     use ledger::store::rocks::{Mode, Rocks};
     let s = Rocks::open(&config.store, &config.signer.verifier(), Mode::CreateOrOpen)
         .with_context(|| format!("opening the store {}", config.store.display()))?;
@@ -150,7 +152,9 @@ fn open_store(config: &Config) -> anyhow::Result<(Box<dyn ledger::store::Store +
 }
 
 #[cfg(not(feature = "rocks"))]
-fn open_store(_config: &Config) -> anyhow::Result<(Box<dyn ledger::store::Store + Send>, Option<gateway::sync::Readers>)> {
+fn open_store(
+    _config: &Config,
+) -> anyhow::Result<(Box<dyn ledger::store::Store + Send>, Option<gateway::sync::Readers>)> {
     anyhow::bail!("built without the `rocks` feature: no durable store")
 }
 

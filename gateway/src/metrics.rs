@@ -143,12 +143,39 @@ fn render_sync(o: &mut String, sync: &[Arc<AgentStats>]) {
     }
     let r = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let gauges: [(&str, &str, &str, fn(&AgentStats) -> &std::sync::atomic::AtomicU64); 6] = [
-        ("iov_ledger_acked_height", "gauge", "Blocks 0..N the ledger holds in full (its acked cursor).", |s| &s.acked),
-        ("iov_ledger_witnessed_height", "gauge", "Size of the latest checkpoint the ledger cosigned (verified receipt).", |s| &s.witnessed),
-        ("iov_ledger_sync_lag_blocks", "gauge", "Durable blocks the ledger does not hold yet.", |s| &s.lag),
-        ("iov_ledger_link_up", "gauge", "1 when the last request reached the ledger, else 0.", |s| &s.link_up),
-        ("iov_ledger_bytes_sent_total", "counter", "Request body bytes sent to the ledger.", |s| &s.bytes_sent),
-        ("iov_ledger_blocks_sent_total", "counter", "Blocks the ledger confirmed receiving from this process.", |s| &s.blocks_sent),
+        (
+            "iov_ledger_acked_height",
+            "gauge",
+            "Blocks 0..N the ledger holds in full (its acked cursor).",
+            |s| &s.acked,
+        ),
+        (
+            "iov_ledger_witnessed_height",
+            "gauge",
+            "Size of the latest checkpoint the ledger cosigned (verified receipt).",
+            |s| &s.witnessed,
+        ),
+        (
+            "iov_ledger_sync_lag_blocks",
+            "gauge",
+            "Durable blocks the ledger does not hold yet.",
+            |s| &s.lag,
+        ),
+        (
+            "iov_ledger_link_up",
+            "gauge",
+            "1 when the last request reached the ledger, else 0.",
+            |s| &s.link_up,
+        ),
+        ("iov_ledger_bytes_sent_total", "counter", "Request body bytes sent to the ledger.", |s| {
+            &s.bytes_sent
+        }),
+        (
+            "iov_ledger_blocks_sent_total",
+            "counter",
+            "Blocks the ledger confirmed receiving from this process.",
+            |s| &s.blocks_sent,
+        ),
     ];
     for (name, kind, help, get) in gauges {
         header(o, name, kind, help);

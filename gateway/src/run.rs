@@ -109,12 +109,10 @@ pub async fn run_with_readers(
         (_, true) => Vec::new(),
         (Some(r), false) => crate::sync::agents(&config.ledgers, r, &durable_rx)
             .map_err(|e| RunError::Sync(e.to_string()))?,
-        (None, false) => {
-            return Err(RunError::Sync(
-                "[ledgers] configured but the store has no read handles (sync needs the RocksDB store)"
-                    .into(),
-            ))
-        }
+        (None, false) => return Err(RunError::Sync(
+            "[ledgers] configured but the store has no read handles (sync needs the RocksDB store)"
+                .into(),
+        )),
     };
     let sync_stats: Arc<[Arc<crate::sync::AgentStats>]> =
         agents.iter().map(|a| a.stats.clone()).collect();
@@ -249,7 +247,9 @@ pub async fn run_with_readers(
             let _ = t.await;
         }
     };
-    if tokio::time::timeout(config.shutdown_grace + Duration::from_secs(1), sync_wait).await.is_err()
+    if tokio::time::timeout(config.shutdown_grace + Duration::from_secs(1), sync_wait)
+        .await
+        .is_err()
     {
         tracing::warn!("sync agents did not stop within the shutdown grace period");
     }

@@ -157,12 +157,17 @@ impl Agent {
         if self.stats.link_up.load(Ordering::Relaxed) == 1 && core.lag() > 0 {
             let last = CancellationToken::new();
             let guard = last.clone();
-            let r = tokio::time::timeout(grace, self.pass(&mut core, &mut budget, epoch, &last)).await;
+            let r =
+                tokio::time::timeout(grace, self.pass(&mut core, &mut budget, epoch, &last)).await;
             drop(guard);
             match r {
                 Ok(Some(Pass::Idle)) => tracing::info!(ledger = %name, "last sync pass: caught up"),
-                Ok(Some(Pass::Failed(f))) => tracing::warn!(ledger = %name, error = %f, "last sync pass failed"),
-                _ => tracing::warn!(ledger = %name, lag = core.lag(), "last sync pass abandoned at the grace period"),
+                Ok(Some(Pass::Failed(f))) => {
+                    tracing::warn!(ledger = %name, error = %f, "last sync pass failed")
+                }
+                _ => {
+                    tracing::warn!(ledger = %name, lag = core.lag(), "last sync pass abandoned at the grace period")
+                }
             }
             self.publish(&core);
         }
@@ -198,12 +203,14 @@ impl Agent {
                 match action {
                     Action::Idle => Ok(true),
                     Action::FetchState => self.fetch_state(core).await.map(|()| false),
-                    Action::AddCheckpoint { old, size } => {
-                        self.add_checkpoint(core, old, size, budget, epoch, stop).await.map(|()| false)
-                    }
-                    Action::Upload { from, to, witnessed } => {
-                        self.upload(core, from, to, witnessed, budget, epoch, stop).await.map(|()| false)
-                    }
+                    Action::AddCheckpoint { old, size } => self
+                        .add_checkpoint(core, old, size, budget, epoch, stop)
+                        .await
+                        .map(|()| false),
+                    Action::Upload { from, to, witnessed } => self
+                        .upload(core, from, to, witnessed, budget, epoch, stop)
+                        .await
+                        .map(|()| false),
                     Action::Diverged { ours, theirs } => Err(Fail::new(
                         FailKind::Diverged,
                         format!(
@@ -323,7 +330,10 @@ impl Agent {
                 }
                 let proof = ledger::log::consistency_proof(&ledger::store::tiles(s), old, size)
                     .map_err(|e| StoreError::Read {
-                        place: ledger::store::Place { cf: "tiles", key: format!("proof {old}..{size}") },
+                        place: ledger::store::Place {
+                            cf: "tiles",
+                            key: format!("proof {old}..{size}"),
+                        },
                         reason: e.to_string(),
                     })?;
                 Ok(proof)
@@ -352,7 +362,10 @@ impl Agent {
                 })?;
                 tracing::info!(ledger = %self.cfg.name, sent_old = old, theirs, "add-checkpoint conflict: retrying from the ledger's size");
                 core.conflict(theirs).map_err(|k| {
-                    Fail::new(k, format!("add-checkpoint 409 names size {theirs}, the old size we sent"))
+                    Fail::new(
+                        k,
+                        format!("add-checkpoint 409 names size {theirs}, the old size we sent"),
+                    )
                 })
             }
             _ => Err(wire::refusal("add-checkpoint", &r)),
@@ -372,7 +385,12 @@ impl Agent {
 
     /// Stores a verified receipt, then moves the cursor's `witnessed` (in that order: a
     /// cursor never claims a receipt that is not on disk).
-    async fn store_receipt(&self, core: &mut Core, size: u64, receipt: Vec<u8>) -> Result<(), Fail> {
+    async fn store_receipt(
+        &self,
+        core: &mut Core,
+        size: u64,
+        receipt: Vec<u8>,
+    ) -> Result<(), Fail> {
         let name = self.cfg.name.clone();
         self.store(move |s| s.set_receipt(&name, &receipt)).await?;
         if let Some(c) = core.cosigned(size) {
@@ -383,15 +401,24 @@ impl Agent {
 
     /// Checks the ledger's cosignature among `sigs` on our checkpoint `note` with the pinned
     /// key; returns the receipt: our signed note with that one cosignature line appended.
-    fn verify_cosignature(&self, note: &[u8], sigs: &[ledger::note::Signature]) -> Result<Vec<u8>, Fail> {
-        let bad = |d: String| Fail::new(FailKind::Cosignature, format!("ledger {}: {d}", self.cfg.name));
-        let parsed = Note::parse(note).map_err(|e| Fail::new(FailKind::Store, format!("our checkpoint note: {e}")))?;
-        let checkpoint =
-            Checkpoint::parse(parsed.text()).map_err(|e| Fail::new(FailKind::Store, format!("our checkpoint: {e}")))?;
+    fn verify_cosignature(
+        &self,
+        note: &[u8],
+        sigs: &[ledger::note::Signature],
+    ) -> Result<Vec<u8>, Fail> {
+        let bad =
+            |d: String| Fail::new(FailKind::Cosignature, format!("ledger {}: {d}", self.cfg.name));
+        let parsed = Note::parse(note)
+            .map_err(|e| Fail::new(FailKind::Store, format!("our checkpoint note: {e}")))?;
+        let checkpoint = Checkpoint::parse(parsed.text())
+            .map_err(|e| Fail::new(FailKind::Store, format!("our checkpoint: {e}")))?;
         let v = &self.cfg.cosigner;
         let sig = sigs
             .iter()
-            .find(|s| s.name == ledger::note::Verifier::name(v) && s.key_id == ledger::note::Verifier::key_id(v))
+            .find(|s| {
+                s.name == ledger::note::Verifier::name(v)
+                    && s.key_id == ledger::note::Verifier::key_id(v)
+            })
             .ok_or_else(|| bad(format!("no cosignature from {}", v.to_vkey())))?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -417,9 +444,8 @@ impl Agent {
     ) -> Result<(), Fail> {
         let lanes = self.cfg.lanes.clone();
         let max_bytes = (self.cfg.batch_bytes.get() >> core.shrink()).max(1);
-        let batch = self
-            .store(move |s| read_batch(s, from, to, witnessed, &lanes, max_bytes))
-            .await?;
+        let batch =
+            self.store(move |s| read_batch(s, from, to, witnessed, &lanes, max_bytes)).await?;
         let origin = self.origin().await?;
         let end = batch.blocks.last().map_or(from, |b| b.height + 1);
         let body = batch.to_cbor();
@@ -473,9 +499,15 @@ pub fn read_batch(
     let mut blocks = Vec::new();
     let mut bytes = 0usize;
     for height in from..to {
-        let header = s.header(height)?.ok_or_else(|| missing("headers", ledger::store::height_key(height)))?;
+        let header = s
+            .header(height)?
+            .ok_or_else(|| missing("headers", ledger::store::height_key(height)))?;
         let h = BlockHeader::from_bytes(&header).map_err(|e| {
-            StoreError::Damaged(ledger::store::Damage::new("headers", ledger::store::height_key(height), e.to_string()))
+            StoreError::Damaged(ledger::store::Damage::new(
+                "headers",
+                ledger::store::height_key(height),
+                e.to_string(),
+            ))
         })?;
         let mut picked = Vec::new();
         for (i, info) in h.lanes.iter().enumerate() {
@@ -495,12 +527,16 @@ pub fn read_batch(
         blocks.push(wire::UploadBlock { height, header, lanes: picked });
     }
     let last = blocks.last().map_or(from, |b| b.height);
-    let proof = ledger::log::inclusion_proof(&ledger::store::tiles(s), last, witnessed).map_err(|e| {
-        StoreError::Read {
-            place: ledger::store::Place { cf: "tiles", key: format!("inclusion {last} in {witnessed}") },
-            reason: e.to_string(),
-        }
-    })?;
+    let proof =
+        ledger::log::inclusion_proof(&ledger::store::tiles(s), last, witnessed).map_err(|e| {
+            StoreError::Read {
+                place: ledger::store::Place {
+                    cf: "tiles",
+                    key: format!("inclusion {last} in {witnessed}"),
+                },
+                reason: e.to_string(),
+            }
+        })?;
     Ok(wire::Upload { checkpoint_size: witnessed, blocks, proof })
 }
 

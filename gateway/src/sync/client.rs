@@ -106,9 +106,16 @@ impl Client {
         self.send(self.http.get(url)).await
     }
 
-    pub async fn post(&self, url: Url, content_type: &str, body: Vec<u8>) -> Result<Response, Fail> {
-        self.send(self.http.post(url).header(reqwest::header::CONTENT_TYPE, content_type).body(body))
-            .await
+    pub async fn post(
+        &self,
+        url: Url,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Response, Fail> {
+        self.send(
+            self.http.post(url).header(reqwest::header::CONTENT_TYPE, content_type).body(body),
+        )
+        .await
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Response, Fail> {
@@ -146,4 +153,3 @@ fn classify(ledger: &str, e: &reqwest::Error) -> Fail {
     }
     Fail::new(kind, detail)
 }
-

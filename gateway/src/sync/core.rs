@@ -305,7 +305,10 @@ mod tests {
         // The upload's response was lost, but the ledger stored it: resume from its state.
         c.failed();
         assert_eq!(c.next(), Action::FetchState);
-        assert_eq!(c.state(Remote { witnessed: 30, mirrored: 22 }), Some(LedgerCursor { witnessed: 30, acked: 22 }));
+        assert_eq!(
+            c.state(Remote { witnessed: 30, mirrored: 22 }),
+            Some(LedgerCursor { witnessed: 30, acked: 22 })
+        );
         // The failed upload halved the batch (10 -> 5).
         assert_eq!(c.next(), Action::Upload { from: 22, to: 27, witnessed: 30 });
     }

@@ -45,6 +45,10 @@ impl AgentStats {
 
     /// `(kind, count)` for every kind.
     pub fn errors(&self) -> Vec<(FailKind, u64)> {
-        FailKind::ALL.iter().zip(&self.errors).map(|(k, c)| (*k, c.load(Ordering::Relaxed))).collect()
+        FailKind::ALL
+            .iter()
+            .zip(&self.errors)
+            .map(|(k, c)| (*k, c.load(Ordering::Relaxed)))
+            .collect()
     }
 }

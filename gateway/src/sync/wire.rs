@@ -41,7 +41,10 @@ pub fn refusal(what: &str, r: &Response) -> Fail {
 pub fn check_link(body: &[u8], pinned_vkey: &str) -> Result<Link, Fail> {
     let link = Link::from_cbor(body)
         .map_err(|e| Fail::new(FailKind::Protocol, format!("GET /v1/link: {e}")))?;
-    let major = |p: &str| p.rsplit_once('/').map(|(name, v)| (name.to_owned(), v.split('.').next().map(str::to_owned)));
+    let major = |p: &str| {
+        p.rsplit_once('/')
+            .map(|(name, v)| (name.to_owned(), v.split('.').next().map(str::to_owned)))
+    };
     if major(&link.protocol) != major(sync_wire::PROTOCOL) {
         return Err(Fail::new(
             FailKind::Protocol,
@@ -92,8 +95,14 @@ mod tests {
                 .to_cbor()
         };
         assert!(check_link(&link("iov-sync/1", "K"), "K").is_ok());
-        assert_eq!(check_link(&link("iov-sync/1", "J"), "K").map(|_| ()).unwrap_err().kind, FailKind::Rejected);
-        assert_eq!(check_link(&link("iov-sync/2", "K"), "K").map(|_| ()).unwrap_err().kind, FailKind::Protocol);
+        assert_eq!(
+            check_link(&link("iov-sync/1", "J"), "K").map(|_| ()).unwrap_err().kind,
+            FailKind::Rejected
+        );
+        assert_eq!(
+            check_link(&link("iov-sync/2", "K"), "K").map(|_| ()).unwrap_err().kind,
+            FailKind::Protocol
+        );
         assert_eq!(check_link(b"junk", "K").map(|_| ()).unwrap_err().kind, FailKind::Protocol);
     }
 }
