@@ -142,7 +142,8 @@ fn render_sync(o: &mut String, sync: &[Arc<AgentStats>]) {
         return;
     }
     let r = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    let gauges: [(&str, &str, &str, fn(&AgentStats) -> &std::sync::atomic::AtomicU64); 6] = [
+    type Get = fn(&AgentStats) -> &std::sync::atomic::AtomicU64;
+    let gauges: [(&str, &str, &str, Get); 6] = [
         (
             "iov_ledger_acked_height",
             "gauge",

@@ -113,7 +113,8 @@ impl Agent {
         let mut retry_at: Option<Instant> = Some(Instant::now());
         loop {
             // Wait for work: a new durable head, the retry timer, or shutdown.
-            let idle = core.remote().is_some() && matches!(core.clone().next(), Action::Idle);
+            let idle =
+                core.remote().is_some() && matches!(core.clone().next_action(), Action::Idle);
             if idle || retry_at.is_some_and(|t| t > Instant::now()) {
                 tokio::select! {
                     () = stop.cancelled() => break,
@@ -198,7 +199,7 @@ impl Agent {
         }
         self.stats.link_up.store(1, Ordering::Relaxed);
         loop {
-            let action = core.next();
+            let action = core.next_action();
             let step = async {
                 match action {
                     Action::Idle => Ok(true),

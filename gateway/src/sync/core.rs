@@ -146,7 +146,7 @@ impl Core {
         self.local = self.local.max(size);
     }
 
-    pub fn next(&mut self) -> Action {
+    pub fn next_action(&mut self) -> Action {
         let a = self.decide();
         self.uploading = matches!(a, Action::Upload { .. });
         a
@@ -251,7 +251,7 @@ mod tests {
     #[test]
     fn a_fresh_agent_asks_for_the_state_first() {
         let mut c = core(5);
-        assert_eq!(c.next(), Action::FetchState);
+        assert_eq!(c.next_action(), Action::FetchState);
         assert_eq!(c.lag(), 5);
     }
 
@@ -259,18 +259,18 @@ mod tests {
     fn checkpoint_first_then_blocks_in_batches_then_idle() {
         let mut c = core(25);
         c.state(Remote { witnessed: 0, mirrored: 0 });
-        assert_eq!(c.next(), Action::AddCheckpoint { old: 0, size: 25 });
+        assert_eq!(c.next_action(), Action::AddCheckpoint { old: 0, size: 25 });
         assert_eq!(c.cosigned(25), Some(LedgerCursor { witnessed: 25, acked: 0 }));
-        assert_eq!(c.next(), Action::Upload { from: 0, to: 10, witnessed: 25 });
+        assert_eq!(c.next_action(), Action::Upload { from: 0, to: 10, witnessed: 25 });
         assert_eq!(c.uploaded(10), Some(LedgerCursor { witnessed: 25, acked: 10 }));
-        assert_eq!(c.next(), Action::Upload { from: 10, to: 20, witnessed: 25 });
+        assert_eq!(c.next_action(), Action::Upload { from: 10, to: 20, witnessed: 25 });
         // The shell cut this batch short by bytes: the next one starts where it ended.
         c.uploaded(13);
-        assert_eq!(c.next(), Action::Upload { from: 13, to: 23, witnessed: 25 });
+        assert_eq!(c.next_action(), Action::Upload { from: 13, to: 23, witnessed: 25 });
         c.uploaded(23);
-        assert_eq!(c.next(), Action::Upload { from: 23, to: 25, witnessed: 25 });
+        assert_eq!(c.next_action(), Action::Upload { from: 23, to: 25, witnessed: 25 });
         c.uploaded(25);
-        assert_eq!(c.next(), Action::Idle);
+        assert_eq!(c.next_action(), Action::Idle);
         assert_eq!(c.lag(), 0);
         assert_eq!(c.cursor(), LedgerCursor { witnessed: 25, acked: 25 });
     }
@@ -280,46 +280,46 @@ mod tests {
         let mut c = core(25);
         c.state(Remote { witnessed: 25, mirrored: 5 });
         c.durable(40);
-        assert_eq!(c.next(), Action::AddCheckpoint { old: 25, size: 40 });
+        assert_eq!(c.next_action(), Action::AddCheckpoint { old: 25, size: 40 });
         c.cosigned(40);
-        assert_eq!(c.next(), Action::Upload { from: 5, to: 15, witnessed: 40 });
+        assert_eq!(c.next_action(), Action::Upload { from: 5, to: 15, witnessed: 40 });
     }
 
     #[test]
     fn a_conflict_retries_from_the_size_the_ledger_reports() {
         let mut c = core(30);
         c.state(Remote { witnessed: 0, mirrored: 0 });
-        assert_eq!(c.next(), Action::AddCheckpoint { old: 0, size: 30 });
+        assert_eq!(c.next_action(), Action::AddCheckpoint { old: 0, size: 30 });
         assert_eq!(c.conflict(20), Ok(()));
-        assert_eq!(c.next(), Action::AddCheckpoint { old: 20, size: 30 });
+        assert_eq!(c.next_action(), Action::AddCheckpoint { old: 20, size: 30 });
         // Naming the size we just sent again is a contradiction, not a reason to loop.
         assert_eq!(c.conflict(20), Err(FailKind::Protocol));
-        assert_eq!(c.next(), Action::FetchState);
+        assert_eq!(c.next_action(), Action::FetchState);
     }
 
     #[test]
     fn after_a_failure_the_state_is_fetched_again_and_the_cursor_follows_it() {
         let mut c = Core::new(30, LedgerCursor { witnessed: 30, acked: 12 }, 10);
         c.state(Remote { witnessed: 30, mirrored: 12 });
-        assert_eq!(c.next(), Action::Upload { from: 12, to: 22, witnessed: 30 });
+        assert_eq!(c.next_action(), Action::Upload { from: 12, to: 22, witnessed: 30 });
         // The upload's response was lost, but the ledger stored it: resume from its state.
         c.failed();
-        assert_eq!(c.next(), Action::FetchState);
+        assert_eq!(c.next_action(), Action::FetchState);
         assert_eq!(
             c.state(Remote { witnessed: 30, mirrored: 22 }),
             Some(LedgerCursor { witnessed: 30, acked: 22 })
         );
         // The failed upload halved the batch (10 -> 5).
-        assert_eq!(c.next(), Action::Upload { from: 22, to: 27, witnessed: 30 });
+        assert_eq!(c.next_action(), Action::Upload { from: 22, to: 27, witnessed: 30 });
     }
 
     #[test]
     fn a_ledger_ahead_of_our_log_is_reported_not_chased() {
         let mut c = core(10);
         c.state(Remote { witnessed: 12, mirrored: 0 });
-        assert_eq!(c.next(), Action::Diverged { ours: 10, theirs: 12 });
+        assert_eq!(c.next_action(), Action::Diverged { ours: 10, theirs: 12 });
         c.state(Remote { witnessed: 10, mirrored: 11 });
-        assert_eq!(c.next(), Action::Diverged { ours: 10, theirs: 11 });
+        assert_eq!(c.next_action(), Action::Diverged { ours: 10, theirs: 11 });
         // The cursor never claims more than our log holds.
         assert!(c.cursor().acked <= 10);
     }
@@ -328,24 +328,28 @@ mod tests {
     fn failed_uploads_halve_the_batch_and_successes_grow_it_back() {
         let mut c = Core::new(100, LedgerCursor::default(), 8);
         c.state(Remote { witnessed: 100, mirrored: 0 });
-        assert_eq!(c.next(), Action::Upload { from: 0, to: 8, witnessed: 100 });
+        assert_eq!(c.next_action(), Action::Upload { from: 0, to: 8, witnessed: 100 });
         c.failed();
         c.state(Remote { witnessed: 100, mirrored: 0 });
-        assert_eq!(c.next(), Action::Upload { from: 0, to: 4, witnessed: 100 });
+        assert_eq!(c.next_action(), Action::Upload { from: 0, to: 4, witnessed: 100 });
         for _ in 0..10 {
             c.failed();
             c.state(Remote { witnessed: 100, mirrored: 0 });
-            assert!(matches!(c.next(), Action::Upload { .. }));
+            assert!(matches!(c.next_action(), Action::Upload { .. }));
         }
-        assert_eq!(c.next(), Action::Upload { from: 0, to: 1, witnessed: 100 }, "never below one");
+        assert_eq!(
+            c.next_action(),
+            Action::Upload { from: 0, to: 1, witnessed: 100 },
+            "never below one"
+        );
         // A failed state fetch is not an upload failure: no further shrink.
         c.failed();
         let before = c.shrink();
-        assert_eq!(c.next(), Action::FetchState);
+        assert_eq!(c.next_action(), Action::FetchState);
         c.failed();
         assert_eq!(c.shrink(), before);
         c.state(Remote { witnessed: 100, mirrored: 0 });
-        c.next();
+        c.next_action();
         c.uploaded(1);
         assert_eq!(c.shrink(), before - 1);
     }
@@ -381,7 +385,7 @@ mod tests {
                     c.durable(head);
                 }
                 let lost = roll();
-                match c.next() {
+                match c.next_action() {
                     Action::FetchState => {
                         c.state(ledger);
                     }

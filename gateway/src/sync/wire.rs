@@ -96,13 +96,16 @@ mod tests {
         };
         assert!(check_link(&link("iov-sync/1", "K"), "K").is_ok());
         assert_eq!(
-            check_link(&link("iov-sync/1", "J"), "K").map(|_| ()).unwrap_err().kind,
+            check_link(&link("iov-sync/1", "J"), "K").map(|_| ()).expect_err("refused").kind,
             FailKind::Rejected
         );
         assert_eq!(
-            check_link(&link("iov-sync/2", "K"), "K").map(|_| ()).unwrap_err().kind,
+            check_link(&link("iov-sync/2", "K"), "K").map(|_| ()).expect_err("refused").kind,
             FailKind::Protocol
         );
-        assert_eq!(check_link(b"junk", "K").map(|_| ()).unwrap_err().kind, FailKind::Protocol);
+        assert_eq!(
+            check_link(b"junk", "K").map(|_| ()).expect_err("refused").kind,
+            FailKind::Protocol
+        );
     }
 }
