@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ledger::cosignature::Cosigner;
-use ledger::note::Ed25519Verifier;
+use ledger::note::{Ed25519Signer, Ed25519Verifier};
 use serde::Deserialize;
 
 use crate::store::Enrollment;
@@ -57,6 +57,7 @@ struct RawConfig {
 struct RawLedger {
     name: String,
     cosigner_key: PathBuf,
+    log_key: Option<PathBuf>,
     store: PathBuf,
 }
 
@@ -160,6 +161,9 @@ pub struct Config {
     /// Organisation name, shown in `/v1/link`.
     pub name: String,
     pub cosigner: Cosigner,
+    /// Signs the aggregate log's checkpoints; its name is the aggregate log's origin. `None`:
+    /// no aggregate log (`ledger.log_key` not set).
+    pub log_signer: Option<Ed25519Signer>,
     pub store: PathBuf,
     pub listen: SocketAddr,
     pub tls: Option<Tls>,
@@ -184,6 +188,10 @@ name = "factory.example"
 #   iovctl keygen --out /etc/iov/keys/ledger --name factory.example/ledger --kind org
 # writes it as witness.key. Its vkey is what gateways pin.
 cosigner_key = "/etc/iov/keys/ledger/witness.key"
+# Ed25519 log key (type 0x01, signing.key from the same keygen): signs the checkpoints of this
+# ledger's aggregate log (GET /checkpoint, /tile/...), whose origin is the key's name. Without
+# it the ledger keeps no aggregate log; set it from the start (leaves are not back-filled).
+log_key = "/etc/iov/keys/ledger/signing.key"
 # RocksDB directory (created if missing).
 store = "/var/lib/iov-ledger/store"
 
@@ -266,6 +274,13 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let key_path = resolve(base, &raw.ledger.cosigner_key);
     let cosigner = ledger::keys::load_cosigner(&key_path)
         .map_err(|e| invalid("ledger.cosigner_key", e.to_string()))?;
+    let log_signer = match &raw.ledger.log_key {
+        None => None,
+        Some(p) => Some(
+            ledger::keys::load_signer(&resolve(base, p))
+                .map_err(|e| invalid("ledger.log_key", e.to_string()))?,
+        ),
+    };
     let store = resolve(base, &raw.ledger.store);
     let listen = addr("listen.address", &raw.listen.address)?;
     let tls = match (raw.listen.tls_cert, raw.listen.tls_key) {
@@ -353,6 +368,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     Ok(Config {
         name,
         cosigner,
+        log_signer,
         store,
         listen,
         tls,
@@ -450,8 +466,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = ledger::keys::generate_cosigner("factory.example/ledger").unwrap();
         ledger::keys::save_cosigner(&dir.path().join("witness.key"), &c).unwrap();
+        let l = ledger::keys::generate_signer("factory.example/ledger").unwrap();
+        ledger::keys::save_signer(&dir.path().join("signing.key"), &l).unwrap();
         let text = DEFAULT_CONFIG
             .replace("/etc/iov/keys/ledger/witness.key", "witness.key")
+            .replace("/etc/iov/keys/ledger/signing.key", "signing.key")
             .replace("/var/lib/iov-ledger/store", "store");
         (dir, text)
     }
@@ -469,6 +488,11 @@ mod tests {
         assert_eq!(c.max_upload_bytes, 32 << 20);
         assert_eq!(c.future_tolerance, Duration::from_secs(300));
         assert_eq!(c.store, dir.path().join("store"));
+        assert!(c.log_signer.is_some());
+        // log_key is optional: without it the ledger keeps no aggregate log.
+        let without = text.replace("log_key = \"signing.key\"\n", "");
+        let c = Config::from_toml(&without, &dir.path().join("ledger.toml")).unwrap();
+        assert!(c.log_signer.is_none());
     }
 
     #[test]

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::server::{Limits, Node, RunError};
+use crate::server::{Identity, Limits, Node, RunError};
 
 /// Runs the node until `shutdown` is cancelled (SIGTERM) or a fatal store error; then stops
 /// accepting, lets open requests finish (bounded), and returns. `on_ready` is called with the
@@ -59,8 +59,11 @@ pub async fn run(
     };
     let node = Node::new(
         Arc::new(store),
-        config.name.clone(),
-        config.cosigner.clone(),
+        Identity {
+            name: config.name.clone(),
+            cosigner: config.cosigner.clone(),
+            log_signer: config.log_signer.clone(),
+        },
         config.tokens.clone(),
         limits,
         &config.gateways,
@@ -85,6 +88,7 @@ pub async fn run(
     tracing::info!(
         ledger = %config.name,
         cosigner = %config.cosigner.verifier().to_vkey(),
+        aggregate_log = %config.log_signer.as_ref().map_or("none".into(), |s| s.verifier().to_vkey()),
         listen = %main_addr,
         tls = tls.is_some(),
         metrics = ?metrics_task.as_ref().map(|(a, _)| *a),

@@ -58,10 +58,11 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(c) => {
                 println!(
-                    "{}: ok (ledger {}, cosigner {}, {} gateways, {} tokens, tls {})",
+                    "{}: ok (ledger {}, cosigner {}, log {}, {} gateways, tokens {}, tls {})",
                     config.display(),
                     c.name,
                     c.cosigner.verifier().to_vkey(),
+                    c.log_signer.as_ref().map_or("none".into(), |s| s.verifier().to_vkey()),
                     c.gateways.len(),
                     if c.tokens.is_empty() { "no" } else { "yes" },
                     if c.tls.is_some() { "on" } else { "off" },

@@ -84,13 +84,10 @@ pub fn check(upload: &Upload, held: &Held<'_>) -> Result<Accepted, Refusal> {
     for (i, b) in upload.blocks.iter().enumerate() {
         let want = first.height.checked_add(i as u64);
         if want != Some(b.height) {
+            let expected = want.map_or_else(|| "beyond u64".to_owned(), |w| w.to_string());
             return Err(refuse(
                 ErrorCode::BadChain,
-                format!(
-                    "blocks[{i}] has height {}, expected {}",
-                    b.height,
-                    first.height + i as u64
-                ),
+                format!("blocks[{i}] has height {}, expected {expected}", b.height),
             ));
         }
         let h = BlockHeader::from_bytes(&b.header).map_err(|e| {
@@ -176,6 +173,8 @@ pub fn check(upload: &Upload, held: &Held<'_>) -> Result<Accepted, Refusal> {
         new_blocks.push(MirrorBlock {
             height: b.height,
             header: b.header.clone(),
+            first_ns: h.first_ns,
+            last_ns: h.last_ns,
             lanes: b.lanes.clone(),
             meta,
         });

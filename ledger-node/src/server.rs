@@ -21,10 +21,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use ledger::checkpoint::Checkpoint;
 use ledger::cosignature::Cosigner;
-use ledger::note::{Ed25519Signer, Ed25519Verifier, Note};
+use ledger::note::{Ed25519Signer, Ed25519Verifier, Note, Verifier as _};
 use ledger::sync_wire::{
-    self, AddCheckpoint, AddCheckpointError, ErrorBody, ErrorCode, GatewayState, Link, Upload,
-    UploadAck, Witnessed,
+    self, AddCheckpoint, AddCheckpointError, ErrorBody, ErrorCode, GatewayState, Link, QueryBlocks,
+    Upload, UploadAck, Witnessed,
 };
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -33,7 +33,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
 use crate::mirror;
-use crate::store::{Cas, Enrollment, Evidence, LedgerStore, MirrorAppend, StoreError, Tiles};
+use crate::store::{
+    Cas, Enrollment, Evidence, LedgerStore, LogAppend, MirrorAppend, StoreError, Tiles, AGGREGATE,
+};
 use crate::token::{Denied, Scope, TokenSet};
 
 /// Limits the handlers enforce.
@@ -46,11 +48,29 @@ pub struct Limits {
     pub future_tolerance: Duration,
 }
 
+/// Uploads read and checked at once (memory bound: this many times `max_upload_bytes`).
+pub const UPLOAD_SLOTS: usize = 8;
+
+/// Who this ledger is: its name and keys.
+pub struct Identity {
+    /// Organisation name, in `/v1/link`.
+    pub name: String,
+    /// Cosigns gateway checkpoints.
+    pub cosigner: Cosigner,
+    /// Signs the aggregate log's checkpoints (`None`: no aggregate log).
+    pub log_signer: Option<Ed25519Signer>,
+}
+
 /// Everything the handlers share.
 pub struct Node {
     store: Arc<dyn LedgerStore>,
     name: String,
     cosigner: Cosigner,
+    /// Signs the aggregate log's checkpoints (`None`: no aggregate log).
+    log_signer: Option<Ed25519Signer>,
+    /// Serialises add-checkpoint from the check to the durable write: each acceptance appends
+    /// one leaf to the aggregate log, whose head must not move in between.
+    aggregate: tokio::sync::Mutex<()>,
     tokens: TokenSet,
     limits: Limits,
     metrics: Arc<Metrics>,
@@ -58,6 +78,10 @@ pub struct Node {
     /// publish those (the gateway's own, cosigned checkpoints are the ones that count), so a
     /// throwaway key made at start signs them and they are dropped.
     scratch: Ed25519Signer,
+    /// Bounds the memory of upload bodies: at most [`UPLOAD_SLOTS`] are read and checked at
+    /// once (so at most that many times `max_upload_bytes`); further uploads wait for a slot
+    /// within their request timeout (then 503, and the gateway retries).
+    upload_slots: tokio::sync::Semaphore,
     /// One upload at a time per origin (check and append must see the same mirrored size).
     uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Cancelled on a fatal store error (and by the caller on SIGTERM).
@@ -90,8 +114,7 @@ impl Node {
     /// loads the gauges the store implies.
     pub fn new(
         store: Arc<dyn LedgerStore>,
-        name: String,
-        cosigner: Cosigner,
+        identity: Identity,
         tokens: TokenSet,
         limits: Limits,
         enrollments: &[Enrollment],
@@ -111,14 +134,18 @@ impl Node {
         }
         let scratch = ledger::keys::generate_signer("iov-ledger/mirror-scratch")
             .map_err(|e| RunError::Key(e.to_string()))?;
+        let Identity { name, cosigner, log_signer } = identity;
         Ok(Arc::new(Node {
             store,
             name,
             cosigner,
+            log_signer,
+            aggregate: tokio::sync::Mutex::new(()),
             tokens,
             limits,
             metrics,
             scratch,
+            upload_slots: tokio::sync::Semaphore::new(UPLOAD_SLOTS),
             uploads: Mutex::new(HashMap::new()),
             shutdown,
             fatal: Mutex::new(None),
@@ -227,6 +254,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/gateways/{origin}/state", get(state))
         .route("/v1/admin/gateways", post(admin_enroll).get(admin_list))
         .route("/v1/admin/gateways/{origin}/evidence", get(admin_evidence))
+        .route("/v1/query/{origin}/blocks", get(query_blocks))
+        .route("/checkpoint", get(aggregate_checkpoint))
+        .route("/{origin_hash}/checkpoint", get(monitor_checkpoint))
+        .route("/tile/{*path}", get(aggregate_tile))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(node.clone(), guard))
         .with_state(node)
@@ -264,6 +295,10 @@ fn endpoint_name(path: &str) -> &'static str {
         sync_wire::path::ADD_CHECKPOINT => "add-checkpoint",
         "/v1/admin/gateways" => "admin-gateways",
         p if p.starts_with("/v1/admin/") => "admin-evidence",
+        "/checkpoint" => "checkpoint",
+        p if p.ends_with("/checkpoint") && !p.starts_with("/v1/") => "monitor-checkpoint",
+        p if p.starts_with("/v1/query/") => "query",
+        p if p.starts_with("/tile/") => "tile",
         p if p.starts_with("/v1/gateways/") && p.ends_with("/blocks") => "blocks",
         p if p.starts_with("/v1/gateways/") && p.ends_with("/state") => "state",
         _ => "other",
@@ -309,6 +344,7 @@ async fn add_checkpoint_inner(
         .map_err(|e| Failure::new(ErrorCode::Malformed, e.to_string()))?
         .origin()
         .to_owned();
+    let _serial = node.aggregate.lock().await;
     let n = node.clone();
     let o = origin.clone();
     let (enrollment, latest) = blocking(move || {
@@ -352,16 +388,60 @@ async fn add_checkpoint_inner(
         .cosigner
         .cosign(&cp, now)
         .map_err(|e| Failure::new(ErrorCode::Internal, e.to_string()))?;
-    let mut stored = signed.clone();
-    stored.add_signature(sig.clone());
-    let note = stored.to_bytes();
+    // What is kept (and is the aggregate log's leaf): the checkpoint with the enrolled key's
+    // signature(s) and this cosignature; other signatures in the request are dropped.
+    let note = {
+        let key = trusted.as_ref().map(|k| (k.name().to_owned(), k.key_id()));
+        let mut n = Note::new(cp.to_text())
+            .map_err(|e| Failure::new(ErrorCode::Malformed, e.to_string()))?;
+        for s in signed.note().signatures() {
+            if key.as_ref().is_some_and(|(name, id)| *name == s.name && *id == s.key_id) {
+                n.add_signature(s.clone());
+            }
+        }
+        n.add_signature(sig.clone());
+        n.to_bytes()
+    };
+    if note.len() > ledger::tile::MAX_ENTRY_BYTES {
+        return Err(Failure::new(
+            ErrorCode::TooLarge,
+            format!(
+                "checkpoint note of {} bytes, limit {}",
+                note.len(),
+                ledger::tile::MAX_ENTRY_BYTES
+            ),
+        ));
+    }
     let expected = latest_cp.as_ref().map_or(0, Checkpoint::size);
     let n = node.clone();
     let o = origin.clone();
     let size = cp.size();
-    let cas = blocking(move || n.store.cas_witnessed(&o, expected, size, &note))
-        .await?
-        .map_err(|e| node.store_failed(&e))?;
+    let cas = blocking(move || {
+        let store = n.store.as_ref();
+        // A new size is a new leaf of the aggregate log; a re-cosign of the same size is not.
+        let aggregate = match &n.log_signer {
+            Some(log_signer) if !(size == expected && latest.is_some()) => {
+                let agg_size = store.aggregate_size()?;
+                let tiles = Tiles { store, origin: AGGREGATE };
+                let writes = ledger::log::prepare_append(
+                    &ledger::log::PrefixTiles(&tiles),
+                    &tiles,
+                    agg_size,
+                    &[note.as_slice()],
+                    log_signer,
+                )
+                .map_err(|e| StoreError::Read {
+                    what: "aggregate log tiles".into(),
+                    reason: e.to_string(),
+                })?;
+                Some(LogAppend::from_writes(&writes))
+            }
+            _ => None,
+        };
+        store.cas_witnessed(&o, expected, size, &note, aggregate.as_ref())
+    })
+    .await?
+    .map_err(|e| node.store_failed(&e))?;
     match cas {
         Cas::Stored => {
             node.metrics.checkpoints_cosigned.fetch_add(1, Ordering::Relaxed);
@@ -452,6 +532,11 @@ async fn upload_inner(
     body: Body,
 ) -> Result<Response, Failure> {
     let enrollment = enrolled(node, &origin).await?;
+    let _slot = node
+        .upload_slots
+        .acquire()
+        .await
+        .map_err(|_| Failure::new(ErrorCode::Unavailable, "the ledger is stopping"))?;
     let bytes = read_body(body, headers, node.limits.max_upload_bytes).await?;
     let up =
         Upload::from_cbor(&bytes, node.limits.max_upload_bytes, node.limits.max_blocks_per_batch)
@@ -618,12 +703,18 @@ async fn state(State(node): State<Arc<Node>>, Path(origin): Path<String>) -> Res
 // admin (JSON, token with scope admin)
 
 fn authorize(node: &Node, headers: &HeaderMap) -> Result<String, Failure> {
+    authorize_for(node, headers, &Scope::Admin)
+}
+
+fn authorize_for(node: &Node, headers: &HeaderMap, scope: &Scope) -> Result<String, Failure> {
     let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    node.tokens.check(auth, Scope::Admin).map(str::to_owned).map_err(|d| match d {
+    node.tokens.check(auth, scope).map(str::to_owned).map_err(|d| match d {
         Denied::Unauthenticated => {
             Failure::new(ErrorCode::Unauthorized, "send Authorization: Bearer <token>")
         }
-        Denied::MissingScope => Failure::new(ErrorCode::Forbidden, "the token lacks scope admin"),
+        Denied::MissingScope => {
+            Failure::new(ErrorCode::Forbidden, format!("the token lacks scope {scope:?}"))
+        }
     })
 }
 
@@ -754,6 +845,287 @@ async fn admin_evidence(
                 .into_response()
         }
         Err(f) => json_err(&node, f),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// query (fleet tools; CBOR; token with scope query or query:<unit>)
+
+/// What a query asks for.
+enum Wanted {
+    /// `from=H[&to=H]`
+    Heights(u64, Option<u64>),
+    /// `since_ns=T&until_ns=T`
+    Times(u64, u64),
+}
+
+/// Most time-index entries one time query may scan.
+const MAX_TIME_SCAN: usize = 1_000_000;
+
+fn wanted(query: Option<&str>) -> Result<Wanted, Failure> {
+    let (mut from, mut to, mut since, mut until) = (None, None, None, None);
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let n = v.parse::<u64>().map_err(|_| {
+            Failure::new(ErrorCode::Malformed, format!("query parameter {k}={v:?} is not a u64"))
+        })?;
+        match k {
+            "from" => from = Some(n),
+            "to" => to = Some(n),
+            "since_ns" => since = Some(n),
+            "until_ns" => until = Some(n),
+            other => {
+                return Err(Failure::new(
+                    ErrorCode::Malformed,
+                    format!("unknown query parameter {other:?} (from, to, since_ns, until_ns)"),
+                ))
+            }
+        }
+    }
+    match (from, to, since, until) {
+        (Some(f), t, None, None) => Ok(Wanted::Heights(f, t)),
+        (None, None, Some(a), Some(b)) if a < b => Ok(Wanted::Times(a, b)),
+        _ => Err(Failure::new(
+            ErrorCode::Malformed,
+            "give from=<height>[&to=<height>] or since_ns=<t>&until_ns=<t> with since < until",
+        )),
+    }
+}
+
+async fn query_blocks(
+    State(node): State<Arc<Node>>,
+    Path(origin): Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let r = async {
+        // Any valid token first (401), then enrollment (404), then the unit's scope (403).
+        let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+        if node.tokens.check(auth, &Scope::Query(Some(String::new())))
+            == Err(Denied::Unauthenticated)
+        {
+            return Err(Failure::new(
+                ErrorCode::Unauthorized,
+                "send Authorization: Bearer <token>",
+            ));
+        }
+        let wanted = wanted(uri.query())?;
+        let e = enrolled(&node, &origin).await?;
+        authorize_for(&node, &headers, &Scope::Query(Some(e.unit.clone())))?;
+        let max = node.limits.max_blocks_per_batch as u64;
+        let n = node.clone();
+        let o = origin.clone();
+        blocking(move || -> Result<Result<QueryBlocks, Failure>, StoreError> {
+            let store = n.store.as_ref();
+            let mirrored = store.mirrored(&o)?;
+            let (from, to) = match wanted {
+                Wanted::Heights(f, t) => (f, t),
+                Wanted::Times(a, b) => match store.heights_between(&o, a, b, MAX_TIME_SCAN)? {
+                    Some((lo, hi)) => (lo, Some(hi.saturating_add(1))),
+                    None => {
+                        return Ok(Err(Failure::new(
+                            ErrorCode::NotFound,
+                            format!("no mirrored block of {o} has records in [{a}, {b})"),
+                        )))
+                    }
+                },
+            };
+            let Some((size, note)) = store.witnessed_at_or_below(&o, mirrored)? else {
+                return Ok(Err(Failure::new(
+                    ErrorCode::NotWitnessed,
+                    format!("no cosigned checkpoint of {o} is mirrored yet (mirrored {mirrored})"),
+                )));
+            };
+            let end = to.unwrap_or(u64::MAX).min(from.saturating_add(max)).min(size);
+            if from >= end {
+                return Ok(Err(Failure::new(
+                    ErrorCode::Malformed,
+                    format!("range [{from}, {end}) is empty; provable heights are 0..{size}"),
+                )));
+            }
+            let mut blocks = Vec::new();
+            for h in from..end {
+                let header = store.header(&o, h)?.ok_or_else(|| StoreError::Corrupt {
+                    what: format!("headers[{o}/{h}]"),
+                    reason: "missing below the mirrored size".into(),
+                })?;
+                let meta = store.block_meta(&o, h)?;
+                blocks.push(sync_wire::QueriedBlock {
+                    height: h,
+                    header,
+                    lanes: store.lanes(&o, h)?,
+                    received_at_ns: meta.as_ref().map_or(0, |m| m.received_at_ns),
+                    time_backwards: meta.as_ref().is_some_and(|m| m.time_backwards),
+                    time_future: meta.as_ref().is_some_and(|m| m.time_future),
+                });
+            }
+            let tiles = Tiles { store, origin: &o };
+            let reader = ledger::tile::TileReader::new(ledger::log::PrefixTiles(&tiles), size);
+            let range_proof =
+                ledger::verify::range_proof(&reader, size, from, end).map_err(|e| {
+                    StoreError::Read { what: format!("tiles of {o}"), reason: e.to_string() }
+                })?;
+            Ok(Ok(QueryBlocks {
+                origin: o.clone(),
+                unit: e.unit,
+                checkpoint: note,
+                start: from,
+                end,
+                requested_end: to.unwrap_or(end).min(size).max(end),
+                blocks,
+                range_proof,
+            }))
+        })
+        .await?
+        .map_err(|err| node.store_failed(&err))?
+    }
+    .await;
+    match r {
+        Ok(q) => cbor_ok(q.to_cbor()),
+        Err(f) => cbor_err(&node, f),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// C2SP tlog-witness monitor retrieval: GET /<hex SHA-256 of origin>/checkpoint
+
+async fn monitor_checkpoint(
+    State(node): State<Arc<Node>>,
+    Path(origin_hash): Path<String>,
+) -> Response {
+    use sha2::Digest as _;
+    let n = node.clone();
+    let r = blocking(move || -> Result<Option<Vec<u8>>, StoreError> {
+        for e in n.store.enrollments()? {
+            let h: String = sha2::Sha256::digest(e.origin.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            if h == origin_hash {
+                return n.store.witnessed(&e.origin);
+            }
+        }
+        Ok(None)
+    })
+    .await
+    .and_then(|r| r.map_err(|e| node.store_failed(&e)));
+    match r {
+        // The latest cosigned checkpoint with the gateway's signature and ours, as the spec asks.
+        Ok(Some(note)) => (
+            [(header::CONTENT_TYPE, sync_wire::TEXT_TYPE), (header::CACHE_CONTROL, "no-cache")],
+            note,
+        )
+            .into_response(),
+        Ok(None) => text_err(
+            &node,
+            Failure::new(ErrorCode::NotFound, "no cosigned checkpoint for that origin hash"),
+        ),
+        Err(f) => text_err(&node, f),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the aggregate log (C2SP tlog-tiles, static layout)
+
+/// Tiles never change once written (a partial tile's path names its width), so caches may keep
+/// them for good; the checkpoint changes with every accepted checkpoint.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+fn no_aggregate_log(node: &Node) -> Response {
+    text_err(
+        node,
+        Failure::new(
+            ErrorCode::NotFound,
+            "this ledger keeps no aggregate log (ledger.log_key is not set)",
+        ),
+    )
+}
+
+async fn aggregate_checkpoint(State(node): State<Arc<Node>>) -> Response {
+    let Some(log_signer) = node.log_signer.clone() else { return no_aggregate_log(&node) };
+    let n = node.clone();
+    let r = blocking(move || n.store.aggregate_checkpoint())
+        .await
+        .and_then(|r| r.map_err(|e| node.store_failed(&e)));
+    let bytes = match r {
+        Ok(Some(b)) => b,
+        // Empty log: the signed checkpoint of the empty tree (Ed25519 is deterministic, so
+        // every request gets the same bytes).
+        Ok(None) => match Checkpoint::new(log_signer.name(), 0, ledger::merkle::empty_root())
+            .and_then(|c| ledger::checkpoint::SignedCheckpoint::sign(c, &log_signer))
+        {
+            Ok(s) => s.to_bytes(),
+            Err(e) => return text_err(&node, Failure::new(ErrorCode::Internal, e.to_string())),
+        },
+        Err(f) => return text_err(&node, f),
+    };
+    ([(header::CONTENT_TYPE, sync_wire::TEXT_TYPE), (header::CACHE_CONTROL, "no-cache")], bytes)
+        .into_response()
+}
+
+async fn aggregate_tile(State(node): State<Arc<Node>>, Path(path): Path<String>) -> Response {
+    use ledger::tile::{Tile, TilePath};
+    if node.log_signer.is_none() {
+        return no_aggregate_log(&node);
+    }
+    let r = async {
+        let full = format!("tile/{path}");
+        let parsed = Tile::parse_path(&full)
+            .map_err(|e| Failure::new(ErrorCode::NotFound, e.to_string()))?;
+        let (tile, entries) = match parsed {
+            TilePath::Hashes(t) => (t, false),
+            TilePath::Entries(t) => (t, true),
+            _ => {
+                return Err(Failure::new(ErrorCode::NotFound, format!("no such tile path {full}")))
+            }
+        };
+        let n = node.clone();
+        let (size, stored) = blocking(move || {
+            let size = n.store.aggregate_size()?;
+            let stored = if entries {
+                n.store.bundle(AGGREGATE, tile.index())?
+            } else {
+                n.store.tile(AGGREGATE, tile.level(), tile.index())?
+            };
+            Ok::<_, StoreError>((size, stored))
+        })
+        .await?
+        .map_err(|e| node.store_failed(&e))?;
+        let missing = || {
+            Failure::new(
+                ErrorCode::NotFound,
+                format!("{} is not in the tree of size {size}", tile.path()),
+            )
+        };
+        let have =
+            ledger::tile::tile_width(size, tile.level(), tile.index()).ok_or_else(missing)?;
+        if tile.width() > have {
+            return Err(missing());
+        }
+        let stored = stored.ok_or_else(missing)?;
+        let body = if entries {
+            let all = ledger::tile::decode_bundle(&stored)
+                .map_err(|e| Failure::new(ErrorCode::Internal, e.to_string()))?;
+            let want = usize::from(tile.width());
+            let some = all.get(..want).ok_or_else(missing)?;
+            ledger::tile::encode_bundle(some)
+                .map_err(|e| Failure::new(ErrorCode::Internal, e.to_string()))?
+        } else {
+            stored.get(..tile.byte_len()).ok_or_else(missing)?.to_vec()
+        };
+        Ok::<_, Failure>(body)
+    }
+    .await;
+    match r {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                (header::CACHE_CONTROL, IMMUTABLE),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(f) => text_err(&node, f),
     }
 }
 

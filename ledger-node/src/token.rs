@@ -8,17 +8,33 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 /// What a token may do.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Scope {
     /// Enroll gateways, list enrollments and evidence.
     Admin,
+    /// Query blocks: of every unit (`query`), or of one unit id (`query:VIN123`).
+    Query(Option<String>),
 }
 
 impl Scope {
     pub fn parse(s: &str) -> Result<Scope, String> {
         match s {
             "admin" => Ok(Scope::Admin),
-            other => Err(format!("unknown scope {other:?} (known: admin)")),
+            "query" => Ok(Scope::Query(None)),
+            q if q.starts_with("query:") && q.len() > 6 => {
+                Ok(Scope::Query(Some(q[6..].to_owned())))
+            }
+            other => Err(format!("unknown scope {other:?} (known: admin, query, query:<unit>)")),
+        }
+    }
+
+    /// Whether a token holding `self` may do `needed`.
+    pub fn grants(&self, needed: &Scope) -> bool {
+        match (self, needed) {
+            (Scope::Admin, Scope::Admin) => true,
+            (Scope::Query(None), Scope::Query(_)) => true,
+            (Scope::Query(Some(a)), Scope::Query(Some(b))) => a == b,
+            _ => false,
         }
     }
 }
@@ -83,7 +99,7 @@ impl TokenSet {
     }
 
     /// Checks an `Authorization` header value for `scope`; returns the token's name.
-    pub fn check(&self, authorization: Option<&[u8]>, scope: Scope) -> Result<&str, Denied> {
+    pub fn check(&self, authorization: Option<&[u8]>, scope: &Scope) -> Result<&str, Denied> {
         let secret = authorization
             .and_then(|h| h.strip_prefix(b"Bearer "))
             .filter(|s| !s.is_empty())
@@ -101,7 +117,7 @@ impl TokenSet {
             }
         }
         let t = found.ok_or(Denied::Unauthenticated)?;
-        if t.scopes.contains(&scope) {
+        if t.scopes.iter().any(|s| s.grants(scope)) {
             Ok(&t.name)
         } else {
             Err(Denied::MissingScope)
@@ -123,8 +139,20 @@ mod tests {
         t.add("ops".into(), TokenHash::sha256_hex(&sha_hex("s3cret")).unwrap(), vec![Scope::Admin]);
         let b3 = blake3::hash(b"other").to_hex().to_string();
         t.add("b3".into(), TokenHash::blake3_hex(&b3).unwrap(), vec![Scope::Admin]);
-        assert_eq!(t.check(Some(b"Bearer s3cret"), Scope::Admin), Ok("ops"));
-        assert_eq!(t.check(Some(b"Bearer other"), Scope::Admin), Ok("b3"));
+        t.add(
+            "fleet".into(),
+            TokenHash::sha256_hex(&sha_hex("q1")).unwrap(),
+            vec![Scope::parse("query:VIN1").unwrap()],
+        );
+        assert_eq!(t.check(Some(b"Bearer s3cret"), &Scope::Admin), Ok("ops"));
+        assert_eq!(t.check(Some(b"Bearer other"), &Scope::Admin), Ok("b3"));
+        assert_eq!(t.check(Some(b"Bearer q1"), &Scope::Query(Some("VIN1".into()))), Ok("fleet"));
+        assert_eq!(
+            t.check(Some(b"Bearer q1"), &Scope::Query(Some("VIN2".into()))),
+            Err(Denied::MissingScope)
+        );
+        assert_eq!(t.check(Some(b"Bearer q1"), &Scope::Admin), Err(Denied::MissingScope));
+        assert_eq!(t.check(Some(b"Bearer s3cret"), &Scope::Query(None)), Err(Denied::MissingScope));
         for bad in [
             None,
             Some(&b"Bearer "[..]),
@@ -132,7 +160,7 @@ mod tests {
             Some(b"s3cret"),
             Some(b"Basic s3cret"),
         ] {
-            assert_eq!(t.check(bad, Scope::Admin), Err(Denied::Unauthenticated), "{bad:?}");
+            assert_eq!(t.check(bad, &Scope::Admin), Err(Denied::Unauthenticated), "{bad:?}");
         }
         assert!(TokenHash::sha256_hex("xyz").is_err());
         assert!(Scope::parse("root").is_err());

@@ -20,6 +20,7 @@ use ledger::sync_wire::{
 use sha2::Digest as _;
 
 const ADMIN_SECRET: &str = "admin-secret-for-tests";
+const FLEET_SECRET: &str = "fleet-secret-for-tests";
 
 // ---------------------------------------------------------------------------------------------
 // A gateway log made with the ledger crate.
@@ -158,15 +159,19 @@ fn write_config(dir: &Path, gateways: &[&Gateway], tls: bool) -> Result<PathBuf>
     if !key.exists() {
         let c = ledger::keys::generate_cosigner("factory.example/ledger")?;
         ledger::keys::save_cosigner(&key, &c)?;
+        let l = ledger::keys::generate_signer("factory.example/ledger")?;
+        ledger::keys::save_signer(&dir.join("signing.key"), &l)?;
     }
     let mut text = format!(
-        "[ledger]\nname = \"factory.example\"\ncosigner_key = \"witness.key\"\nstore = \"store\"\n\n\
+        "[ledger]\nname = \"factory.example\"\ncosigner_key = \"witness.key\"\nlog_key = \"signing.key\"\nstore = \"store\"\n\n\
          [listen]\naddress = \"127.0.0.1:0\"\n{}\n\
          [metrics]\nlisten = \"127.0.0.1:0\"\n\n\
          [limits]\nmax_blocks_per_batch = 16\nmax_upload_bytes = \"1MiB\"\n\n\
-         [[tokens]]\nname = \"ops\"\nsha256 = \"{}\"\nscopes = [\"admin\"]\n",
+         [[tokens]]\nname = \"ops\"\nsha256 = \"{}\"\nscopes = [\"admin\"]\n\n\
+         [[tokens]]\nname = \"fleet\"\nblake3 = \"{}\"\nscopes = [\"query:VIN-VIN-J\"]\n",
         if tls { "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n" } else { "" },
-        sha_hex(ADMIN_SECRET)
+        sha_hex(ADMIN_SECRET),
+        blake3::hash(FLEET_SECRET.as_bytes()).to_hex()
     );
     for g in gateways {
         text.push_str(&format!(
@@ -184,7 +189,7 @@ fn start(dir: &Path) -> Result<NodeProc> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_iov-ledger"))
         .args(["run", "--config"])
         .arg(dir.join("ledger.toml"))
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -223,6 +228,7 @@ fn agent() -> ureq::Agent {
 struct Reply {
     status: u16,
     content_type: String,
+    cache_control: String,
     body: Vec<u8>,
 }
 
@@ -236,9 +242,11 @@ fn reply(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Rep
     let mut r = r?;
     let content_type =
         r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let cache_control =
+        r.headers().get("cache-control").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let status = r.status().as_u16();
     let body = r.body_mut().read_to_vec()?;
-    Ok(Reply { status, content_type, body })
+    Ok(Reply { status, content_type, cache_control, body })
 }
 
 impl NodeProc {
@@ -402,6 +410,12 @@ fn add_checkpoint_answers_every_witness_status_code() -> Result<()> {
         node.metric("iov_ledger_requests_total{endpoint=\"add-checkpoint\",status=\"200\"}")?,
         3
     );
+    // C2SP monitor retrieval: the same note at /<hex SHA-256 of the origin>/checkpoint.
+    let hash: String =
+        sha2::Sha256::digest(gw.origin().as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let r = node.get(&format!("/{hash}/checkpoint"))?;
+    assert_eq!((r.status, r.body), (200, w.checkpoint.clone()));
+    assert_eq!(node.get(&format!("/{}/checkpoint", "0".repeat(64)))?.status, 404);
     assert!(node.stop()?.success());
     Ok(())
 }
@@ -493,6 +507,54 @@ fn uploads_in_batches_are_idempotent_and_resume_after_a_restart() -> Result<()> 
     let r = node.upload(&o, &gw.upload(45, 46, 46))?;
     assert_eq!((r.status, r.error().code), (409, ErrorCode::NotWitnessed));
     assert!(node.stop()?.success());
+    Ok(())
+}
+
+#[test]
+fn every_acknowledged_upload_survives_a_sigkill_during_uploads() -> Result<()> {
+    let mut gw = Gateway::new("iov.example/gw/VIN-L");
+    gw.grow(400);
+    let (dir, mut node) = setup(&[&gw])?;
+    let o = gw.origin().to_owned();
+    assert_eq!(node.add_checkpoint(&gw.add_checkpoint(0, 400))?.status, 200);
+    let url = node.url(&sync_wire::path::blocks(&o));
+    let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let uploader = {
+        let acked = acked.clone();
+        let batches: Vec<Vec<u8>> =
+            (0..100).map(|i| gw.upload(i * 4, i * 4 + 4, 400).to_cbor()).collect();
+        std::thread::spawn(move || {
+            for b in batches {
+                let Ok(r) = reply(agent().post(&url).send(&b[..])) else { return };
+                let Ok(ack) = UploadAck::from_cbor(&r.body) else { return };
+                acked.store(ack.mirrored, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.load(std::sync::atomic::Ordering::SeqCst) < 40 {
+        if Instant::now() > deadline {
+            bail!("uploads did not get going");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    node.child.kill()?; // SIGKILL, uploads in flight
+    node.child.wait()?;
+    uploader.join().map_err(|_| anyhow!("uploader panicked"))?;
+    let last_ack = acked.load(std::sync::atomic::Ordering::SeqCst);
+    drop(node);
+    let node = start(dir.path())?;
+    let st = node.state(&o)?;
+    assert!(st.mirrored >= last_ack, "acknowledged {last_ack}, held {}", st.mirrored);
+    assert_eq!(st.mirrored % 4, 0, "a batch is all or nothing");
+    let mut at = st.mirrored;
+    while at < 400 {
+        let to = (at + 16).min(400);
+        at = UploadAck::from_cbor(&node.upload(&o, &gw.upload(at, to, 400))?.body)?.mirrored;
+    }
+    // Reaching 400 means the mirror's tiles hashed to the cosigned root on the last append
+    // (the node checks it whenever an append reaches a cosigned size): nothing was torn.
+    assert_eq!(node.state(&o)?.mirrored, 400);
     Ok(())
 }
 
@@ -699,6 +761,258 @@ fn tls_with_a_self_signed_certificate_serves_the_protocol() -> Result<()> {
 }
 
 #[test]
+fn the_aggregate_log_serves_accepted_checkpoints_as_verifiable_tiles() -> Result<()> {
+    use ledger::tile::{self, Tile};
+    let mut a = Gateway::new("iov.example/gw/VIN-H");
+    let mut b = Gateway::new("iov.example/gw/VIN-I");
+    a.grow(7);
+    b.grow(2);
+    let (dir, node) = setup(&[&a, &b])?;
+    let log_key = ledger::keys::load_signer(&dir.path().join("signing.key"))?.verifier();
+    let cosigner = node.cosigner()?;
+    for (g, old, new) in [(&a, 0, 3), (&b, 0, 2), (&a, 3, 7), (&a, 7, 7)] {
+        let r = node.add_checkpoint(&g.add_checkpoint(old, new))?;
+        assert_eq!(r.status, 200, "{}", r.error());
+    }
+    let fetch = |node: &NodeProc, path: &str| -> Result<Reply> { node.get(path) };
+
+    // The re-cosign of size 7 is not a new leaf: three accepted checkpoints.
+    let cp_bytes = fetch(&node, "/checkpoint")?.body;
+    let (signed, _) = SignedCheckpoint::verify(&cp_bytes, &[&log_key])?;
+    let cp = signed.checkpoint().clone();
+    assert_eq!((cp.origin(), cp.size()), ("factory.example/ledger", 3));
+
+    let mut tiles = std::collections::BTreeMap::new();
+    for t in tile::tiles_for_size(3) {
+        let r = fetch(&node, &format!("/{}", t.path()))?;
+        assert_eq!(r.status, 200, "{}", t.path());
+        tiles.insert(t, r.body);
+    }
+    tile::verify_tiles(&tiles, 3, cp.root())?;
+    let t0 = Tile::new(0, 0, 3)?;
+    let bundle = fetch(&node, &format!("/{}", t0.entries_path()))?.body;
+    tile::check_bundle(&bundle, &tiles[&t0])?;
+    let leaves = tile::decode_bundle(&bundle)?;
+    let sizes: Vec<(String, u64)> = leaves
+        .iter()
+        .map(|l| {
+            let note = ledger::note::Note::parse(l)?;
+            let c = Checkpoint::parse(note.text())?;
+            let gw = if c.origin() == a.origin() { &a } else { &b };
+            assert_eq!(note.verify(&[&gw.signer.verifier(), &cosigner])?.len(), 2);
+            Ok((c.origin().to_owned(), c.size()))
+        })
+        .collect::<Result<_>>()?;
+    assert_eq!(
+        sizes,
+        [(a.origin().to_owned(), 3), (b.origin().to_owned(), 2), (a.origin().to_owned(), 7)]
+    );
+    // Tiles are immutable and cacheable; a tile beyond the tree is not served.
+    let r = fetch(&node, &format!("/{}", t0.path()))?;
+    assert_eq!(r.cache_control, "public, max-age=31536000, immutable");
+    assert_eq!(fetch(&node, "/checkpoint")?.cache_control, "no-cache");
+    assert_eq!(fetch(&node, &format!("/{}", Tile::new(0, 0, 4)?.path()))?.status, 404);
+    assert_eq!(fetch(&node, "/tile/0/x001/000")?.status, 404);
+
+    // After a restart the log goes on from where it was.
+    drop(node);
+    let node = start(dir.path())?;
+    assert_eq!(fetch(&node, "/checkpoint")?.body, cp_bytes);
+    a.grow(1);
+    assert_eq!(node.add_checkpoint(&a.add_checkpoint(7, 8))?.status, 200);
+    let (signed, _) = SignedCheckpoint::verify(&fetch(&node, "/checkpoint")?.body, &[&log_key])?;
+    assert_eq!(signed.checkpoint().size(), 4);
+    let t4 = Tile::new(0, 0, 4)?;
+    let mut leaves4 = std::collections::BTreeMap::new();
+    leaves4.insert(t4, fetch(&node, &format!("/{}", t4.path()))?.body);
+    tile::verify_tiles(&leaves4, 4, signed.checkpoint().root())?;
+    assert_eq!(&leaves4[&t4][..96], &tiles[&t0][..], "the first three leaves did not change");
+    Ok(())
+}
+
+#[test]
+fn a_query_returns_blocks_with_a_completeness_proof_to_scoped_tokens() -> Result<()> {
+    let mut gw = Gateway::new("iov.example/gw/VIN-J");
+    let mut other = Gateway::new("iov.example/gw/VIN-K");
+    gw.grow(30);
+    other.grow(2);
+    let (_dir, node) = setup(&[&gw, &other])?;
+    let cosigner = node.cosigner()?;
+    let o = gw.origin().to_owned();
+    let query = |origin: &str, from: u64, to: u64, token: Option<&str>| -> Result<Reply> {
+        let mut r = agent().get(&node.url(&sync_wire::path::query_blocks(origin, from, to)));
+        if let Some(t) = token {
+            r = r.header("authorization", &format!("Bearer {t}"));
+        }
+        reply(r.call())
+    };
+    // Cosigned 10 and mirrored up to it; then cosigned 30 and mirrored up to 20.
+    assert_eq!(node.add_checkpoint(&gw.add_checkpoint(0, 10))?.status, 200);
+    assert_eq!(node.upload(&o, &gw.upload(0, 10, 10))?.status, 200);
+    assert_eq!(node.add_checkpoint(&gw.add_checkpoint(10, 30))?.status, 200);
+    assert_eq!(node.upload(&o, &gw.upload(10, 20, 30))?.status, 200);
+
+    assert_eq!(query(&o, 0, 5, None)?.status, 401);
+    assert_eq!(query(&o, 0, 5, Some("nope"))?.status, 401);
+    assert_eq!(query(&o, 0, 5, Some(ADMIN_SECRET))?.status, 403, "admin is not query");
+    assert_eq!(query(other.origin(), 0, 1, Some(FLEET_SECRET))?.status, 403, "another unit");
+    assert_eq!(query("iov.example/gw/NOBODY", 0, 1, Some(FLEET_SECRET))?.status, 404);
+
+    // Provable up to 10 (the largest cosigned size that is mirrored).
+    let r = query(&o, 2, 30, Some(FLEET_SECRET))?;
+    assert_eq!(r.status, 200, "{}", r.error());
+    let q = sync_wire::QueryBlocks::from_cbor(&r.body, 64 << 20)?;
+    assert_eq!((q.start, q.end, q.unit.as_str()), (2, 10, "VIN-VIN-J"));
+    let headers: Vec<BlockHeader> =
+        q.blocks.iter().map(|b| BlockHeader::from_bytes(&b.header)).collect::<Result<_, _>>()?;
+    ledger::verify::complete_range_signed(
+        &headers,
+        &q.checkpoint,
+        &gw.signer.verifier(),
+        &q.range_proof,
+    )?;
+    let note = ledger::note::Note::parse(&q.checkpoint)?;
+    assert_eq!(note.verify(&[&gw.signer.verifier(), &cosigner])?.len(), 2, "cosigned");
+    for (b, h) in q.blocks.iter().zip(&headers) {
+        assert_eq!(b.lanes.len(), 1);
+        ledger::verify::lane_against_header(h, usize::from(b.lanes[0].0), &b.lanes[0].1)?;
+        assert!(b.received_at_ns > 1_700_000_000_000_000_000);
+    }
+    // A tampered proof does not verify: the check is real.
+    let mut bad = q.range_proof.clone();
+    if let Some(h) = bad.first_mut() {
+        h.0[0] ^= 1;
+    }
+    assert!(ledger::verify::complete_range_signed(
+        &headers,
+        &q.checkpoint,
+        &gw.signer.verifier(),
+        &bad
+    )
+    .is_err());
+
+    // After the rest is mirrored, the answer is proven in the checkpoint of 30, paged by 16.
+    assert_eq!(node.upload(&o, &gw.upload(20, 30, 30))?.status, 200);
+    let q =
+        sync_wire::QueryBlocks::from_cbor(&query(&o, 5, 30, Some(FLEET_SECRET))?.body, 64 << 20)?;
+    assert_eq!((q.start, q.end), (5, 21));
+    let headers: Vec<BlockHeader> =
+        q.blocks.iter().map(|b| BlockHeader::from_bytes(&b.header)).collect::<Result<_, _>>()?;
+    ledger::verify::complete_range_signed(
+        &headers,
+        &q.checkpoint,
+        &gw.signer.verifier(),
+        &q.range_proof,
+    )?;
+    assert_eq!(Checkpoint::parse(ledger::note::Note::parse(&q.checkpoint)?.text())?.size(), 30);
+    assert_eq!(q.requested_end, 30);
+
+    // By time: the blocks whose records overlap [T(5) + 0.5 s, T(8) + 1 ns) are heights 5..=8.
+    let t = |h: u64| 1_700_000_000_000_000_000 + h * 1_000_000_000;
+    let by_time = |a: u64, b: u64| -> Result<Reply> {
+        reply(
+            agent()
+                .get(&node.url(&sync_wire::path::query_times(&o, a, b)))
+                .header("authorization", &format!("Bearer {FLEET_SECRET}"))
+                .call(),
+        )
+    };
+    let r = by_time(t(5) + 500_000_000, t(8) + 1)?;
+    assert_eq!(r.status, 200, "{}", r.error());
+    let q = sync_wire::QueryBlocks::from_cbor(&r.body, 64 << 20)?;
+    assert_eq!((q.start, q.end, q.requested_end), (5, 9, 9));
+    let headers: Vec<BlockHeader> =
+        q.blocks.iter().map(|b| BlockHeader::from_bytes(&b.header)).collect::<Result<_, _>>()?;
+    ledger::verify::complete_range_signed(
+        &headers,
+        &q.checkpoint,
+        &gw.signer.verifier(),
+        &q.range_proof,
+    )?;
+    assert_eq!(by_time(1, 2)?.status, 404, "no block that early");
+    assert_eq!(by_time(5, 5)?.status, 400, "empty time range");
+    Ok(())
+}
+
+#[test]
+fn real_sealed_blocks_are_mirrored_and_the_organisation_opens_its_lane_from_a_query() -> Result<()>
+{
+    use chacha20::rand_core::SeedableRng as _;
+    use ledger::record::{CanFlags, CanRecord, Record};
+    use ledger::seal::{open_lane_bytes, seal_block, LaneSpec, SealOptions};
+
+    let factory = ledger::keys::X25519Key::generate("factory.example/lanes")?;
+    let city = ledger::keys::X25519Key::generate("city.example/lanes")?;
+    let mut rng = chacha20::ChaCha20Rng::from_seed([42; 32]);
+    let mut gw = Gateway::new("iov.example/gw/VIN-J");
+    let iface: Arc<str> = Arc::from("can0");
+    let mut sent: Vec<Vec<Record>> = Vec::new();
+    for h in 0..6u64 {
+        let records: Vec<Record> = (0..50u64)
+            .map(|i| {
+                let t = 1_700_000_000_000_000_000 + h * 1_000_000_000 + i * 10_000_000;
+                let data = [(i % 256) as u8, (h % 256) as u8, 1, 2, 3, 4, 5, 6];
+                CanRecord::new(t, iface.clone(), 0x123, CanFlags::default(), &data, 0)
+                    .map(Record::Can)
+            })
+            .collect::<Result<_, _>>()?;
+        let prev = gw.headers.last().map_or(BlockHash::ZERO, |p| hash_header_bytes(p));
+        let block = seal_block(
+            gw.key(),
+            h,
+            prev,
+            &[
+                LaneSpec {
+                    name: "factory".into(),
+                    recipients: vec![factory.public()],
+                    records: records.clone(),
+                },
+                LaneSpec {
+                    name: "city".into(),
+                    recipients: vec![city.public()],
+                    records: records[..5].to_vec(),
+                },
+            ],
+            &SealOptions::default(),
+            &mut rng,
+        )?;
+        gw.tree.push(&block.header_bytes);
+        gw.headers.push(block.header_bytes);
+        gw.lanes.push(block.lanes);
+        sent.push(records);
+    }
+    let (_dir, node) = setup(&[&gw])?;
+    let o = gw.origin().to_owned();
+    assert_eq!(node.add_checkpoint(&gw.add_checkpoint(0, 6))?.status, 200);
+    assert_eq!(UploadAck::from_cbor(&node.upload(&o, &gw.upload(0, 6, 6))?.body)?.mirrored, 6);
+
+    let r = reply(
+        agent()
+            .get(&node.url(&sync_wire::path::query_blocks(&o, 0, 6)))
+            .header("authorization", &format!("Bearer {FLEET_SECRET}"))
+            .call(),
+    )?;
+    let q = sync_wire::QueryBlocks::from_cbor(&r.body, 64 << 20)?;
+    let headers: Vec<BlockHeader> =
+        q.blocks.iter().map(|b| BlockHeader::from_bytes(&b.header)).collect::<Result<_, _>>()?;
+    ledger::verify::complete_range_signed(
+        &headers,
+        &q.checkpoint,
+        &gw.signer.verifier(),
+        &q.range_proof,
+    )?;
+    for ((b, h), want) in q.blocks.iter().zip(&headers).zip(&sent) {
+        let (idx, ct) = &b.lanes[0];
+        let got =
+            open_lane_bytes(h, usize::from(*idx), ct, &factory, &ledger::lane::Limits::DEFAULT)?;
+        assert_eq!(&got, want, "height {}", h.height);
+        assert!(open_lane_bytes(h, usize::from(*idx), ct, &city, &ledger::lane::Limits::DEFAULT)
+            .is_err());
+    }
+    Ok(())
+}
+
+#[test]
 fn check_config_names_the_bad_key_and_sigterm_exits_cleanly() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let path = write_config(dir.path(), &[], false)?;
@@ -722,6 +1036,19 @@ fn check_config_names_the_bad_key_and_sigterm_exits_cleanly() -> Result<()> {
 
     let (_d, node) = setup(&[])?;
     let _ = &node.dir;
+    assert!(node.stop()?.success());
+
+    // Without ledger.log_key the node witnesses and mirrors but keeps no aggregate log.
+    let mut gw = Gateway::new("iov.example/gw/VIN-M");
+    gw.grow(3);
+    let dir = tempfile::tempdir()?;
+    let path = write_config(dir.path(), &[&gw], false)?;
+    let text = std::fs::read_to_string(&path)?.replace("log_key = \"signing.key\"\n", "");
+    std::fs::write(&path, text)?;
+    let node = start(dir.path())?;
+    assert_eq!(node.add_checkpoint(&gw.add_checkpoint(0, 3))?.status, 200);
+    assert_eq!(node.get("/checkpoint")?.status, 404);
+    assert_eq!(node.get("/tile/0/000.p/1")?.status, 404);
     assert!(node.stop()?.success());
     Ok(())
 }

@@ -64,6 +64,20 @@ pub mod path {
     pub fn state(origin: &str) -> String {
         format!("/v1/gateways/{}/state", super::escape_origin(origin))
     }
+
+    /// `/v1/query/{escaped origin}/blocks?from=<height>&to=<height>` (fleet tools).
+    pub fn query_blocks(origin: &str, from: u64, to: u64) -> String {
+        format!("/v1/query/{}/blocks?from={from}&to={to}", super::escape_origin(origin))
+    }
+
+    /// `/v1/query/{escaped origin}/blocks?since_ns=<t>&until_ns=<t>`: the blocks whose record
+    /// time range overlaps `[since_ns, until_ns)`, as the height range that holds them all.
+    pub fn query_times(origin: &str, since_ns: u64, until_ns: u64) -> String {
+        format!(
+            "/v1/query/{}/blocks?since_ns={since_ns}&until_ns={until_ns}",
+            super::escape_origin(origin)
+        )
+    }
 }
 
 /// Why a wire message could not be parsed. Carries what and where, never the whole input.
@@ -853,6 +867,133 @@ impl GatewayState {
     }
 }
 
+/// One block in a query answer, with what the ledger recorded on receipt.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct QueriedBlock {
+    pub height: u64,
+    pub header: Vec<u8>,
+    /// `(lane index, ciphertext)`: the lanes this ledger holds (its organisation's).
+    pub lanes: Vec<(u16, Vec<u8>)>,
+    pub received_at_ns: u64,
+    pub time_backwards: bool,
+    pub time_future: bool,
+}
+
+/// Most hashes in a range (completeness) proof: about `2 log2 N`.
+pub const MAX_RANGE_PROOF: usize = 130;
+
+/// `GET /v1/query/{origin}/blocks?from=&to=`: blocks `[start, end)` of one gateway, with the
+/// proof that they are *all* the blocks at those heights: `range_proof` (see
+/// `verify::complete_range_signed`) in the tree of `checkpoint`, a checkpoint the gateway
+/// signed and this ledger cosigned (both signatures are in the note).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct QueryBlocks {
+    pub origin: String,
+    /// The vehicle or unit id the gateway is enrolled as.
+    pub unit: String,
+    pub checkpoint: Vec<u8>,
+    pub start: u64,
+    pub end: u64,
+    /// The end of the range asked for (`to`, or the last height a time range covers, + 1):
+    /// while `end < requested_end`, ask again from `end`.
+    pub requested_end: u64,
+    pub blocks: Vec<QueriedBlock>,
+    pub range_proof: Vec<Hash>,
+}
+
+impl QueryBlocks {
+    /// `{"v":1, "origin", "unit", "checkpoint": bstr, "start", "end", "requested_end",
+    /// "range_proof": [bstr 32],
+    /// "blocks": [{"height", "header": bstr, "lanes": [[uint, bstr]], "received_at_ns",
+    /// "time_backwards": bool, "time_future": bool}]}`
+    pub fn to_cbor(&self) -> Vec<u8> {
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|b| {
+                map(vec![
+                    ("height", uint(b.height)),
+                    ("header", Value::Bytes(b.header.clone())),
+                    ("lanes", lanes_value(&b.lanes)),
+                    ("received_at_ns", uint(b.received_at_ns)),
+                    ("time_backwards", Value::Bool(b.time_backwards)),
+                    ("time_future", Value::Bool(b.time_future)),
+                ])
+            })
+            .collect();
+        to_cbor(&map(vec![
+            ("v", uint(WIRE_VERSION)),
+            ("origin", Value::Text(self.origin.clone())),
+            ("unit", Value::Text(self.unit.clone())),
+            ("checkpoint", Value::Bytes(self.checkpoint.clone())),
+            ("start", uint(self.start)),
+            ("end", uint(self.end)),
+            ("requested_end", uint(self.requested_end)),
+            ("range_proof", hashes(&self.range_proof)),
+            ("blocks", Value::Array(blocks)),
+        ]))
+    }
+
+    pub fn from_cbor(bytes: &[u8], max_bytes: usize) -> Result<QueryBlocks, WireError> {
+        const WHAT: &str = "query answer";
+        let top = decode_top(WHAT, bytes, max_bytes)?;
+        let m = Map::from_value(WHAT, String::new(), &top)?;
+        m.version()?;
+        let mut blocks = Vec::new();
+        for (i, b) in m.array("blocks")?.iter().enumerate() {
+            let bm = Map::from_value(WHAT, format!("blocks[{i}]"), b)?;
+            blocks.push(QueriedBlock {
+                height: bm.uint("height")?,
+                header: bm.bytes("header")?,
+                lanes: lanes_from(WHAT, i, bm.array("lanes")?)?,
+                received_at_ns: bm.uint("received_at_ns")?,
+                time_backwards: bm.boolean("time_backwards")?,
+                time_future: bm.boolean("time_future")?,
+            });
+        }
+        Ok(QueryBlocks {
+            origin: m.text("origin")?,
+            unit: m.text("unit")?,
+            checkpoint: m.bytes("checkpoint")?,
+            start: m.uint("start")?,
+            end: m.uint("end")?,
+            requested_end: m.uint("requested_end")?,
+            blocks,
+            range_proof: m.hashes("range_proof", MAX_RANGE_PROOF)?,
+        })
+    }
+}
+
+fn lanes_value(lanes: &[(u16, Vec<u8>)]) -> Value {
+    Value::Array(
+        lanes
+            .iter()
+            .map(|(i, l)| Value::Array(vec![uint(u64::from(*i)), Value::Bytes(l.clone())]))
+            .collect(),
+    )
+}
+
+fn lanes_from(what: &'static str, i: usize, v: &[Value]) -> Result<Vec<(u16, Vec<u8>)>, WireError> {
+    let mut lanes = Vec::with_capacity(v.len());
+    for (j, l) in v.iter().enumerate() {
+        let field = format!("blocks[{i}].lanes[{j}]");
+        let bad = |problem: &str| WireError::Field {
+            what,
+            field: field.clone(),
+            problem: problem.into(),
+        };
+        let Value::Array(pair) = l else { return Err(bad("want [lane index, bstr]")) };
+        let [idx, data] = pair.as_slice() else { return Err(bad("want [lane index, bstr]")) };
+        let idx = idx
+            .as_integer()
+            .and_then(|n| u16::try_from(n).ok())
+            .ok_or_else(|| bad("lane index is not a u16"))?;
+        let Value::Bytes(data) = data else { return Err(bad("lane is not a byte string")) };
+        lanes.push((idx, data.clone()));
+    }
+    Ok(lanes)
+}
+
 // ---------------------------------------------------------------------------------------------
 // CBOR helpers
 
@@ -959,6 +1100,13 @@ impl<'a> Map<'a> {
         match self.get(k)? {
             Value::Array(a) => Ok(a),
             _ => Err(field_err(self.what, &self.prefix, k, "not an array")),
+        }
+    }
+
+    fn boolean(&self, k: &str) -> Result<bool, WireError> {
+        match self.get(k)? {
+            Value::Bool(b) => Ok(*b),
+            _ => Err(field_err(self.what, &self.prefix, k, "not a boolean")),
         }
     }
 
@@ -1233,6 +1381,24 @@ mod tests {
     fn cbor_messages_round_trip() {
         let u = upload();
         assert_eq!(Upload::from_cbor(&u.to_cbor(), 1 << 20, 16).unwrap(), u);
+        let q = QueryBlocks {
+            origin: ORIGIN.into(),
+            unit: "VIN123".into(),
+            checkpoint: b"cp\n".to_vec(),
+            start: 4,
+            end: 6,
+            requested_end: 9,
+            blocks: vec![QueriedBlock {
+                height: 4,
+                header: vec![1],
+                lanes: vec![(1, vec![2, 3])],
+                received_at_ns: 9,
+                time_backwards: true,
+                time_future: false,
+            }],
+            range_proof: vec![Hash([4; 32])],
+        };
+        assert_eq!(QueryBlocks::from_cbor(&q.to_cbor(), 1 << 20).unwrap(), q);
         let a = UploadAck { mirrored: 77 };
         assert_eq!(UploadAck::from_cbor(&a.to_cbor()).unwrap(), a);
         let l = Link {
@@ -1320,6 +1486,37 @@ mod tests {
         // Unknown keys are ignored (a later minor version may add fields).
         let extra = edit(&|m| m.push((Value::Text("later".into()), uint(1))));
         assert_eq!(Upload::from_cbor(&extra, 1 << 20, 16).unwrap(), upload());
+    }
+
+    proptest::proptest! {
+        /// Parsers of untrusted bodies never panic, whatever the bytes.
+        #[test]
+        fn parsers_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+            let _ = AddCheckpoint::parse(&bytes);
+            let _ = Upload::from_cbor(&bytes, 1 << 20, 16);
+            let _ = GatewayState::from_cbor(&bytes);
+            let _ = QueryBlocks::from_cbor(&bytes, 1 << 20);
+            let _ = Link::from_cbor(&bytes);
+            let _ = UploadAck::from_cbor(&bytes);
+            let _ = ErrorBody::from_cbor(&bytes);
+            let _ = ErrorBody::from_text(&bytes);
+            let _ = parse_size_body(&bytes);
+            let _ = parse_cosignature_lines(&bytes);
+            let _ = unescape_origin(&String::from_utf8_lossy(&bytes));
+        }
+
+        /// Any flipped bit in an encoded upload either fails to decode or decodes to something
+        /// else: never silently to the same upload.
+        #[test]
+        fn a_flipped_bit_in_an_upload_is_never_the_same_upload(pos in 0usize..4096, bit in 0u8..8) {
+            let good = upload().to_cbor();
+            let mut bad = good.clone();
+            let i = pos % bad.len();
+            bad[i] ^= 1 << bit;
+            if let Ok(u) = Upload::from_cbor(&bad, 1 << 20, 16) {
+                proptest::prop_assert_ne!(u, upload());
+            }
+        }
     }
 
     #[test]

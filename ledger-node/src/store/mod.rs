@@ -53,6 +53,9 @@ pub struct BlockMeta {
 pub struct MirrorBlock {
     pub height: u64,
     pub header: Vec<u8>,
+    /// The header's record time range (for the time index).
+    pub first_ns: u64,
+    pub last_ns: u64,
     /// `(lane index in the header, ciphertext)`: only this organisation's lanes.
     pub lanes: Vec<(u16, Vec<u8>)>,
     pub meta: BlockMeta,
@@ -68,6 +71,34 @@ pub struct MirrorAppend {
     pub tiles: Vec<((u8, u64), Vec<u8>)>,
     /// `(level-0 tile index, contents)` of every entry bundle the append changes.
     pub bundles: Vec<(u64, Vec<u8>)>,
+}
+
+/// The reserved "origin" under which the ledger's own aggregate log keeps its tiles and
+/// bundles (real origins cannot contain control characters).
+pub const AGGREGATE: &str = "\u{1}aggregate";
+
+/// One append to the ledger's aggregate log (its own tiled log of accepted checkpoints).
+#[derive(Clone, Debug)]
+pub struct LogAppend {
+    pub old_size: u64,
+    pub new_size: u64,
+    pub tiles: Vec<((u8, u64), Vec<u8>)>,
+    pub bundles: Vec<(u64, Vec<u8>)>,
+    /// The signed checkpoint of `new_size`.
+    pub checkpoint: Vec<u8>,
+}
+
+impl LogAppend {
+    /// From what `ledger::log::prepare_append` computed.
+    pub fn from_writes(w: &ledger::log::LogWrites) -> LogAppend {
+        LogAppend {
+            old_size: w.old_size,
+            new_size: w.new_size,
+            tiles: w.tiles.iter().map(|(t, b)| ((t.level(), t.index()), b.clone())).collect(),
+            bundles: w.bundles.iter().map(|(t, b)| (t.index(), b.clone())).collect(),
+            checkpoint: w.checkpoint.to_bytes(),
+        }
+    }
 }
 
 /// Something a gateway sent that proves or suggests misbehaviour, kept verbatim.
@@ -123,15 +154,30 @@ pub trait LedgerStore: Send + Sync {
     fn witnessed(&self, origin: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// The cosigned checkpoint note of `size`, if this ledger cosigned that size.
     fn witnessed_at(&self, origin: &str, size: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The largest cosigned checkpoint of size at most `max_size`: `(size, note)`.
+    fn witnessed_at_or_below(
+        &self,
+        origin: &str,
+        max_size: u64,
+    ) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
     /// Stores `note` (a checkpoint of `size`) as the latest cosigned checkpoint iff the latest
-    /// cosigned size is still `expected` (0 = none): the witness's atomic check-and-persist.
+    /// cosigned size is still `expected` (0 = none): the witness's atomic check-and-persist. In
+    /// the same batch, `aggregate` (when given) appends the note to the aggregate log; refused
+    /// with [`StoreError::HeadMoved`] unless the aggregate log's size is `aggregate.old_size`.
     fn cas_witnessed(
         &self,
         origin: &str,
         expected: u64,
         size: u64,
         note: &[u8],
+        aggregate: Option<&LogAppend>,
     ) -> Result<Cas, StoreError>;
+
+    /// Size of the aggregate log.
+    fn aggregate_size(&self) -> Result<u64, StoreError>;
+    /// The aggregate log's latest signed checkpoint (none while it is empty). Its tiles and
+    /// bundles are [`LedgerStore::tile`] / [`LedgerStore::bundle`] of origin [`AGGREGATE`].
+    fn aggregate_checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Mirrored size: blocks `0..size` are held.
     fn mirrored(&self, origin: &str) -> Result<u64, StoreError>;
@@ -146,6 +192,18 @@ pub trait LedgerStore: Send + Sync {
     /// Appends to the mirror in one synced batch; refused unless the mirrored size is
     /// `append.old_size`.
     fn append_mirror(&self, origin: &str, append: &MirrorAppend) -> Result<(), StoreError>;
+
+    /// The heights `(lowest, highest)` of the mirrored blocks whose record time range
+    /// `[first_ns, last_ns]` overlaps `[since_ns, until_ns)`, or `None` if none does. Block
+    /// times are not monotonic, so this is a scan of a time index; more than `max_scan` index
+    /// entries is refused ([`StoreError::Read`] naming the limit).
+    fn heights_between(
+        &self,
+        origin: &str,
+        since_ns: u64,
+        until_ns: u64,
+        max_scan: usize,
+    ) -> Result<Option<(u64, u64)>, StoreError>;
 
     /// Keeps evidence (synced); returns its sequence number for the origin.
     fn add_evidence(&self, origin: &str, e: &Evidence) -> Result<u64, StoreError>;

@@ -5,6 +5,7 @@
 //! | column family | key | value |
 //! |---|---|---|
 //! | `meta` | `format` | `iov-ledger-store/v1` |
+//! | `meta` | `aggregate/size`, `aggregate/checkpoint` | aggregate log size u64be, its latest signed checkpoint |
 //! | `enroll` | origin | CBOR [`Enrollment`] |
 //! | `witness` | origin | latest cosigned checkpoint note |
 //! | `cosigned` | origin, 0, size u64be | cosigned checkpoint note of that size |
@@ -12,8 +13,9 @@
 //! | `headers` | origin, 0, height u64be | header bytes |
 //! | `lanes` | origin, 0, height u64be, lane u16be | lane ciphertext |
 //! | `blockmeta` | origin, 0, height u64be | CBOR [`BlockMeta`] |
-//! | `tiles` | origin, 0, level u8, index u64be | tile contents; level `0xff`: entry bundle |
+//! | `tiles` | origin, 0, level u8, index u64be | tile contents; level `0xff`: entry bundle (origin `\x01aggregate`: the aggregate log's) |
 //! | `evidence` | origin, 0, seq u64be | CBOR [`Evidence`] |
+//! | `times` | origin, 0, last_ns u64be, height u64be | first_ns u64be (the time index) |
 //!
 //! Writes go through one mutex (the compare-and-sets need it; the node's write rate is bounded
 //! by fsyncs anyway) as synced `WriteBatch`es. A failed write poisons the store.
@@ -28,7 +30,10 @@ use rocksdb::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{BlockMeta, Cas, Enrollment, Evidence, LedgerStore, MirrorAppend, StoreError};
+use super::{
+    BlockMeta, Cas, Enrollment, Evidence, LedgerStore, LogAppend, MirrorAppend, StoreError,
+    AGGREGATE,
+};
 
 const FORMAT: &[u8] = b"iov-ledger-store/v1";
 const CFS: &[&str] = &[
@@ -42,6 +47,7 @@ const CFS: &[&str] = &[
     "blockmeta",
     "tiles",
     "evidence",
+    "times",
 ];
 const BUNDLE_LEVEL: u8 = 0xff;
 
@@ -279,12 +285,38 @@ impl LedgerStore for Rocks {
         self.get("cosigned", &key_u64(origin, size))
     }
 
+    fn witnessed_at_or_below(
+        &self,
+        origin: &str,
+        max_size: u64,
+    ) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let pre = prefix(origin);
+        let from = key_u64(origin, max_size);
+        let mut r = ReadOptions::default();
+        r.set_verify_checksums(true);
+        let mut it = self.db.iterator_cf_opt(
+            self.cf("cosigned")?,
+            r,
+            IteratorMode::From(&from, Direction::Reverse),
+        );
+        match it.next() {
+            Some(Ok((k, v))) if k.starts_with(&pre) => {
+                Ok(Some((u64_value("cosigned key", &k[pre.len()..])?, v.to_vec())))
+            }
+            Some(Ok(_)) | None => Ok(None),
+            Some(Err(e)) => {
+                Err(StoreError::Read { what: format!("cosigned[{origin}]"), reason: e.to_string() })
+            }
+        }
+    }
+
     fn cas_witnessed(
         &self,
         origin: &str,
         expected: u64,
         size: u64,
         note: &[u8],
+        aggregate: Option<&LogAppend>,
     ) -> Result<Cas, StoreError> {
         let mut g = self.lock()?;
         let latest = match self.get("witness", origin.as_bytes())? {
@@ -297,8 +329,39 @@ impl LedgerStore for Rocks {
         let mut b = WriteBatch::default();
         b.put_cf(self.cf("witness")?, origin.as_bytes(), note);
         b.put_cf(self.cf("cosigned")?, key_u64(origin, size), note);
+        if let Some(a) = aggregate {
+            let found = self.aggregate_size()?;
+            if found != a.old_size {
+                return Err(StoreError::HeadMoved {
+                    origin: "(aggregate log)".into(),
+                    expected: a.old_size,
+                    found,
+                });
+            }
+            let tiles = self.cf("tiles")?;
+            for ((level, index), t) in &a.tiles {
+                b.put_cf(tiles, tile_key(AGGREGATE, *level, *index), t);
+            }
+            for (index, t) in &a.bundles {
+                b.put_cf(tiles, tile_key(AGGREGATE, BUNDLE_LEVEL, *index), t);
+            }
+            let meta = self.cf("meta")?;
+            b.put_cf(meta, b"aggregate/size", a.new_size.to_be_bytes());
+            b.put_cf(meta, b"aggregate/checkpoint", &a.checkpoint);
+        }
         self.commit_locked(&mut g, b, &format!("witness[{origin}]"))?;
         Ok(Cas::Stored)
+    }
+
+    fn aggregate_size(&self) -> Result<u64, StoreError> {
+        match self.get("meta", b"aggregate/size")? {
+            None => Ok(0),
+            Some(b) => u64_value("meta[aggregate/size]", &b),
+        }
+    }
+
+    fn aggregate_checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get("meta", b"aggregate/checkpoint")
     }
 
     fn mirrored(&self, origin: &str) -> Result<u64, StoreError> {
@@ -352,12 +415,16 @@ impl LedgerStore for Rocks {
         let mut b = WriteBatch::default();
         let (headers, lanes, meta, tiles) =
             (self.cf("headers")?, self.cf("lanes")?, self.cf("blockmeta")?, self.cf("tiles")?);
+        let times = self.cf("times")?;
         for blk in &a.blocks {
             b.put_cf(headers, key_u64(origin, blk.height), &blk.header);
             for (i, l) in &blk.lanes {
                 b.put_cf(lanes, lane_key(origin, blk.height, *i), l);
             }
             b.put_cf(meta, key_u64(origin, blk.height), cbor(&blk.meta));
+            let mut tk = key_u64(origin, blk.last_ns);
+            tk.extend_from_slice(&blk.height.to_be_bytes());
+            b.put_cf(times, tk, blk.first_ns.to_be_bytes());
         }
         for ((level, index), t) in &a.tiles {
             b.put_cf(tiles, tile_key(origin, *level, *index), t);
@@ -367,6 +434,52 @@ impl LedgerStore for Rocks {
         }
         b.put_cf(self.cf("mirror")?, origin.as_bytes(), a.new_size.to_be_bytes());
         self.commit_locked(&mut g, b, &format!("mirror[{origin}] {}..{}", a.old_size, a.new_size))
+    }
+
+    fn heights_between(
+        &self,
+        origin: &str,
+        since_ns: u64,
+        until_ns: u64,
+        max_scan: usize,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        // Index order is last_ns: start at the first block that ends at or after `since_ns`;
+        // those that also start before `until_ns` overlap.
+        let pre = prefix(origin);
+        let from = key_u64(origin, since_ns);
+        let mut r = ReadOptions::default();
+        r.set_verify_checksums(true);
+        let it = self.db.iterator_cf_opt(
+            self.cf("times")?,
+            r,
+            IteratorMode::From(&from, Direction::Forward),
+        );
+        let mut found: Option<(u64, u64)> = None;
+        for (scanned, item) in it.enumerate() {
+            let (k, v) = item.map_err(|e| StoreError::Read {
+                what: format!("times[{origin}]"),
+                reason: e.to_string(),
+            })?;
+            if !k.starts_with(&pre) {
+                break;
+            }
+            if scanned >= max_scan {
+                return Err(StoreError::Read {
+                    what: format!("times[{origin}]"),
+                    reason: format!(
+                        "more than {max_scan} blocks end after {since_ns}: query by height"
+                    ),
+                });
+            }
+            let height = u64_value("times key height", k.get(pre.len() + 8..).unwrap_or_default())?;
+            let first_ns = u64_value("times value", &v)?;
+            if first_ns < until_ns {
+                found = Some(
+                    found.map_or((height, height), |(lo, hi)| (lo.min(height), hi.max(height))),
+                );
+            }
+        }
+        Ok(found)
     }
 
     fn add_evidence(&self, origin: &str, e: &Evidence) -> Result<u64, StoreError> {
