@@ -68,6 +68,8 @@ struct RawConfig {
     api: Option<RawApi>,
     #[serde(default)]
     retention: Option<RawRetention>,
+    #[serde(default)]
+    ledgers: BTreeMap<String, RawLedger>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -353,6 +355,8 @@ pub struct Config {
     pub history_key: Option<ledger::keys::X25519Key>,
     /// The local read API (`[api]`); `None` = not served.
     pub api: Option<ApiConfig>,
+    /// `[ledgers.NAME]`: where blocks are synced, in name order.
+    pub ledgers: Vec<LedgerConfig>,
 }
 
 /// The recipient name that means the gateway's own key (`gateway.history_key`).
@@ -379,8 +383,8 @@ pub struct RetentionConfig {
     /// `None`: no quota (the store grows until the disk is full; its size is still measured).
     pub policy: Option<RetentionPolicy>,
     /// Ledgers whose sync cursors must all acknowledge a block before retention may prune it.
-    /// Empty (no ledger configured): nothing counts as acknowledged. Filled from the ledgers'
-    /// config once it exists.
+    /// The names of `[ledgers.NAME]`; empty (no ledger configured): nothing counts as
+    /// acknowledged.
     pub ledger_names: Vec<String>,
 }
 
@@ -465,6 +469,7 @@ impl fmt::Debug for Config {
             .field("history_key", &self.history_key)
             .field("api", &self.api)
             .field("retention", &self.retention)
+            .field("ledgers", &self.ledgers)
             .finish_non_exhaustive()
     }
 }
@@ -1233,6 +1238,8 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
         return Err(invalid("lanes", format!("{} lanes, at most 64", lanes.len())));
     }
 
+    let ledgers = validate_ledgers(&raw.ledgers, base, &lanes)?;
+
     // [metrics]
     let metrics = match &raw.metrics {
         None => None,
@@ -1260,7 +1267,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
     // [retention]
     let retention = RetentionConfig {
         policy: raw.retention.as_ref().map(retention_policy).transpose()?,
-        ledger_names: Vec::new(),
+        ledger_names: ledgers.iter().map(|l| l.name.clone()).collect(),
     };
 
     Ok(Config {
@@ -1279,6 +1286,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
         history_key,
         api,
         retention,
+        ledgers,
     })
 }
 
@@ -1326,6 +1334,205 @@ fn validate_api(a: &RawApi) -> Result<ApiConfig, ConfigError> {
         max_rows: non_zero("api.max_rows", a.max_rows)?,
         max_blocks: non_zero("api.max_blocks", a.max_blocks)?,
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// [ledgers.NAME]: sync targets (the sync agents, `crate::sync`).
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLedger {
+    url: String,
+    lanes: Vec<String>,
+    cosigner: Option<String>,
+    cosigner_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    bandwidth: Option<String>,
+    #[serde(default = "default_batch_blocks")]
+    batch_blocks: usize,
+    #[serde(default = "default_batch_bytes")]
+    batch_bytes: String,
+    #[serde(default = "default_backoff_min")]
+    backoff_min: String,
+    #[serde(default = "default_backoff_max")]
+    backoff_max: String,
+    #[serde(default = "default_ledger_timeout")]
+    timeout: String,
+}
+
+fn default_batch_blocks() -> usize {
+    64
+}
+fn default_batch_bytes() -> String {
+    "4 MiB".into()
+}
+fn default_backoff_min() -> String {
+    "500ms".into()
+}
+fn default_backoff_max() -> String {
+    "60s".into()
+}
+fn default_ledger_timeout() -> String {
+    "30s".into()
+}
+
+/// One ledger this gateway syncs to.
+#[derive(Clone)]
+pub struct LedgerConfig {
+    /// Its key under `[ledgers]`: names its cursor, receipt and metrics.
+    pub name: String,
+    /// Base URL of the ledger's API (`http` or `https`), ending in `/`.
+    pub url: reqwest::Url,
+    /// Lane names this ledger receives (each a configured lane).
+    pub lanes: Vec<String>,
+    /// The ledger's C2SP cosignature key: its receipts must verify with it.
+    pub cosigner: ledger::cosignature::CosignatureVerifier,
+    /// CA certificates (PEM) for an `https` ledger; `None` = the built-in web roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Upload budget in bytes per second; `None` = unlimited.
+    pub bandwidth: Option<NonZeroU64>,
+    /// Most blocks per upload request (a batch always holds at least one block).
+    pub batch_blocks: NonZeroUsize,
+    /// Most bytes (headers and lanes) per upload request, unless one block alone is larger.
+    pub batch_bytes: NonZeroUsize,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Per HTTP request.
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for LedgerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LedgerConfig")
+            .field("name", &self.name)
+            .field("url", &self.url.as_str())
+            .field("lanes", &self.lanes)
+            .field("cosigner", &self.cosigner.to_vkey())
+            .field("bandwidth", &self.bandwidth)
+            .finish_non_exhaustive()
+    }
+}
+
+fn validate_ledgers(
+    raw: &BTreeMap<String, RawLedger>,
+    base: &Path,
+    lanes: &[LanePolicy],
+) -> Result<Vec<LedgerConfig>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, l) in raw {
+        let key = |k: &str| format!("ledgers.{name}.{k}");
+        if name.is_empty()
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(invalid(
+                format!("ledgers.{name}"),
+                "a ledger name is 1 or more of A-Z a-z 0-9 - _ .",
+            ));
+        }
+        let mut url = reqwest::Url::parse(l.url.trim())
+            .map_err(|e| invalid(key("url"), format!("{:?} is not a URL: {e}", l.url)))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(invalid(
+                key("url"),
+                format!("{:?}: use http://HOST[:PORT]/ or https://", l.url),
+            ));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(invalid(
+                key("url"),
+                "no query or fragment: the base URL of the ledger's API",
+            ));
+        }
+        if !url.path().ends_with('/') {
+            let p = format!("{}/", url.path());
+            url.set_path(&p);
+        }
+        if l.lanes.is_empty() {
+            return Err(invalid(
+                key("lanes"),
+                "at least one lane: the ledger would receive nothing",
+            ));
+        }
+        for (j, lane) in l.lanes.iter().enumerate() {
+            if !lanes.iter().any(|p| &p.name == lane) {
+                return Err(invalid(
+                    key(&format!("lanes[{j}]")),
+                    format!("{lane:?} is not a lane under [lanes]"),
+                ));
+            }
+            if l.lanes[..j].contains(lane) {
+                return Err(invalid(key(&format!("lanes[{j}]")), "listed twice"));
+            }
+        }
+        let (vkey, from) = match (&l.cosigner, &l.cosigner_file) {
+            (Some(text), None) => (text.clone(), key("cosigner")),
+            (None, Some(p)) => {
+                let full = existing_file(base, &key("cosigner_file"), p)?;
+                let text = std::fs::read_to_string(&full).map_err(|e| {
+                    invalid(key("cosigner_file"), format!("{}: {e}", full.display()))
+                })?;
+                (text, key("cosigner_file"))
+            }
+            _ => {
+                return Err(invalid(
+                    key("cosigner"),
+                    "give exactly one of cosigner (the vkey text) or cosigner_file",
+                ))
+            }
+        };
+        let cosigner = ledger::cosignature::CosignatureVerifier::from_vkey(vkey.trim())
+            .map_err(|e| invalid(&from, format!("not a cosignature (witness) vkey: {e}")))?;
+        let ca_pem = match &l.ca_file {
+            None => None,
+            Some(p) => {
+                let full = existing_file(base, &key("ca_file"), p)?;
+                let pem = std::fs::read(&full)
+                    .map_err(|e| invalid(key("ca_file"), format!("{}: {e}", full.display())))?;
+                if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                    return Err(invalid(
+                        key("ca_file"),
+                        format!("{}: no PEM certificate", full.display()),
+                    ));
+                }
+                if url.scheme() != "https" {
+                    return Err(invalid(key("ca_file"), "set, but the url is not https"));
+                }
+                Some(pem)
+            }
+        };
+        let bandwidth = match &l.bandwidth {
+            None => None,
+            Some(t) => Some(NonZeroU64::new(parse_size(&key("bandwidth"), t)? as u64).ok_or_else(
+                || invalid(key("bandwidth"), "must be more than 0 bytes/s (omit it for no limit)"),
+            )?),
+        };
+        let backoff_min = parse_duration(&key("backoff_min"), &l.backoff_min)?;
+        let backoff_max = parse_duration(&key("backoff_max"), &l.backoff_max)?;
+        if backoff_min.is_zero() || backoff_max < backoff_min {
+            return Err(invalid(key("backoff_max"), "need 0 < backoff_min <= backoff_max"));
+        }
+        let timeout = parse_duration(&key("timeout"), &l.timeout)?;
+        if timeout.is_zero() {
+            return Err(invalid(key("timeout"), "must be more than 0"));
+        }
+        out.push(LedgerConfig {
+            name: name.clone(),
+            url,
+            lanes: l.lanes.clone(),
+            cosigner,
+            ca_pem,
+            bandwidth,
+            batch_blocks: non_zero(&key("batch_blocks"), l.batch_blocks)?,
+            batch_bytes: non_zero(
+                &key("batch_bytes"),
+                parse_size(&key("batch_bytes"), &l.batch_bytes)?,
+            )?,
+            backoff_min,
+            backoff_max,
+            timeout,
+        });
+    }
+    Ok(out)
 }
 
 /// The commented example `print-default-config` prints. Paths are the packaged defaults; with
@@ -1456,6 +1663,20 @@ signals = [
 # low_watermark = "90%"    # or a size, e.g. "1800 MiB"
 # when_full = "stop"       # or "drop-oldest"
 # recheck = "1s"           # how often a stopped gateway checks for free space
+
+# Ledgers this gateway syncs to (one sync agent each): the newest checkpoint first (the ledger
+# cosigns it), then the missing blocks with the listed lanes only. Absent = no sync.
+# [ledgers.factory]
+# url = "https://factory-ledger.example:8443/"     # http or https; the ledger's API base
+# lanes = ["factory"]                               # lanes it receives (from [lanes])
+# cosigner_file = "/etc/iov/keys/factory.witness.vkey"   # its cosignature vkey (or cosigner = "TEXT")
+# ca_file = "/etc/iov/ledger-ca.pem"                # https: CAs to trust (default: web roots)
+# bandwidth = "256 KiB"                             # upload budget per second (default: none)
+# batch_blocks = 64                                 # per upload request
+# batch_bytes = "4 MiB"                             # per upload request (one bigger block goes alone)
+# backoff_min = "500ms"                             # retry delays: exponential, full jitter
+# backoff_max = "60s"
+# timeout = "30s"                                   # per request
 "#;
 
 #[cfg(test)]
@@ -1570,6 +1791,91 @@ mod tests {
         assert_eq!(c.metrics, Some("0.0.0.0:9187".parse().expect("addr")));
         let e = err(&on.replace("127.0.0.1:9187", "localhost"), d);
         assert!(e.starts_with("metrics.listen: \"localhost\" is not an address"), "{e}");
+    }
+
+    /// The default config with its `[ledgers.factory]` example switched on.
+    fn with_ledger(dir: &Path) -> String {
+        let c = ledger::keys::generate_cosigner("factory.example/witness").expect("cosigner");
+        std::fs::write(dir.join("factory.witness.vkey"), c.verifier().to_vkey()).expect("vkey");
+        std::fs::write(
+            dir.join("ca.pem"),
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .expect("ca");
+        let mut out = String::new();
+        let mut on = false;
+        for line in default_in(dir).lines() {
+            if line.starts_with("# [ledgers.factory]") {
+                on = true;
+            }
+            let l = if on { line.strip_prefix("# ").unwrap_or(line) } else { line };
+            out.push_str(l);
+            out.push('\n');
+        }
+        out.replace(
+            "/etc/iov/keys/factory.witness.vkey",
+            &dir.join("factory.witness.vkey").display().to_string(),
+        )
+        .replace("/etc/iov/ledger-ca.pem", &dir.join("ca.pem").display().to_string())
+    }
+
+    #[test]
+    fn the_ledger_example_validates_into_typed_values() {
+        let k = keys();
+        let d = k.dir.path();
+        let c = Config::from_toml(&with_ledger(d), &d.join("gateway.toml")).expect("validates");
+        assert_eq!(c.ledgers.len(), 1);
+        let l = &c.ledgers[0];
+        assert_eq!(l.name, "factory");
+        assert_eq!(l.url.as_str(), "https://factory-ledger.example:8443/");
+        assert_eq!(l.lanes, ["factory"]);
+        assert_eq!(l.bandwidth.map(|b| b.get()), Some(256 * 1024));
+        assert_eq!((l.batch_blocks.get(), l.batch_bytes.get()), (64, 4 << 20));
+        assert_eq!(
+            (l.backoff_min, l.backoff_max),
+            (Duration::from_millis(500), Duration::from_secs(60))
+        );
+        assert_eq!(l.timeout, Duration::from_secs(30));
+        assert!(l.ca_pem.is_some());
+        assert_eq!(ledger::note::Verifier::name(&l.cosigner), "factory.example/witness");
+        // Without the section: no ledgers.
+        let none = Config::from_toml(&default_in(d), &d.join("gateway.toml")).expect("validates");
+        assert!(none.ledgers.is_empty());
+    }
+
+    #[test]
+    fn ledger_errors_name_the_key() {
+        let k = keys();
+        let d = k.dir.path();
+        let base = with_ledger(d);
+        let e = err(&base.replace("lanes = [\"factory\"]", "lanes = [\"fctory\"]"), d);
+        assert!(e.starts_with("ledgers.factory.lanes[0]: \"fctory\" is not a lane"), "{e}");
+        let e = err(&base.replace("https://factory-ledger.example:8443/", "ftp://x/"), d);
+        assert!(e.starts_with("ledgers.factory.url: "), "{e}");
+        let e = err(&base.replace("bandwidth = \"256 KiB\"", "bandwidth = \"0\""), d);
+        assert!(e.starts_with("ledgers.factory.bandwidth: "), "{e}");
+        let e = err(&base.replace("backoff_max = \"60s\"", "backoff_max = \"1ms\""), d);
+        assert!(e.starts_with("ledgers.factory.backoff_max: "), "{e}");
+        let signer_vkey = k.dir.path().join("signing.vkey");
+        std::fs::write(
+            &signer_vkey,
+            ledger::keys::generate_signer("a.example/gw").expect("s").verifier().to_vkey(),
+        )
+        .expect("write");
+        let e = err(
+            &base.replace(
+                &d.join("factory.witness.vkey").display().to_string(),
+                &signer_vkey.display().to_string(),
+            ),
+            d,
+        );
+        assert!(e.starts_with("ledgers.factory.cosigner_file: not a cosignature"), "{e}");
+        let e = err(&base.replace("cosigner_file = ", "cosigner = \"x\"\ncosigner_file = "), d);
+        assert!(e.starts_with("ledgers.factory.cosigner: give exactly one"), "{e}");
+        let e = err(&base.replace("https://factory", "http://factory"), d);
+        assert!(e.starts_with("ledgers.factory.ca_file: set, but the url is not https"), "{e}");
+        let e = err(&base.replace("timeout = \"30s\"", "timeout = \"30s\"\nretries = 3"), d);
+        assert!(e.contains("retries"), "{e}");
     }
 
     #[test]

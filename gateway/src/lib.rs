@@ -22,6 +22,7 @@
 //! - [`api`]: the local read API (Unix socket, HTTP/1.1): status and the gateway's own history,
 //!   decoded, from a lane sealed for its own key.
 //! - [`logging`]: journald, text or JSON logs, chosen from the environment or a flag.
+//! - [`sync`]: one sync agent per configured ledger (checkpoint, cosignature, block upload).
 
 pub mod api;
 pub mod config;
@@ -32,4 +33,5 @@ pub mod pipeline;
 pub mod retention;
 pub mod run;
 pub mod source;
+pub mod sync;
 pub mod writer;

@@ -130,7 +130,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         for w in &config.dbc_warnings {
             tracing::warn!("dbc: {w}");
         }
-        let (store, reader) = open_store(&config)?;
+        let (store, readers) = open_store(&config)?;
         let shutdown = CancellationToken::new();
         let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
         let watchdog = sd_notify::watchdog_enabled();
@@ -141,7 +141,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         let health = Arc::new(gateway::health::Health::new(tick));
         let notifier = tokio::spawn(notify_systemd(health.clone(), watchdog, shutdown.clone()));
         let summary =
-            gateway::run::run_serving(config, store, reader, shutdown.clone(), health).await;
+            gateway::run::run_serving(config, store, readers, shutdown.clone(), health).await;
         // Every way out of `run` is a stop: make sure systemd hears STOPPING=1 before we exit.
         shutdown.cancel();
         let _ = notifier.await;
@@ -164,17 +164,20 @@ fn run(config: Config) -> anyhow::Result<()> {
     })
 }
 
-type Opened = (Box<dyn ledger::store::Store + Send>, Option<gateway::api::Reader>);
+type Opened = (Box<dyn ledger::store::Store + Send>, Option<gateway::run::StoreReaders>);
 
-/// The writer's store and a read handle on it for the local API.
+/// The writer's store, and a maker of read handles on it for the local API and the sync agents.
 #[cfg(feature = "rocks")]
 fn open_store(config: &Config) -> anyhow::Result<Opened> {
     use ledger::store::rocks::{Mode, Rocks};
     let s = Rocks::open(&config.store, &config.signer.verifier(), Mode::CreateOrOpen)
         .with_context(|| format!("opening the store {}", config.store.display()))?;
     tracing::info!(store = %config.store.display(), size = ledger::store::Store::size(&s), "store open");
-    let reader: gateway::api::Reader = Arc::new(s.reader());
-    Ok((Box::new(s), Some(reader)))
+    // Read handles (they share the writer's RocksDB instance) for the local API and the sync
+    // agents.
+    let reader = s.reader();
+    let readers: gateway::run::StoreReaders = Arc::new(move || Box::new(reader.reader()));
+    Ok((Box::new(s), Some(readers)))
 }
 
 #[cfg(not(feature = "rocks"))]

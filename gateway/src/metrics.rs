@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::health::{Health, SourceKindLabel};
+use crate::sync::AgentStats;
 
 /// The most request bytes read before answering.
 pub const MAX_REQUEST: usize = 8 * 1024;
@@ -30,8 +31,13 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-/// Renders every metric from `health`.
+/// Renders every metric from `health` (no sync agents).
 pub fn render(health: &Health) -> String {
+    render_with(health, &[])
+}
+
+/// Renders every metric from `health` and the sync agents' `sync` stats.
+pub fn render_with(health: &Health, sync: &[Arc<AgentStats>]) -> String {
     let mut o = String::new();
     let sources = health.sources();
     let frames: Vec<_> = sources.iter().filter(|s| s.kind == SourceKindLabel::Frames).collect();
@@ -170,13 +176,85 @@ pub fn render(health: &Health) -> String {
         );
         let _ = writeln!(o, "iov_retention_alarm {}", u8::from(ret.alarm()));
     }
+    render_sync(&mut o, sync);
     header(&mut o, "iov_build_info", "gauge", "Always 1; the version of the running binary.");
     let _ = writeln!(o, "iov_build_info{{version=\"{}\"}} 1", esc(env!("CARGO_PKG_VERSION")));
     o
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown`.
+/// Per-ledger sync metrics (D150).
+fn render_sync(o: &mut String, sync: &[Arc<AgentStats>]) {
+    if sync.is_empty() {
+        return;
+    }
+    let r = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    type Get = fn(&AgentStats) -> &std::sync::atomic::AtomicU64;
+    let gauges: [(&str, &str, &str, Get); 6] = [
+        (
+            "iov_ledger_acked_height",
+            "gauge",
+            "Blocks 0..N the ledger holds in full (its acked cursor).",
+            |s| &s.acked,
+        ),
+        (
+            "iov_ledger_witnessed_height",
+            "gauge",
+            "Size of the latest checkpoint the ledger cosigned (verified receipt).",
+            |s| &s.witnessed,
+        ),
+        (
+            "iov_ledger_sync_lag_blocks",
+            "gauge",
+            "Durable blocks the ledger does not hold yet.",
+            |s| &s.lag,
+        ),
+        (
+            "iov_ledger_link_up",
+            "gauge",
+            "1 when the last request reached the ledger, else 0.",
+            |s| &s.link_up,
+        ),
+        ("iov_ledger_bytes_sent_total", "counter", "Request body bytes sent to the ledger.", |s| {
+            &s.bytes_sent
+        }),
+        (
+            "iov_ledger_blocks_sent_total",
+            "counter",
+            "Blocks the ledger confirmed receiving from this process.",
+            |s| &s.blocks_sent,
+        ),
+    ];
+    for (name, kind, help, get) in gauges {
+        header(o, name, kind, help);
+        for s in sync {
+            let _ = writeln!(o, "{name}{{ledger=\"{}\"}} {}", esc(&s.ledger), r(get(s)));
+        }
+    }
+    header(o, "iov_ledger_sync_errors_total", "counter", "Failed sync steps, per ledger and kind.");
+    for s in sync {
+        for (kind, n) in s.errors() {
+            let _ = writeln!(
+                o,
+                "iov_ledger_sync_errors_total{{ledger=\"{}\",kind=\"{}\"}} {n}",
+                esc(&s.ledger),
+                kind.label()
+            );
+        }
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` (no sync agents).
 pub async fn serve(listener: TcpListener, health: Arc<Health>, shutdown: CancellationToken) {
+    serve_with(listener, health, Arc::from(Vec::new()), shutdown).await
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown`, with the sync agents' stats.
+pub async fn serve_with(
+    listener: TcpListener,
+    health: Arc<Health>,
+    sync: Arc<[Arc<AgentStats>]>,
+    shutdown: CancellationToken,
+) {
     loop {
         let conn = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -184,7 +262,7 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>, shutdown: Cancell
         };
         match conn {
             Ok((stream, peer)) => {
-                let r = tokio::time::timeout(IO_TIMEOUT, answer(stream, &health)).await;
+                let r = tokio::time::timeout(IO_TIMEOUT, answer(stream, &health, &sync)).await;
                 match r {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "metrics request failed"),
@@ -203,7 +281,11 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>, shutdown: Cancell
     }
 }
 
-async fn answer(mut s: TcpStream, health: &Health) -> std::io::Result<()> {
+async fn answer(
+    mut s: TcpStream,
+    health: &Health,
+    sync: &[Arc<AgentStats>],
+) -> std::io::Result<()> {
     let mut buf = vec![0u8; MAX_REQUEST];
     let mut n = 0;
     while n < buf.len() {
@@ -220,7 +302,7 @@ async fn answer(mut s: TcpStream, health: &Health) -> std::io::Result<()> {
     let mut parts = line.split(|&b| b == b' ');
     let (method, target) = (parts.next(), parts.next());
     let (status, ctype, body) = if method == Some(b"GET") && target == Some(b"/metrics") {
-        ("200 OK", "text/plain; version=0.0.4; charset=utf-8", render(health))
+        ("200 OK", "text/plain; version=0.0.4; charset=utf-8", render_with(health, sync))
     } else {
         ("404 Not Found", "text/plain; charset=utf-8", "try GET /metrics\n".to_string())
     };

@@ -45,6 +45,8 @@ pub enum RunError {
     Metrics { addr: std::net::SocketAddr, reason: String },
     #[error("local API: {0}")]
     Api(#[from] crate::api::BindError),
+    #[error("sync: {0}")]
+    Sync(String),
 }
 
 /// What a run did.
@@ -80,19 +82,26 @@ pub async fn run_with(
     run_serving(config, store, None, shutdown, health).await
 }
 
-/// [`run_with`], also serving the local read API ([`crate::api`]) from `reader` (a read handle
-/// on `store`, e.g. `Rocks::reader`) when `config.api` is set. Binding it is a start-up error.
+/// Read handles on the writer's store (`Rocks::reader` in the daemon), made on demand for the
+/// tasks that read while it appends: the local read API and the sync agents.
+pub type StoreReaders = Arc<dyn Fn() -> Box<dyn Store + Send + Sync> + Send + Sync>;
+
+/// [`run_with`], with read handles on the store: the local read API ([`crate::api`]) is served
+/// when `config.api` is set (binding it is a start-up error), and one sync agent runs per
+/// `[ledgers.NAME]` (without `readers` a config with ledgers is refused). The agents stop after
+/// the writer: they get the last block and `shutdown_grace` for a last attempt.
 pub async fn run_serving(
     config: Config,
     store: Box<dyn Store + Send>,
-    reader: Option<crate::api::Reader>,
+    readers: Option<StoreReaders>,
     shutdown: CancellationToken,
     health: Arc<Health>,
 ) -> Result<Summary, RunError> {
-    let api = match (&config.api, reader) {
+    let ledger_names: Vec<String> = config.ledgers.iter().map(|l| l.name.clone()).collect();
+    let api = match (&config.api, &readers) {
         (Some(a), Some(r)) => {
-            // No ledgers are configured yet: their sync cursors come with the sync agents.
-            Some(crate::api::Api::bind(a, &config, r, health.clone(), Vec::new()).await?)
+            let reader: crate::api::Reader = Arc::from(r());
+            Some(crate::api::Api::bind(a, &config, reader, health.clone(), ledger_names).await?)
         }
         (Some(_), None) => {
             tracing::warn!("[api] is configured but this store has no read handle: not served");
@@ -126,6 +135,29 @@ pub async fn run_serving(
     ));
     health.set_durable(durable_rx.clone());
     health.set_retention(retention_stats.clone());
+    let agents = match (&readers, config.ledgers.is_empty()) {
+        (_, true) => Vec::new(),
+        (Some(r), false) => {
+            let r = r.clone();
+            let sync_readers: crate::sync::Readers =
+                Arc::new(move || -> crate::sync::ReadHandle { r() });
+            crate::sync::agents(&config.ledgers, &sync_readers, &durable_rx)
+                .map_err(|e| RunError::Sync(e.to_string()))?
+        }
+        (None, false) => return Err(RunError::Sync(
+            "[ledgers] configured but the store has no read handles (sync needs the RocksDB store)"
+                .into(),
+        )),
+    };
+    let sync_stats: Arc<[Arc<crate::sync::AgentStats>]> =
+        agents.iter().map(|a| a.stats.clone()).collect();
+    // Not a child of `shutdown`: agents outlive the writer to send the last block.
+    let sync_stop = CancellationToken::new();
+    let _sync_guard = sync_stop.clone().drop_guard();
+    let sync_tasks: Vec<_> = agents
+        .into_iter()
+        .map(|a| tokio::spawn(a.run(sync_stop.clone(), config.shutdown_grace)))
+        .collect();
     let (pending_tx, pending_rx) = mpsc::channel::<Pending>(config.writer_capacity.get());
     let writer_task = tokio::task::spawn_blocking(move || writer.run(pending_rx).map(|_| ()));
 
@@ -226,7 +258,12 @@ pub async fn run_serving(
     let metrics_stop = shutdown.child_token();
     let _metrics_guard = metrics_stop.clone().drop_guard();
     if let Some(l) = metrics_listener {
-        tokio::spawn(crate::metrics::serve(l, health.clone(), metrics_stop.clone()));
+        tokio::spawn(crate::metrics::serve_with(
+            l,
+            health.clone(),
+            sync_stats,
+            metrics_stop.clone(),
+        ));
     }
     if let Some(api) = api {
         tokio::spawn(api.serve(metrics_stop));
@@ -248,6 +285,19 @@ pub async fn run_serving(
     health.set_ready();
     let counters = pipe.await.map_err(|e| RunError::Join(e.to_string()))?;
     let writer_result = writer_task.await.map_err(|e| RunError::Join(e.to_string()))?;
+    // The writer is done: agents make their last attempt (bounded by the grace period).
+    sync_stop.cancel();
+    let sync_wait = async {
+        for t in sync_tasks {
+            let _ = t.await;
+        }
+    };
+    if tokio::time::timeout(config.shutdown_grace + Duration::from_secs(1), sync_wait)
+        .await
+        .is_err()
+    {
+        tracing::warn!("sync agents did not stop within the shutdown grace period");
+    }
     if let Err(e) = writer_result {
         shutdown.cancel();
         let grace = config.shutdown_grace;
