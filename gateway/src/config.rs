@@ -538,7 +538,7 @@ impl Pace {
 /// What the daemon does when a trace ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AtEnd {
-    /// Keep running (other sources go on).
+    /// Keep running after the trace (API, sync, metrics) until stopped (SIGTERM).
     Continue,
     /// Shut the gateway down gracefully (the partial block is sealed).
     Shutdown,

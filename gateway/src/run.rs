@@ -227,6 +227,16 @@ pub async fn run_serving(
                     tx: frames_tx.clone(),
                     stats: st,
                 };
+                // `at_end = "continue"`: the gateway keeps running after the trace (API, sync,
+                // metrics, the age trigger) until it is stopped, even when the trace is its only
+                // source: a sender held until shutdown keeps the pipeline's input open.
+                if t.at_end == crate::config::AtEnd::Continue {
+                    let (hold, token) = (frames_tx.clone(), token.clone());
+                    tracker.spawn(async move {
+                        token.cancelled().await;
+                        drop(hold);
+                    });
+                }
                 tracker.spawn_blocking(move || {
                     if let Err(e) = src.run_blocking(&token) {
                         fail(RunError::Source { name, reason: e.to_string() });
@@ -643,6 +653,45 @@ mod tests {
             other => panic!("expected the writer's append error, got {other:?}"),
         }
         assert!(token.is_cancelled(), "everything else was told to stop");
+    }
+
+    /// `at_end = "continue"` with the trace as the only source: the gateway keeps running after
+    /// the trace (the partial block waits for its age or for shutdown), and stops on request.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_trace_with_at_end_continue_keeps_the_gateway_running_until_stopped() {
+        let k = crate::pipeline::tests::keys();
+        let mut cfg = trace_config(&k);
+        match &mut cfg.sources[0].kind {
+            SourceKind::Trace(t) => t.at_end = crate::config::AtEnd::Continue,
+            other => panic!("expected the trace source, got {other:?}"),
+        }
+        cfg.block.max_age = Duration::from_secs(3600);
+        let health = Arc::new(Health::new(Duration::from_millis(5)));
+        let token = CancellationToken::new();
+        let store = Box::new(Memory::new(cfg.signer.name()));
+        let mut task = tokio::spawn(run_with(cfg, store, token.clone(), health.clone()));
+        tokio::time::timeout(Duration::from_secs(30), health.wait_ready()).await.expect("ready");
+        // Every full block of the trace becomes durable; the last 67 frames wait in the open block.
+        tokio::time::timeout(Duration::from_secs(120), async {
+            while health.durable().map(|(_, d)| d.records) != Some(640_000) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the trace's full blocks become durable");
+        // Before the fix the pipeline closed with the trace and the run ended at once.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), &mut task).await.is_err(),
+            "the gateway stopped at the end of the trace"
+        );
+        token.cancel();
+        let s = tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .expect("run ends on shutdown")
+            .expect("join")
+            .expect("run succeeds");
+        assert_eq!(s.durable.records, 640_067, "shutdown sealed the partial block");
+        assert_eq!(s.durable.size, 641);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
