@@ -147,7 +147,12 @@ exit $status
 }
 
 fn write_config(share: &Share, port: u16) -> Result<()> {
-    let f = common::fixtures();
+    // The DBC goes into the share: the guest sees the host's root read-only but mounts its own
+    // /tmp, so a checkout under /tmp (a CI clone) is not visible to it.
+    fs::copy(
+        common::fixtures().join("dbc/css-electronics/canmod-gps.dbc"),
+        share.path("canmod-gps.dbc"),
+    )?;
     fs::write(
         share.path("gateway.toml"),
         format!(
@@ -160,7 +165,7 @@ pipeline_capacity = 32768
 max_records = 4000
 max_age = "2s"
 [[dbc]]
-file = "{dbc}"
+file = "canmod-gps.dbc"
 [recipients]
 factory = "factory.pub"
 city = "city.pub"
@@ -180,7 +185,6 @@ signals = [
   {{ name = "gnss_pos.Latitude", min_interval = "1s", grid = 0.001 }},
 ]
 "#,
-            dbc = f.join("dbc/css-electronics/canmod-gps.dbc").display()
         ),
     )?;
     Ok(())
