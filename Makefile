@@ -58,7 +58,7 @@ bench: deps
 	$(CARGO) run $(PROFILE) -q -p ledger --features rocks --example store_bench
 	$(CARGO) run $(PROFILE) -q -p ledger --example merkle_speed
 	$(CARGO) build $(PROFILE) -q -p gateway --bin iov-gateway
-	$(CARGO) run $(PROFILE) -q -p gateway --example gateway_bench
+	$(CARGO) run $(PROFILE) -q -p gateway --example gateway_bench -- --soak 120
 
 # A short coverage-guided run of every fuzz target (cargo-fuzz, stable toolchain).
 FUZZ_SECONDS ?= 10

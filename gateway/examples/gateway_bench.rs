@@ -12,7 +12,7 @@
 //!
 //! ```text
 //! cargo build --release -p gateway --bin iov-gateway
-//! cargo run --release -p gateway --example gateway_bench -- [--runs 3] [--window 10] [--pace x200]
+//! cargo run --release -p gateway --example gateway_bench -- [--runs 3] [--window 10] [--pace x200] [--soak 120] [--max-records N]
 //! ```
 
 use std::io::{Read as _, Write as _};
@@ -44,6 +44,14 @@ struct Args {
     /// Skip the CPU-share run.
     #[arg(long)]
     no_cpu: bool,
+    /// Also run a soak of this many seconds at the CPU-share pace: the GPS trace looped with
+    /// its long recorded gaps shortened, so the load stays at the bus rate for the whole run
+    /// and peak RSS covers many sealed blocks and memtable flushes (0: no soak).
+    #[arg(long, default_value_t = 0.0)]
+    soak: f64,
+    /// `block.max_records` of every run (default: the gateway's default).
+    #[arg(long)]
+    max_records: Option<usize>,
     /// Keep keys, configs and stores in this (new) directory, e.g. to rerun a config under
     /// `perf record`; default: a temporary directory, removed at the end.
     #[arg(long)]
@@ -82,9 +90,11 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
 struct Setup {
     _tmp: Option<tempfile::TempDir>,
     dir: PathBuf,
+    /// Extra config sections every run gets (the block policy override).
+    extra: String,
 }
 
-fn setup(keep: Option<PathBuf>) -> Result<Setup> {
+fn setup(keep: Option<PathBuf>, max_records: Option<usize>) -> Result<Setup> {
     let (tmp, dir) = match keep {
         Some(d) => {
             std::fs::create_dir(&d).with_context(|| format!("creating {}", d.display()))?;
@@ -102,18 +112,32 @@ fn setup(keep: Option<PathBuf>) -> Result<Setup> {
         let k = ledger::keys::X25519Key::generate(name)?;
         std::fs::write(dir.join(format!("{name}.pub")), k.public_text())?;
     }
-    Ok(Setup { _tmp: tmp, dir })
+    let extra = max_records.map(|n| format!("[block]\nmax_records = {n}\n")).unwrap_or_default();
+    Ok(Setup { _tmp: tmp, dir, extra })
 }
 
 /// The e2e test's lanes: raw `factory`, 1 Hz coarsened `city` signals; default block policy.
 fn config(
-    dir: &Path,
+    s: &Setup,
     store: &str,
     pace: &str,
     at_end: &str,
     metrics: Option<SocketAddr>,
 ) -> Result<PathBuf> {
-    let path = dir.join(format!("{store}.toml"));
+    let trace = repo().join("fixtures/traces/canmod_gps_3BA199E2.log.gz");
+    config_with_trace(s, store, pace, at_end, metrics, &trace)
+}
+
+fn config_with_trace(
+    s: &Setup,
+    store: &str,
+    pace: &str,
+    at_end: &str,
+    metrics: Option<SocketAddr>,
+    trace: &Path,
+) -> Result<PathBuf> {
+    let path = s.dir.join(format!("{store}.toml"));
+    let extra = &s.extra;
     let metrics = metrics.map(|a| format!("[metrics]\nlisten = \"{a}\"\n")).unwrap_or_default();
     std::fs::write(
         &path,
@@ -128,6 +152,7 @@ file = "{dbc}"
 factory = "factory.pub"
 city = "city.pub"
 {metrics}
+{extra}
 [sources.replay]
 kind = "trace"
 file = "{trace}"
@@ -146,7 +171,7 @@ signals = [
 ]
 "#,
             dbc = repo().join("fixtures/dbc/css-electronics/canmod-gps.dbc").display(),
-            trace = repo().join("fixtures/traces/canmod_gps_3BA199E2.log.gz").display(),
+            trace = trace.display(),
         ),
     )?;
     Ok(path)
@@ -166,7 +191,7 @@ struct Ingest {
 }
 
 fn ingest_once(gw: &Path, s: &Setup, run: usize) -> Result<Ingest> {
-    let cfg = config(&s.dir, &format!("ingest{run}"), "fast", "shutdown", None)?;
+    let cfg = config(s, &format!("ingest{run}"), "fast", "shutdown", None)?;
     let pinned = Path::new("/usr/bin/taskset").is_file();
     let mut cmd = if pinned {
         let mut c = Command::new("/usr/bin/taskset");
@@ -235,7 +260,7 @@ fn http_metric(addr: SocketAddr, line_prefix: &str) -> Result<Option<u64>> {
 
 fn cpu_share(gw: &Path, s: &Setup, pace: &str, window: f64) -> Result<()> {
     let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let cfg = config(&s.dir, "cpu", pace, "continue", Some(addr))?;
+    let cfg = config(s, "cpu", pace, "continue", Some(addr))?;
     let mut child = spawn(Command::new(gw).args(["run", "--config"]).arg(&cfg))?;
     let pid = child.id();
     let frames = || http_metric(addr, "iov_frames_received_total{iface=\"replay\"}");
@@ -272,6 +297,98 @@ fn cpu_share(gw: &Path, s: &Setup, pace: &str, window: f64) -> Result<()> {
     Ok(())
 }
 
+/// Longest recorded gap the soak trace keeps; longer ones (the recording's hours-long pauses)
+/// are cut to this, so the paced replay stays at bus load.
+const SOAK_MAX_GAP_NS: u64 = 100_000_000;
+
+/// Writes the GPS trace `loops` times over, back to back in time with long gaps shortened, as a
+/// candump log; returns its path and the frames in one loop.
+fn soak_trace(dir: &Path, loops: usize) -> Result<(PathBuf, usize)> {
+    use can_decoders::trace::{CandumpReader, CandumpWriter, ErrorPolicy};
+    let src = repo().join("fixtures/traces/canmod_gps_3BA199E2.log.gz");
+    let file = std::fs::File::open(&src).with_context(|| format!("{}", src.display()))?;
+    let reader = std::io::BufReader::new(flate2::read::GzDecoder::new(file));
+    let frames = CandumpReader::new(reader, ErrorPolicy::Strict)
+        .collect::<Result<Vec<_>, _>>()
+        .context("reading the GPS trace")?;
+    let first = frames.first().context("empty trace")?.t_ns;
+    // Offsets from the first frame with every gap capped.
+    let mut offsets = Vec::with_capacity(frames.len());
+    let (mut prev, mut at) = (first, 0u64);
+    for f in &frames {
+        at += f.t_ns.saturating_sub(prev).min(SOAK_MAX_GAP_NS);
+        prev = f.t_ns;
+        offsets.push(at);
+    }
+    let span = at + SOAK_MAX_GAP_NS;
+    let path = dir.join("soak.log");
+    let out = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    let mut w = CandumpWriter::new(out);
+    for lap in 0..loops as u64 {
+        for (f, off) in frames.iter().zip(&offsets) {
+            let mut g = *f;
+            g.t_ns = first + lap * span + off;
+            w.write(&g, "can0")?;
+        }
+    }
+    w.into_inner()?.flush()?;
+    Ok((path, frames.len()))
+}
+
+/// A paced replay for `seconds`, RSS sampled every 100 ms: does peak memory stay flat over
+/// many blocks (memtable flushes, the writer queue, allocator fragmentation)?
+fn soak(gw: &Path, s: &Setup, pace: &str, seconds: f64) -> Result<()> {
+    let speed: f64 =
+        pace.strip_prefix('x').and_then(|v| v.parse().ok()).context("soak pace must be xN")?;
+    // One loop lasts about 640,067 / 24,600 s at x200; write enough for the run and a margin.
+    let loops = ((seconds * speed / 5_000.0).ceil() as usize).max(2);
+    let (trace, per_loop) = soak_trace(&s.dir, loops)?;
+    let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let cfg = config_with_trace(s, "soak", pace, "continue", Some(addr), &trace)?;
+    let mut child = spawn(Command::new(gw).args(["run", "--config"]).arg(&cfg))?;
+    let pid = child.id();
+    let metric = |name: &str| http_metric(addr, name);
+    let r = (|| -> Result<()> {
+        let t0 = Instant::now();
+        let mut samples: Vec<(f64, u64)> = Vec::new();
+        // The measurement itself is the waiting (a benchmark, not a test).
+        while t0.elapsed().as_secs_f64() < seconds {
+            std::thread::sleep(Duration::from_millis(100));
+            let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))?
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .context("VmRSS")?;
+            samples.push((t0.elapsed().as_secs_f64(), rss));
+        }
+        let frames = metric("iov_frames_received_total{iface=\"replay\"}")?.context("metrics")?;
+        let blocks = metric("iov_blocks_sealed_total")?.unwrap_or(0);
+        let hwm = vm_hwm_kib(pid).context("VmHWM")?;
+        let at = |q: f64| {
+            let i = ((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1));
+            samples.get(i).map(|&(_, k)| k as f64 / 1024.0).unwrap_or(0.0)
+        };
+        println!(
+            "soak, pace {pace}, {seconds:.0} s: {frames} frames ({:.1} loops of the trace, {:.0} frames/s), \
+             {blocks} blocks; RSS at 25/50/75/100 % of the run {:.1} / {:.1} / {:.1} / {:.1} MiB; \
+             peak RSS (VmHWM) {:.1} MiB",
+            frames as f64 / per_loop as f64,
+            frames as f64 / seconds,
+            at(0.25),
+            at(0.5),
+            at(0.75),
+            at(1.0),
+            hwm as f64 / 1024.0
+        );
+        Ok(())
+    })();
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let status = child.wait()?;
+    r?;
+    ensure!(status.success(), "iov-gateway exited {status} after SIGTERM");
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let a = Args::parse();
     let gw = match a.gateway {
@@ -286,7 +403,7 @@ fn main() -> Result<()> {
     if !gw.is_file() {
         bail!("{} not found: cargo build --release -p gateway --bin iov-gateway", gw.display());
     }
-    let s = setup(a.dir)?;
+    let s = setup(a.dir, a.max_records)?;
     if !a.no_ingest {
         let mut runs = Vec::new();
         for run in 0..a.runs {
@@ -320,6 +437,9 @@ fn main() -> Result<()> {
     }
     if !a.no_cpu {
         cpu_share(&gw, &s, &a.pace, a.window)?;
+    }
+    if a.soak > 0.0 {
+        soak(&gw, &s, &a.pace, a.soak)?;
     }
     Ok(())
 }

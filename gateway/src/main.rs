@@ -49,6 +49,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    keep_large_buffers_out_of_the_heap();
     let cli = Cli::parse();
     gateway::logging::init(cli.log_format);
     match cli.command {
@@ -253,3 +254,21 @@ async fn notify_systemd(
     }
     send(&[NotifyState::Stopping, NotifyState::Status("stopping: sealing the partial block")]);
 }
+
+/// Pins glibc's mmap threshold at its default (128 KiB) instead of letting it rise.
+///
+/// glibc raises the threshold to the size of any mmapped block that is freed, so after the
+/// first sealed block the lanes' multi-megabyte record buffers come from the heap, and their
+/// pages stay resident after the block is written. A fixed threshold keeps them mmapped and
+/// gives them back when freed: peak RSS at 25k frames/s 34.9 -> 31.2 MiB, CPU unchanged (D251).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn keep_large_buffers_out_of_the_heap() {
+    const THRESHOLD: libc::c_int = 128 * 1024;
+    // SAFETY: `mallopt` only changes allocator parameters; it is called first thing in `main`,
+    // before any other thread exists, and a failure (return 0) leaves the defaults in place.
+    let _ = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, THRESHOLD) };
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_large_buffers_out_of_the_heap() {}

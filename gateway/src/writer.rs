@@ -67,6 +67,8 @@ pub struct Writer<S: Store + ?Sized> {
     gateway: [u8; 32],
     prev: BlockHash,
     opts: SealOptions,
+    /// The lanes' bit-field layouts, carried from block to block (D254).
+    hints: ledger::seal::BlockHints,
     durable: watch::Sender<Durable>,
     retention: Retention,
 }
@@ -106,7 +108,8 @@ impl<S: Store + ?Sized> Writer<S> {
         });
         let mut retention = Retention::measure_only();
         retention.open(&*store);
-        Ok((Writer { store, signer, gateway, prev, opts, durable, retention }, rx))
+        let hints = Default::default();
+        Ok((Writer { store, signer, gateway, prev, opts, hints, durable, retention }, rx))
     }
 
     /// Enforces `retention` (a quota) after every append instead of only measuring the store.
@@ -146,9 +149,16 @@ impl<S: Store + ?Sized> Writer<S> {
             let mut seed = [0u8; 32];
             getrandom::fill(&mut seed).map_err(|e| WriteError::Random(e.to_string()))?;
             let mut rng = chacha20::ChaCha20Rng::from_seed(seed);
-            let (sealed, data) =
-                pipeline::seal(p, self.gateway, height, self.prev, &self.opts, &mut rng)
-                    .map_err(|source| WriteError::Seal { height, source })?;
+            let (sealed, data) = pipeline::seal(
+                p,
+                self.gateway,
+                height,
+                self.prev,
+                &self.opts,
+                &mut self.hints,
+                &mut rng,
+            )
+            .map_err(|source| WriteError::Seal { height, source })?;
             append_blocks(&mut *self.store, &self.signer, vec![data])
                 .map_err(|source| WriteError::Append { height, source })?;
             self.prev = sealed.header.hash();

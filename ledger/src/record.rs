@@ -82,7 +82,12 @@ pub struct CanRecord {
     pub id: u32,
     pub flags: CanFlags,
     len: u8,
-    data: [u8; MAX_CAN_DATA],
+    /// The payload of a frame of at most 8 bytes (classic CAN, short FD), zero-padded.
+    head: [u8; 8],
+    /// The whole zero-padded payload of an FD frame longer than 8 bytes, else `None`. Kept out of
+    /// line so the common record is 48 bytes instead of 96: an open block holds 100,000 of them
+    /// per lane, and this halves the gateway's resident memory for them (D250).
+    long: Option<Box<[u8; MAX_CAN_DATA]>>,
 }
 
 /// Why a record could not be built.
@@ -139,15 +144,17 @@ impl CanRecord {
         } else {
             data.len() as u8
         };
-        Ok(CanRecord { t_ns, interface, id, flags, len, data: buf })
+        Ok(CanRecord::from_parts(t_ns, interface, id, flags, len, buf))
     }
 
     /// Payload (empty for remote frames).
     pub fn data(&self) -> &[u8] {
         if self.flags.has(CanFlags::REMOTE) {
             &[]
+        } else if let Some(long) = &self.long {
+            &long[..self.len as usize]
         } else {
-            &self.data[..self.len as usize]
+            &self.head[..self.len as usize]
         }
     }
 
@@ -169,12 +176,35 @@ impl CanRecord {
         len: u8,
         data: [u8; MAX_CAN_DATA],
     ) -> CanRecord {
-        CanRecord { t_ns, interface, id, flags, len, data }
+        // One representation per payload, so derived equality stays equality of frames.
+        let (head, long) = if usize::from(len) > 8 && !flags.has(CanFlags::REMOTE) {
+            ([0u8; 8], Some(Box::new(data)))
+        } else {
+            let mut head = [0u8; 8];
+            head.copy_from_slice(&data[..8]);
+            (head, None)
+        };
+        CanRecord { t_ns, interface, id, flags, len, head, long }
     }
 
-    /// The 64-byte buffer, zero past the payload.
-    pub(crate) fn padded(&self) -> &[u8; MAX_CAN_DATA] {
-        &self.data
+    /// Byte `j` of the zero-padded payload (0 past the payload).
+    pub(crate) fn padded_byte(&self, j: usize) -> u8 {
+        match &self.long {
+            Some(long) => long.get(j).copied().unwrap_or(0),
+            None => self.head.get(j).copied().unwrap_or(0),
+        }
+    }
+
+    /// The first 8 bytes of the zero-padded payload.
+    pub(crate) fn first_word(&self) -> [u8; 8] {
+        match &self.long {
+            Some(long) => {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&long[..8]);
+                w
+            }
+            None => self.head,
+        }
     }
 }
 
@@ -254,5 +284,47 @@ impl Record {
             Record::Mqtt(r) => r.t_ns,
             Record::Signal(r) => r.t_ns,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The gateway keeps every record of an open block in memory; the peak RSS target (issue 4)
+    /// depends on these sizes (D250).
+    #[test]
+    fn in_memory_records_stay_small() {
+        assert_eq!(std::mem::size_of::<CanRecord>(), 48);
+        assert!(std::mem::size_of::<Record>() <= 64, "Record is {}", std::mem::size_of::<Record>());
+    }
+
+    #[test]
+    fn short_and_long_payloads_read_back() {
+        let iface: Arc<str> = Arc::from("can0");
+        let fd = CanFlags::default().with(CanFlags::FD);
+        for len in [0usize, 1, 8, 12, 64] {
+            let data: Vec<u8> = (1..=len as u8).collect();
+            let r = CanRecord::new(7, iface.clone(), 0x123, fd, &data, 0).expect("valid frame");
+            assert_eq!(r.data(), &data[..]);
+            assert_eq!(r.len(), len);
+            for j in 0..MAX_CAN_DATA {
+                assert_eq!(
+                    r.padded_byte(j),
+                    data.get(j).copied().unwrap_or(0),
+                    "len {len} byte {j}"
+                );
+            }
+            let mut first = [0u8; 8];
+            for (j, b) in first.iter_mut().enumerate() {
+                *b = data.get(j).copied().unwrap_or(0);
+            }
+            assert_eq!(r.first_word(), first);
+        }
+        let remote =
+            CanRecord::new(7, iface, 0x10, CanFlags::default().with(CanFlags::REMOTE), &[], 6)
+                .expect("valid remote frame");
+        assert_eq!(remote.data(), &[] as &[u8]);
+        assert_eq!(remote.len(), 6);
     }
 }

@@ -151,6 +151,23 @@ pub fn seal_block(
     opts: &SealOptions,
     rng: &mut impl CryptoRng,
 ) -> Result<SealedBlock, SealError> {
+    seal_block_hinted(gateway, height, prev, lanes, opts, &mut BlockHints::default(), rng)
+}
+
+/// Per lane name, the bit-field layouts its earlier blocks chose ([`lane::LayoutHints`]): a
+/// gateway sealing block after block keeps one and passes it to [`seal_block_hinted`].
+pub type BlockHints = std::collections::HashMap<String, lane::LayoutHints>;
+
+/// [`seal_block`] reusing and updating `hints` (the lanes' bit-field layouts, D254).
+pub fn seal_block_hinted(
+    gateway: [u8; 32],
+    height: u64,
+    prev: BlockHash,
+    lanes: &[LaneSpec],
+    opts: &SealOptions,
+    hints: &mut BlockHints,
+    rng: &mut impl CryptoRng,
+) -> Result<SealedBlock, SealError> {
     let times = lanes.iter().flat_map(|l| l.records.iter().map(Record::t_ns));
     let (first_ns, last_ns) = times
         .fold(None, |acc: Option<(u64, u64)>, t| match acc {
@@ -179,7 +196,8 @@ pub fn seal_block(
     header.check_rules()?;
     let mut out = Vec::with_capacity(lanes.len());
     for (i, spec) in lanes.iter().enumerate() {
-        let compressed = lane::pack(&spec.records, opts.zstd_level, opts.delta)
+        let lane_hints = hints.entry(spec.name.clone()).or_default();
+        let compressed = lane::pack_hinted(&spec.records, opts.zstd_level, opts.delta, lane_hints)
             .map_err(|source| SealError::Lane { lane: spec.name.clone(), source })?;
         let ct = seal_lane(&header, i, &compressed, rng)?;
         header.lanes[i].digest = *blake3::hash(&ct).as_bytes();

@@ -462,16 +462,19 @@ impl Pipeline {
 }
 
 /// Seals `pending` as block `height` of the gateway with Ed25519 public key `gateway`, linked to
-/// `prev`: the header bytes and lane ciphertexts the store appends.
+/// `prev`: the header bytes and lane ciphertexts the store appends. `hints` carries the lanes'
+/// bit-field layouts from block to block (D254).
 pub fn seal(
     pending: &Pending,
     gateway: [u8; 32],
     height: u64,
     prev: BlockHash,
     opts: &SealOptions,
+    hints: &mut ledger::seal::BlockHints,
     rng: &mut impl rand_core::CryptoRng,
 ) -> Result<(SealedBlock, BlockData), SealError> {
-    let sealed = ledger::seal::seal_block(gateway, height, prev, &pending.lanes, opts, rng)?;
+    let sealed =
+        ledger::seal::seal_block_hinted(gateway, height, prev, &pending.lanes, opts, hints, rng)?;
     let data = BlockData { header: sealed.header_bytes.clone(), lanes: sealed.lanes.clone() };
     Ok((sealed, data))
 }

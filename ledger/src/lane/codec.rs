@@ -119,6 +119,20 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 /// Encodes records into the codec-v1 plaintext (before compression). Infallible: every value a
 /// [`Record`] can hold has an encoding.
 pub fn encode(records: &[Record], delta: PayloadDelta) -> Vec<u8> {
+    encode_hinted(records, delta, &mut LayoutHints::default())
+}
+
+/// Bit-field layouts chosen for earlier blocks of a lane, by CAN stream, so the next blocks
+/// can skip most searches (D254). Keep one per lane, across its blocks; a fresh one gives what
+/// [`encode`] gives.
+#[derive(Debug, Default)]
+pub struct LayoutHints {
+    streams: HashMap<(Box<str>, u32, u8, u8), Option<fields::Hint>>,
+}
+
+/// [`encode`] that takes and updates the lane's [`LayoutHints`]. The bytes decode the same way
+/// whatever the hints; only which (exact) layout a stream gets may differ.
+pub fn encode_hinted(records: &[Record], delta: PayloadDelta, hints: &mut LayoutHints) -> Vec<u8> {
     let mut names: Vec<&str> = Vec::new();
     let mut name_idx: HashMap<&str, u32> = HashMap::new();
     let mut keys: Vec<Key> = Vec::new();
@@ -234,7 +248,7 @@ pub fn encode(records: &[Record], delta: PayloadDelta) -> Vec<u8> {
             }
         }
         match k {
-            Key::Can { flags, .. } => {
+            Key::Can { name, id, flags } => {
                 let frames: Vec<&CanRecord> = m
                     .iter()
                     .filter_map(|&i| match &records[i as usize] {
@@ -255,15 +269,11 @@ pub fn encode(records: &[Record], delta: PayloadDelta) -> Vec<u8> {
                         && frames.iter().all(|f| f.len() == l)
                 });
                 let layout = uniform.and_then(|l| {
-                    let words: Vec<u64> = frames
-                        .iter()
-                        .map(|f| {
-                            let mut w = [0u8; 8];
-                            w.copy_from_slice(&f.padded()[..8]);
-                            u64::from_le_bytes(w)
-                        })
-                        .collect();
-                    fields::choose(&words, l).map(|fs| (fs, words))
+                    let words: Vec<u64> =
+                        frames.iter().map(|f| u64::from_le_bytes(f.first_word())).collect();
+                    let stream = (Box::from(names[*name as usize]), *id, *flags, l as u8);
+                    let hint = hints.streams.entry(stream).or_default();
+                    fields::choose_hinted(&words, l, hint).map(|fs| (fs, words))
                 });
                 if let Some((fs, words)) = layout {
                     modes.push(LAYOUT_FIELDS);
@@ -287,7 +297,7 @@ pub fn encode(records: &[Record], delta: PayloadDelta) -> Vec<u8> {
                             col.clear();
                             let mut p = 0u8;
                             for f in &frames {
-                                let b = f.padded()[j];
+                                let b = f.padded_byte(j);
                                 if f.len() > j {
                                     col.push(d.apply(b, p));
                                 }

@@ -70,21 +70,87 @@ impl Hist {
     }
 }
 
-/// Chooses fields for `words` (payloads of `len` bytes as little-endian u64), or `None` when
-/// byte columns (best of raw, xor, sub per byte) are estimated to be as small.
-pub(super) fn choose(words: &[u64], len: usize) -> Option<Vec<Field>> {
+/// Blocks in a row that may reuse a stream's layout before it is searched again.
+pub(super) const REUSE_BLOCKS: u32 = 16;
+
+/// What the last search chose for one stream, carried to the next blocks (D254).
+#[derive(Clone, Debug)]
+pub(super) struct Hint {
+    fields: Option<Vec<Field>>,
+    reused: u32,
+}
+
+/// Like [`choose`], but first tries the layout an earlier block of the same stream chose: it is
+/// kept (without the search, which is about 50 times the cost of checking) while its estimate
+/// on this block's sample still beats byte columns by [`MIN_GAIN`], for at most
+/// [`REUSE_BLOCKS`] blocks; a hint of byte columns is kept likewise. The result is as exact as
+/// any layout; only its size may differ from a fresh search's.
+pub(super) fn choose_hinted(
+    words: &[u64],
+    len: usize,
+    hint: &mut Option<Hint>,
+) -> Option<Vec<Field>> {
     if words.len() < MIN_FRAMES || !(1..=8).contains(&len) {
         return None;
     }
-    let sample: Vec<u64> = if words.len() <= SAMPLE {
+    if let Some(h) = hint.as_mut().filter(|h| h.reused < REUSE_BLOCKS) {
+        let keep = match &h.fields {
+            None => true,
+            Some(fs) => {
+                let sample = sample(words);
+                let mut hist = Hist::new();
+                layout_cost(&sample, fs, &mut hist) < byte_cost(&sample, len, &mut hist) * MIN_GAIN
+            }
+        };
+        if keep {
+            h.reused += 1;
+            return h.fields.clone();
+        }
+    }
+    let fields = choose(words, len);
+    *hint = Some(Hint { fields: fields.clone(), reused: 0 });
+    fields
+}
+
+/// `RUNS` runs of consecutive frames spread over the stream (all of it when short).
+fn sample(words: &[u64]) -> Vec<u64> {
+    if words.len() <= SAMPLE {
         words.to_vec()
     } else {
         let run = SAMPLE / RUNS;
         let stride = (words.len() - run) / (RUNS - 1);
         (0..RUNS).flat_map(|r| &words[r * stride..r * stride + run]).copied().collect()
-    };
-    let mut hist = Hist::new();
-    let total_bits = (len * 8) as u8;
+    }
+}
+
+/// Estimated bits of the sample under `fields`.
+fn layout_cost(sample: &[u64], fields: &[Field], hist: &mut Hist) -> f64 {
+    let mut start = 0u8;
+    let mut cost = 0.0;
+    for f in fields {
+        cost += field_cost(sample, start, f.bits, f.delta, hist);
+        start += f.bits;
+    }
+    cost
+}
+
+/// Estimated bits of one field of the sample, raw or as deltas.
+fn field_cost(sample: &[u64], start: u8, bits: u8, delta: bool, hist: &mut Hist) -> f64 {
+    let m = mask(bits);
+    if delta {
+        hist.bits(sample.iter().scan(0u64, |p, w| {
+            let v = (w >> start) & m;
+            let d = v.wrapping_sub(*p) & m;
+            *p = v;
+            Some(d as u16)
+        }))
+    } else {
+        hist.bits(sample.iter().map(|w| ((w >> start) & m) as u16))
+    }
+}
+
+/// Estimated bits of the sample as byte columns, each the best of raw, xor and sub.
+fn byte_cost(sample: &[u64], len: usize, hist: &mut Hist) -> f64 {
     let mut byte_cost = 0.0;
     for j in 0..len {
         let col = |w: &u64| (*w >> (8 * j)) as u8;
@@ -103,6 +169,19 @@ pub(super) fn choose(words: &[u64], len: usize) -> Option<Vec<Field>> {
         }));
         byte_cost += raw.min(xor).min(sub);
     }
+    byte_cost
+}
+
+/// Chooses fields for `words` (payloads of `len` bytes as little-endian u64), or `None` when
+/// byte columns (best of raw, xor, sub per byte) are estimated to be as small.
+pub(super) fn choose(words: &[u64], len: usize) -> Option<Vec<Field>> {
+    if words.len() < MIN_FRAMES || !(1..=8).contains(&len) {
+        return None;
+    }
+    let sample = sample(words);
+    let mut hist = Hist::new();
+    let total_bits = (len * 8) as u8;
+    let byte_cost = byte_cost(&sample, len, &mut hist);
     // best[b]: cheapest layout of bits [0, b); choice[b]: the last field.
     let mut best = vec![f64::INFINITY; usize::from(total_bits) + 1];
     let mut choice = vec![Field { bits: 0, delta: false }; usize::from(total_bits) + 1];
@@ -110,14 +189,8 @@ pub(super) fn choose(words: &[u64], len: usize) -> Option<Vec<Field>> {
     for end in 1..=total_bits {
         for bits in 1..=end.min(MAX_FIELD_BITS) {
             let start = end - bits;
-            let m = mask(bits);
-            let raw = hist.bits(sample.iter().map(|w| ((w >> start) & m) as u16));
-            let dlt = hist.bits(sample.iter().scan(0u64, |p, w| {
-                let v = (w >> start) & m;
-                let d = v.wrapping_sub(*p) & m;
-                *p = v;
-                Some(d as u16)
-            }));
+            let raw = field_cost(&sample, start, bits, false, &mut hist);
+            let dlt = field_cost(&sample, start, bits, true, &mut hist);
             let (cost, delta) = if dlt < raw { (dlt, true) } else { (raw, false) };
             let total = best[usize::from(start)] + cost;
             if total < best[usize::from(end)] {
@@ -252,5 +325,47 @@ mod tests {
             decode(&fields, &mut back, &mut Reader::new(&out, "t")).expect("decode");
             assert_eq!(back, words, "fields of {bits} bits");
         }
+    }
+
+    /// Bytes drawn independently from four values: byte columns are the natural layout.
+    fn byte_words(n: usize) -> Vec<u64> {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (0..8).fold(0u64, |w, j| {
+                    w | [0x00u64, 0x55, 0xAA, 0xFF][(x >> (2 * j) & 3) as usize] << (8 * j)
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_hint_is_reused_while_it_still_pays_then_searched_again() {
+        let words = imu_words(3000);
+        let mut hint = None;
+        let first = choose_hinted(&words, 8, &mut hint);
+        assert_eq!(first, choose(&words, 8));
+        assert_eq!(hint.as_ref().map(|h| h.reused), Some(0));
+        for n in 1..=REUSE_BLOCKS {
+            assert_eq!(choose_hinted(&words, 8, &mut hint), first);
+            assert_eq!(hint.as_ref().map(|h| h.reused), Some(n));
+        }
+        // The budget is spent: a fresh search, and the count starts again.
+        assert_eq!(choose_hinted(&words, 8, &mut hint), first);
+        assert_eq!(hint.as_ref().map(|h| h.reused), Some(0));
+    }
+
+    #[test]
+    fn a_hint_that_no_longer_pays_is_dropped_at_once() {
+        let mut hint = None;
+        assert!(choose_hinted(&imu_words(3000), 8, &mut hint).is_some());
+        // The stream changes: the old layout is checked, loses, and byte columns win.
+        let noise = byte_words(3000);
+        assert_eq!(choose(&noise, 8), None);
+        assert_eq!(choose_hinted(&noise, 8, &mut hint), None);
+        assert_eq!(hint.as_ref().map(|h| (h.fields.is_none(), h.reused)), Some((true, 0)));
     }
 }

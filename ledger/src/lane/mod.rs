@@ -9,7 +9,7 @@ mod codec;
 mod fields;
 mod varint;
 
-pub use codec::{decode, encode, PayloadDelta};
+pub use codec::{decode, encode, encode_hinted, LayoutHints, PayloadDelta};
 
 use crate::record::Record;
 
@@ -100,6 +100,16 @@ pub fn decompress(compressed: &[u8], limits: &Limits) -> Result<Vec<u8>, LaneErr
 /// `encode` then `compress`.
 pub fn pack(records: &[Record], level: i32, delta: PayloadDelta) -> Result<Vec<u8>, LaneError> {
     compress(&encode(records, delta), level)
+}
+
+/// `encode_hinted` then `compress`: [`pack`] for a lane's next block.
+pub fn pack_hinted(
+    records: &[Record],
+    level: i32,
+    delta: PayloadDelta,
+    hints: &mut LayoutHints,
+) -> Result<Vec<u8>, LaneError> {
+    compress(&encode_hinted(records, delta, hints), level)
 }
 
 /// `decompress` then `decode`.

@@ -77,6 +77,10 @@ pub const COLUMN_FAMILIES: [&str; 7] =
 /// Cap on the write-ahead log's total size (RocksDB `max_total_wal_size`); see the module docs.
 pub const MAX_TOTAL_WAL_BYTES: u64 = 64 << 20;
 
+/// One memtable's size (RocksDB `write_buffer_size`, every column family); all memtables
+/// together are capped at twice this (`db_write_buffer_size`). See [`options`].
+pub const MEMTABLE_BYTES: usize = 1 << 20;
+
 /// What a store directory occupies on disk, by kind of file (apparent sizes, bytes).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct DiskUsage {
@@ -162,6 +166,12 @@ fn options(mode: Mode) -> Options {
     // rotated at 1 MiB and four kept, it stays bounded inside a retention quota.
     o.set_max_log_file_size(1 << 20);
     o.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
+    // Memtables are resident memory. RocksDB's default (64 MiB per column family) let a
+    // gateway's RSS climb by every block it appended until a flush, far past its 32 MiB budget;
+    // appends are synced through the WAL either way, so smaller memtables cost only earlier
+    // flushes of already durable data (D252).
+    o.set_write_buffer_size(MEMTABLE_BYTES);
+    o.set_db_write_buffer_size(2 * MEMTABLE_BYTES);
     o
 }
 
