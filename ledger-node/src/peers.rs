@@ -414,6 +414,9 @@ pub struct PeerMetrics {
     per_peer: Mutex<BTreeMap<String, PeerGauges>>,
 }
 
+/// `(metric name, type, help, value)`.
+type Series = (&'static str, &'static str, &'static str, fn(&PeerGauges) -> u64);
+
 #[derive(Default, Debug, Clone, Copy)]
 struct PeerGauges {
     witnessed: u64,
@@ -455,7 +458,7 @@ impl PeerMetrics {
             self.split_views.load(Ordering::Relaxed),
             self.published_size.load(Ordering::Relaxed)
         );
-        let series: [(&str, &str, &str, fn(&PeerGauges) -> u64); 4] = [
+        let series: [Series; 4] = [
             (
                 "iov_ledger_peer_witnessed_size",
                 "gauge",

@@ -488,6 +488,9 @@ async fn pusher(node: Arc<Node>, i: usize) {
     }
 }
 
+/// What to push: `(size, our signed checkpoint, consistency proof from the peer's size)`.
+type Push = (u64, Vec<u8>, Vec<Hash>);
+
 async fn push_once(
     node: &Arc<Node>,
     cross: &Cross,
@@ -500,7 +503,7 @@ async fn push_once(
     for _ in 0..3 {
         let n = node.clone();
         let old = *peer_size;
-        let step = blocking(move || -> Result<Option<(u64, Vec<u8>, Vec<Hash>)>, StoreError> {
+        let step = blocking(move || -> Result<Option<Push>, StoreError> {
             let Some(note) = n.store.aggregate_checkpoint()? else { return Ok(None) };
             let size = note_size(&note);
             if size <= old {
