@@ -558,6 +558,29 @@ mod tests {
         assert_eq!(select(&peers, &both, empty, 100).unwrap(), None);
     }
 
+    /// The published note's layout (docs/sync-protocol.md, "Peer ledgers"): fixed keys
+    /// (Ed25519 seeds 0x01.. and 0x02..), a fixed cosignature time; Ed25519 is deterministic.
+    #[test]
+    fn published_note_test_vector() {
+        let sk = |b: u8| ed25519_dalek::SigningKey::from_bytes(&[b; 32]);
+        let log = Ed25519Signer::new("factory.example/ledger", sk(1)).unwrap();
+        let city = ledger::cosignature::Cosigner::new("city.example/ledger", sk(2)).unwrap();
+        let cp = Checkpoint::new("factory.example/ledger", 3, Hash([0x11; 32])).unwrap();
+        let own = SignedCheckpoint::sign(cp.clone(), &log).unwrap().to_bytes();
+        let cos = city.cosign(&cp, 1_700_000_000).unwrap();
+        let published = String::from_utf8(compose(&own, &[cos]).unwrap()).unwrap();
+        assert_eq!(published, PUBLISHED_VECTOR, "{published}");
+        // Both lines verify over the text: the log's as a note signature, the city's as a
+        // C2SP cosignature (timestamp 1700000000 = 0x6553f100 big-endian before the signature).
+        let n = Note::parse(PUBLISHED_VECTOR.as_bytes()).unwrap();
+        assert_eq!(n.verify(&[&log.verifier(), &city.verifier()]).unwrap().len(), 2);
+        assert_eq!(ledger::cosignature::timestamp(&n.signatures()[1]), Some(1_700_000_000));
+    }
+
+    const PUBLISHED_VECTOR: &str = "factory.example/ledger\n3\nERERERERERERERERERERERERERERERERERERERERERE=\n\n\
+\u{2014} factory.example/ledger FeUWi08vmujPBgM4V1IP+LapjI5filT5CS54yPHFWXBGSjTSycErzki4kb2zM/BkJ0A2P9/CsWAOqa71X1PVTS2eMg4=\n\
+\u{2014} city.example/ledger VJ0hlQAAAABlU/EAKy1m3f6sbr0zLXvesA7VOTEOJcgK4BPq1uNMhjd7m5SjwNLJaHWPZDh3JedWnUEB9S2WmcydRxpgsFqgOE0EAg==\n";
+
     #[test]
     fn check_view_finds_forks_and_needs_a_proof_across_sizes() {
         let mut t = merkle::MemoryTree::new();
