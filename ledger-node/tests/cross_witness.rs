@@ -210,8 +210,8 @@ fn a_split_view_is_refused_kept_as_evidence_survives_a_restart_and_fails_the_aud
     Ok(())
 }
 
-/// A stand-in for a rogue factory's HTTP API: `/checkpoint` answers `published`, the rest 404.
-fn rogue_server(published: Vec<u8>) -> Result<u16> {
+/// A stand-in for a rogue factory's HTTP API: answers `files` (path -> body) to GETs, 404 else.
+fn rogue_server(files: std::collections::HashMap<String, Vec<u8>>) -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = l.local_addr()?.port();
     std::thread::spawn(move || {
@@ -227,10 +227,10 @@ fn rogue_server(published: Vec<u8>) -> Result<u16> {
                 }
             }
             let line = String::from_utf8_lossy(&head).lines().next().unwrap_or("").to_owned();
-            let (status, body) = if line.starts_with("GET /checkpoint ") {
-                ("200 OK", published.clone())
-            } else {
-                ("404 Not Found", b"not here\n".to_vec())
+            let path = line.strip_prefix("GET ").and_then(|r| r.split(' ').next()).unwrap_or("");
+            let (status, body) = match files.get(path) {
+                Some(b) => ("200 OK", b.clone()),
+                None => ("404 Not Found", b"not here\n".to_vec()),
             };
             let _ = write!(
                 s,
@@ -243,12 +243,37 @@ fn rogue_server(published: Vec<u8>) -> Result<u16> {
     Ok(port)
 }
 
+/// A log of `n` leaves (`tag` makes different histories), its signed checkpoint at `size`, and
+/// its tiles at `size` as served files.
+fn rogue_log(
+    org: &Org,
+    tag: &str,
+    n: u64,
+    size: u64,
+) -> Result<(Vec<u8>, std::collections::HashMap<String, Vec<u8>>)> {
+    let mut t = ledger::merkle::MemoryTree::new();
+    for i in 0..n {
+        t.push(format!("{tag} {i}").as_bytes());
+    }
+    let root = ledger::merkle::root(&t, size)?;
+    let note =
+        SignedCheckpoint::sign(Checkpoint::new(org.log.name(), size, root)?, &org.log)?.to_bytes();
+    let mut files = std::collections::HashMap::new();
+    for (tile, bytes) in ledger::tile::build_tiles(&t, size)? {
+        files.insert(format!("/{}", tile.path()), bytes);
+    }
+    files.insert("/checkpoint".to_owned(), note.clone());
+    Ok((note, files))
+}
+
 #[test]
 fn gossip_catches_a_published_checkpoint_that_differs_from_the_witnessed_one() -> Result<()> {
     let factory = Org::new("factory")?;
     let city = Org::new("city")?;
     // What the rogue factory publishes to everyone else: size 1, another root.
-    let port = rogue_server(forged(&factory, 1, 9)?)?;
+    let mut files = std::collections::HashMap::new();
+    files.insert("/checkpoint".to_owned(), forged(&factory, 1, 9)?);
+    let port = rogue_server(files)?;
     city.configure(Some((&factory, &format!("http://127.0.0.1:{port}/"))), &[], FAST)?;
     let c = city.start()?;
     // What it shows the city's witness.
@@ -316,4 +341,90 @@ fn peers_config_errors_name_the_key() -> Result<()> {
 fn sha_hex(s: &str) -> String {
     use sha2::Digest as _;
     sha2::Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn a_peer_over_https_with_a_pinned_ca_is_witnessed_and_gossiped() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let factory = Org::new("factory")?;
+    let city = Org::new("city")?;
+    let mut gf = Gateway::new("iov.example/gw/VIN-T");
+    // The city serves HTTPS with a self-signed certificate; the factory pins it as the CA.
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
+    std::fs::write(city.dir.path().join("cert.pem"), ck.cert.pem())?;
+    let key = city.dir.path().join("key.pem");
+    std::fs::write(&key, ck.signing_key.serialize_pem())?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::write(factory.dir.path().join("city-ca.pem"), ck.cert.pem())?;
+    let city_url = format!("https://localhost:{}/", city.port);
+    // `ca_file` right after the [[peers]] entry belongs to it.
+    factory.configure(
+        Some((&city, &city_url)),
+        &[&gf],
+        &format!("ca_file = \"city-ca.pem\"\n{FAST}"),
+    )?;
+    city.configure(Some((&factory, &factory.url())), &[], FAST)?;
+    let path = city.dir.path().join("ledger.toml");
+    let text = std::fs::read_to_string(&path)?.replace(
+        &format!("address = \"127.0.0.1:{}\"\n", city.port),
+        &format!(
+            "address = \"127.0.0.1:{}\"\ntls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n",
+            city.port
+        ),
+    );
+    std::fs::write(&path, text)?;
+    let f = factory.start()?;
+    let _c = city.start()?;
+    gf.grow(2);
+    assert_eq!(f.add_checkpoint(&gf.add_checkpoint(0))?.0, 200);
+    let note = published(&f, 1)?;
+    let count = Note::parse(&note)?
+        .verify(&[&factory.log.verifier() as &dyn Verifier, &city.cosigner.verifier()])?
+        .len();
+    assert_eq!(count, 2, "cosigned by the city over HTTPS");
+    // Gossip over HTTPS reaches the city's (empty) published checkpoint.
+    wait_for("a gossip round over HTTPS", T, || {
+        Ok((f.peers()?["peers"][0]["last_gossip"]["ok"] == true).then_some(()))
+    })?;
+    Ok(())
+}
+
+#[test]
+fn gossip_across_sizes_proves_consistency_from_the_peers_tiles() -> Result<()> {
+    let factory = Org::new("factory")?;
+    // The city witnessed size 2 of history "a"; the factory publishes size 5.
+    let (a2, _) = rogue_log(&factory, "a", 5, 2)?;
+    for (tag, honest) in [("a", true), ("b", false)] {
+        let city = Org::new("city")?;
+        let (_, files) = rogue_log(&factory, tag, 5, 5)?;
+        let port = rogue_server(files)?;
+        city.configure(Some((&factory, &format!("http://127.0.0.1:{port}/"))), &[], FAST)?;
+        let c = city.start()?;
+        let req = AddCheckpoint { old_size: 0, proof: Vec::new(), checkpoint: a2.clone() };
+        assert_eq!(c.add_checkpoint(&req.to_bytes())?.0, 200);
+        if honest {
+            // An extension of what was witnessed: consistent, by a proof from the tiles.
+            let detail = wait_for("a gossip round", T, || {
+                let g = c.peers()?["peers"][0]["last_gossip"].clone();
+                Ok((g["ok"] == true
+                    && g["detail"].as_str().unwrap_or("").contains("witnessed size 2"))
+                .then_some(g))
+            })?;
+            assert!(
+                detail["detail"].as_str().unwrap_or("").contains("published size 5 consistent"),
+                "{detail}"
+            );
+            assert_eq!(c.metric("iov_ledger_split_views ")?, 0);
+        } else {
+            // Another history of size 5: the proof from the tiles does not verify.
+            wait_for("the split-view alert", T, || {
+                Ok((c.metric("iov_ledger_split_views ")? == 1).then_some(()))
+            })?;
+            let (_, ev) = c.admin_get("/v1/admin/peers/evidence")?;
+            let ev: serde_json::Value = serde_json::from_slice(&ev)?;
+            assert_eq!(ev[0]["kind"], "split_view", "{ev}");
+            assert!(ev[0]["reason"].as_str().unwrap_or("").contains("not consistent"), "{ev}");
+        }
+    }
+    Ok(())
 }
