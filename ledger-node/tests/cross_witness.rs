@@ -210,8 +210,11 @@ fn a_split_view_is_refused_kept_as_evidence_survives_a_restart_and_fails_the_aud
     Ok(())
 }
 
+/// Served files: path -> body.
+type Files = std::collections::HashMap<String, Vec<u8>>;
+
 /// A stand-in for a rogue factory's HTTP API: answers `files` (path -> body) to GETs, 404 else.
-fn rogue_server(files: std::collections::HashMap<String, Vec<u8>>) -> Result<u16> {
+fn rogue_server(files: Files) -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = l.local_addr()?.port();
     std::thread::spawn(move || {
@@ -245,12 +248,7 @@ fn rogue_server(files: std::collections::HashMap<String, Vec<u8>>) -> Result<u16
 
 /// A log of `n` leaves (`tag` makes different histories), its signed checkpoint at `size`, and
 /// its tiles at `size` as served files.
-fn rogue_log(
-    org: &Org,
-    tag: &str,
-    n: u64,
-    size: u64,
-) -> Result<(Vec<u8>, std::collections::HashMap<String, Vec<u8>>)> {
+fn rogue_log(org: &Org, tag: &str, n: u64, size: u64) -> Result<(Vec<u8>, Files)> {
     let mut t = ledger::merkle::MemoryTree::new();
     for i in 0..n {
         t.push(format!("{tag} {i}").as_bytes());
