@@ -29,6 +29,8 @@ pub struct Cross {
     published: Mutex<Option<(u64, Vec<u8>)>>,
     /// Per peer: the last gossip outcome, for `/v1/peers`.
     gossip: Mutex<Vec<serde_json::Value>>,
+    /// Per peer: the last push outcome, for `/v1/peers`.
+    pushes: Mutex<Vec<serde_json::Value>>,
     clients: Vec<reqwest::Client>,
 }
 
@@ -82,6 +84,7 @@ pub fn start(node: &Arc<Node>, cfg: CrossWitness) -> Result<(), RunError> {
         locks: (0..n).map(|_| tokio::sync::Mutex::new(())).collect(),
         published: Mutex::new(None),
         gossip: Mutex::new(vec![serde_json::Value::Null; n]),
+        pushes: Mutex::new(vec![serde_json::Value::Null; n]),
         clients,
         cfg,
     });
@@ -317,6 +320,9 @@ pub(super) async fn peers_info(State(node): State<Arc<Node>>) -> Response {
             Some(p) => p.as_deref().map_or(0, note_size),
         };
         let mut rows = Vec::new();
+        let pushes = n.cross.get().map_or_else(Vec::new, |c| {
+            c.pushes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        });
         let (policy, gossip) = match n.cross.get() {
             None => (serde_json::json!({"witnesses": [], "quorum": 0}), Vec::new()),
             Some(c) => (
@@ -342,6 +348,7 @@ pub(super) async fn peers_info(State(node): State<Arc<Node>>) -> Response {
                 "cosigned_our_size": ours.as_deref().map_or(0, note_size),
                 "evidence": n.store.evidence(&key)?.len(),
                 "last_gossip": gossip.get(i).cloned().unwrap_or_default(),
+                "last_push": pushes.get(i).cloned().unwrap_or_default(),
             }));
         }
         Ok(serde_json::json!({
@@ -476,14 +483,23 @@ async fn pusher(node: Arc<Node>, i: usize) {
             return;
         }
         wait = cross.cfg.push_interval;
-        match push_once(&node, &cross, &peer, i, &key, &mut peer_size).await {
-            Ok(()) => attempt = 0,
+        let status = match push_once(&node, &cross, &peer, i, &key, &mut peer_size).await {
+            Ok(()) => {
+                attempt = 0;
+                serde_json::json!({"at_ns": now_ns(), "ok": true, "peer_cosigned_size": peer_size})
+            }
             Err(e) => {
                 node.metrics.peers.push_failed(&peer.name);
                 tracing::warn!(peer = %peer.name, error = %e, "push of our checkpoint failed");
                 wait = backoff(attempt, cross.cfg.max_backoff);
                 attempt = attempt.saturating_add(1);
+                serde_json::json!({"at_ns": now_ns(), "ok": false, "detail": e})
             }
+        };
+        if let Some(slot) =
+            cross.pushes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(i)
+        {
+            *slot = status;
         }
     }
 }

@@ -426,3 +426,46 @@ fn gossip_across_sizes_proves_consistency_from_the_peers_tiles() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn a_pusher_that_lost_an_answer_re_proves_from_the_size_the_peer_reports() -> Result<()> {
+    let factory = Org::new("factory")?;
+    let city = Org::new("city")?;
+    let mut gf = Gateway::new("iov.example/gw/VIN-R");
+    // The factory's pusher looks once at start, then waits an hour.
+    let slow = FAST.replace("push_interval = \"100ms\"", "push_interval = \"1h\"");
+    factory.configure(Some((&city, &city.url())), &[&gf], &slow)?;
+    city.configure(Some((&factory, &factory.url())), &[], FAST)?;
+    let c = city.start()?;
+    let f = factory.start()?;
+    // Its first look (nothing to push) is over before the log grows.
+    wait_for("the first push round", T, || {
+        Ok((f.peers()?["peers"][0]["last_push"]["ok"] == true).then_some(()))
+    })?;
+    gf.grow(1);
+    assert_eq!(f.add_checkpoint(&gf.add_checkpoint(0))?.0, 200);
+    gf.grow(1);
+    assert_eq!(f.add_checkpoint(&gf.add_checkpoint(1))?.0, 200);
+    assert_eq!(f.peers()?["aggregate_size"], 2);
+    assert_eq!(size_of(&f.checkpoint()?), 0, "nothing pushed yet");
+    // The city cosigns the factory's size 1 (as if the factory's push had been answered and
+    // the answer lost): the root of one leaf is that leaf's hash, the first of its tile.
+    let (s, tile) = f.get("/tile/0/000.p/1")?;
+    assert_eq!(s, 200);
+    let root = Hash(tile[..32].try_into()?);
+    let cp = Checkpoint::new(factory.log.name(), 1, root)?;
+    let one = SignedCheckpoint::sign(cp, &factory.log)?.to_bytes();
+    let req = AddCheckpoint { old_size: 0, proof: Vec::new(), checkpoint: one };
+    assert_eq!(c.add_checkpoint(&req.to_bytes())?.0, 200);
+    // The restarted factory believes the city holds nothing: 409 says 1, it proves 1 -> 2.
+    drop(f);
+    let f = factory.start()?;
+    let note = published(&f, 2)?;
+    let count = Note::parse(&note)?
+        .verify(&[&factory.log.verifier() as &dyn Verifier, &city.cosigner.verifier()])?
+        .len();
+    assert_eq!(count, 2);
+    assert_eq!(c.peers()?["peers"][0]["witnessed_size"], 2);
+    assert!(c.metric("iov_ledger_refusals_total{reason=\"size_mismatch\"} ")? >= 1);
+    Ok(())
+}
