@@ -339,7 +339,6 @@ pub(super) async fn peers_info(State(node): State<Arc<Node>>) -> Response {
             let ours = n.store.witnessed(&peers::cosigned_by_key(&p.cosigner.to_vkey()))?;
             rows.push(serde_json::json!({
                 "name": p.name,
-                "url": p.url.as_str(),
                 "origin": p.origin(),
                 "log_vkey": p.log.to_vkey(),
                 "cosigner_vkey": p.cosigner.to_vkey(),
