@@ -1,6 +1,7 @@
 //! `iovctl`: the fleet and operator tool: decode CAN traces with DBC files, make keys, verify
 //! transparency logs. A thin dispatcher: one module per command.
 
+mod audit;
 mod decode;
 mod history;
 mod keygen;
@@ -44,6 +45,9 @@ enum Command {
     /// The gateway's own history over a time range, decoded (--local: from its API socket).
     #[command(after_help = history::EXAMPLES)]
     History(history::Args),
+    /// Audit a ledger's aggregate log end to end and against its peer's view (exit 1 on failure or evidence).
+    #[command(after_help = audit::EXAMPLES)]
+    Audit(audit::Args),
 }
 
 /// Exit codes: 0 success; 1 the command failed (bad input, I/O; for `tlog verify`: verification
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Command::Tlog(cmd) => tlog::run(&cmd),
         Command::Status(args) => status::run(&args),
         Command::History(args) => history::run(&args),
+        Command::Audit(args) => audit::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -50,6 +50,10 @@ struct RawConfig {
     tokens: Vec<RawToken>,
     #[serde(default)]
     gateways: Vec<RawGateway>,
+    #[serde(default)]
+    peers: Vec<crate::peers::RawPeer>,
+    publication: Option<crate::peers::RawPublication>,
+    cross_witness: Option<crate::peers::RawCrossWitness>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,6 +180,8 @@ pub struct Config {
     pub tokens: TokenSet,
     /// Enrollments seeded from the file (added or updated at start).
     pub gateways: Vec<Enrollment>,
+    /// Peer ledgers (cross-witnessing) and the publication policy.
+    pub cross_witness: crate::peers::CrossWitness,
 }
 
 /// The commented example config `print-default-config` prints.
@@ -232,6 +238,29 @@ future_tolerance = "5m"
 # vkey = "iov.example/gw/VIN123+1a2b3c4d+AQ..."   # cat <gateway keys>/signing.vkey
 # unit = "VIN123"
 # lanes = ["factory"]
+
+# Cross-witnessing (ledger-node/README.md, "Cross-witnessing"): peer ledgers that cosign this
+# ledger's aggregate checkpoints and whose aggregate checkpoints this ledger cosigns. Needs
+# ledger.log_key. Each peer lists the same keys for this ledger.
+# [[peers]]
+# name = "city"                                   # A-Z a-z 0-9 - _ .
+# url = "https://city.example:7480/"              # the peer's API (http or https)
+# ca_file = "/etc/iov/tls/city-ca.pem"            # optional: pinned CA for its HTTPS
+# log_vkey = "city.example/ledger+1a2b3c4d+AQ..."        # its signing.vkey (aggregate log)
+# cosigner_vkey = "city.example/ledger+5e6f7a8b+BA..."   # its witness.vkey (cosigner)
+
+# Publication policy (C2SP tlog-policy): GET /checkpoint serves the newest aggregate checkpoint
+# cosigned by at least `quorum` of `witnesses`; newer ones wait. Defaults: every peer, all of
+# them. quorum = 0 publishes with this ledger's own signature only (the behaviour without peers).
+# [publication]
+# witnesses = ["city"]
+# quorum = 1
+
+# [cross_witness]
+# push_interval = "1s"       # how often each peer's pusher looks for a new aggregate checkpoint
+# gossip_interval = "60s"    # how often each peer's published /checkpoint is fetched and checked
+# request_timeout = "10s"    # one request to a peer
+# max_backoff = "60s"        # longest wait after failures (exponential, with jitter)
 "#;
 
 impl Config {
@@ -365,6 +394,13 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         }
         gateways.push(e);
     }
+    let cross_witness = crate::peers::validate(
+        raw.peers,
+        raw.publication,
+        raw.cross_witness,
+        base,
+        log_signer.as_ref(),
+    )?;
     Ok(Config {
         name,
         cosigner,
@@ -380,6 +416,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         future_tolerance,
         tokens,
         gateways,
+        cross_witness,
     })
 }
 

@@ -12,6 +12,7 @@
 //! - [`config`]: the TOML file, validated into typed values; errors name the key.
 //! - [`store`]: the [`store::LedgerStore`] trait (no backend types in it) and `store::rocks`.
 //! - [`mirror`]: the pure upload check (heights, chain, proof, forks, lanes, clock flags).
+//! - [`peers`]: cross-witnessing between ledgers: peers, publication policy, split views.
 //! - [`token`]: access tokens (hashes in the config, constant-time compare, scopes).
 //! - [`metrics`]: Prometheus counters and their text rendering.
 //! - [`tls`]: rustls server config from PEM files.
@@ -21,6 +22,7 @@
 pub mod config;
 pub mod metrics;
 pub mod mirror;
+pub mod peers;
 pub mod server;
 pub mod store;
 pub mod tls;
@@ -69,6 +71,7 @@ pub async fn run(
         &config.gateways,
         shutdown.clone(),
     )?;
+    server::witness::start(&node, config.cross_witness.clone())?;
     let listener = server::bind(config.listen).await?;
     let main_addr = listener
         .local_addr()

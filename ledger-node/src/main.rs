@@ -58,12 +58,13 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(c) => {
                 println!(
-                    "{}: ok (ledger {}, cosigner {}, log {}, {} gateways, tokens {}, tls {})",
+                    "{}: ok (ledger {}, cosigner {}, log {}, {} gateways, {} peers, tokens {}, tls {})",
                     config.display(),
                     c.name,
                     c.cosigner.verifier().to_vkey(),
                     c.log_signer.as_ref().map_or("none".into(), |s| s.verifier().to_vkey()),
                     c.gateways.len(),
+                    c.cross_witness.peers.len(),
                     if c.tokens.is_empty() { "no" } else { "yes" },
                     if c.tls.is_some() { "on" } else { "off" },
                 );

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub evidence: AtomicU64,
     pub time_backwards: AtomicU64,
     pub time_future: AtomicU64,
+    /// Cross-witnessing gauges (rendered only when peers are configured).
+    pub peers: crate::peers::PeerMetrics,
 }
 
 impl Metrics {
@@ -102,6 +104,7 @@ impl Metrics {
         );
         one(&mut s, "iov_ledger_blocks_time_backwards_total", "counter", "Mirrored blocks whose first record time is before the previous block's last (since start).", g(&self.time_backwards));
         one(&mut s, "iov_ledger_blocks_time_future_total", "counter", "Mirrored blocks whose last record time is beyond receipt time plus tolerance (since start).", g(&self.time_future));
+        self.peers.render(&mut s);
         s
     }
 }

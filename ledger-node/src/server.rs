@@ -38,6 +38,10 @@ use crate::store::{
 };
 use crate::token::{Denied, Scope, TokenSet};
 
+/// Cross-witnessing between ledgers (a child module: it shares this module's plumbing).
+#[path = "witness.rs"]
+pub mod witness;
+
 /// Limits the handlers enforce.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -87,6 +91,8 @@ pub struct Node {
     /// Cancelled on a fatal store error (and by the caller on SIGTERM).
     shutdown: CancellationToken,
     fatal: Mutex<Option<String>>,
+    /// Peers, policy and published checkpoint (set by `witness::start`).
+    cross: witness::CrossSlot,
 }
 
 /// Why the node stopped abnormally.
@@ -149,6 +155,7 @@ impl Node {
             uploads: Mutex::new(HashMap::new()),
             shutdown,
             fatal: Mutex::new(None),
+            cross: witness::CrossSlot::new(),
         }))
     }
 
@@ -258,6 +265,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/checkpoint", get(aggregate_checkpoint))
         .route("/{origin_hash}/checkpoint", get(monitor_checkpoint))
         .route("/tile/{*path}", get(aggregate_tile))
+        .route("/v1/peers", get(witness::peers_info))
+        .route("/v1/admin/peers/evidence", get(witness::admin_peer_evidence))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(node.clone(), guard))
         .with_state(node)
@@ -294,6 +303,7 @@ fn endpoint_name(path: &str) -> &'static str {
         sync_wire::path::LINK => "link",
         sync_wire::path::ADD_CHECKPOINT => "add-checkpoint",
         "/v1/admin/gateways" => "admin-gateways",
+        "/v1/peers" => "peers",
         p if p.starts_with("/v1/admin/") => "admin-evidence",
         "/checkpoint" => "checkpoint",
         p if p.ends_with("/checkpoint") && !p.starts_with("/v1/") => "monitor-checkpoint",
@@ -344,6 +354,9 @@ async fn add_checkpoint_inner(
         .map_err(|e| Failure::new(ErrorCode::Malformed, e.to_string()))?
         .origin()
         .to_owned();
+    if witness::is_peer(node, &origin) {
+        return witness::add_peer_checkpoint(node, &origin, req, bytes).await;
+    }
     let _serial = node.aggregate.lock().await;
     let n = node.clone();
     let o = origin.clone();
@@ -996,6 +1009,9 @@ async fn monitor_checkpoint(
     use sha2::Digest as _;
     let n = node.clone();
     let r = blocking(move || -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(key) = witness::witness_key_for_hash(&n, &origin_hash) {
+            return n.store.witnessed(&key);
+        }
         for e in n.store.enrollments()? {
             let h: String = sha2::Sha256::digest(e.origin.as_bytes())
                 .iter()
@@ -1044,9 +1060,13 @@ fn no_aggregate_log(node: &Node) -> Response {
 async fn aggregate_checkpoint(State(node): State<Arc<Node>>) -> Response {
     let Some(log_signer) = node.log_signer.clone() else { return no_aggregate_log(&node) };
     let n = node.clone();
-    let r = blocking(move || n.store.aggregate_checkpoint())
-        .await
-        .and_then(|r| r.map_err(|e| node.store_failed(&e)));
+    // With a publication policy: the newest checkpoint it allows (newer ones wait).
+    let r = match witness::published(&node) {
+        Some(p) => Ok(p),
+        None => blocking(move || n.store.aggregate_checkpoint())
+            .await
+            .and_then(|r| r.map_err(|e| node.store_failed(&e))),
+    };
     let bytes = match r {
         Ok(Some(b)) => b,
         // Empty log: the signed checkpoint of the empty tree (Ed25519 is deterministic, so
