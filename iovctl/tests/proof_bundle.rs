@@ -166,7 +166,7 @@ fn documented_test_vector_matches_and_verifies() -> Result<()> {
     let lk = CosignatureVerifier::from_vkey(&ledger_vkey)?;
     let p = bundle::verify(&bytes, &lk, None, 1_700_000_000)?;
     ensure!(p.start == 1 && p.end == 4 && p.checkpoint.size() == 5, "{p:?}");
-    ensure!(p.complete_after_ns == Some(1_500_000_000), "left boundary {:?}", p.complete_after_ns);
+    ensure!(p.complete_after_ns == Some(2_500_000_000), "left boundary {:?}", p.complete_after_ns);
     ensure!(p.complete_before_ns == Some(4_000_000_000), "right boundary {:?}", p.complete_before_ns);
     for pos in 0..bytes.len() {
         let mut m = bytes.clone();
