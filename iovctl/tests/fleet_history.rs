@@ -154,7 +154,7 @@ fn tampered_answers_are_caught_and_named(w: &World) -> Result<()> {
                 q.requested_end -= 1;
             }
         }),
-        &["heights"],
+        &["the header says height"],
     )?;
     caught(
         w,

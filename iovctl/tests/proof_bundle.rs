@@ -46,8 +46,20 @@ fn exported_bundle_verifies_offline_and_any_changed_byte_fails() -> Result<()> {
     let ledger_key = CosignatureVerifier::from_vkey(&w.ledger_vkey)?;
     let gw = w.signer.verifier();
     let proven = bundle::verify(&bytes, &ledger_key, Some(&gw), now_s())?;
-    ensure!(proven.complete_after_ns.is_some_and(|t| t < a), "left boundary {proven:?}");
-    ensure!(proven.complete_before_ns.is_some_and(|t| t > b), "right boundary");
+    // Block 0 ends before the range here, so the export starts at height 0: complete from
+    // the log's start; otherwise the first header is the left boundary block.
+    ensure!(
+        proven.complete_after_ns.map_or(proven.start == 0, |t| t < a),
+        "left boundary: start {} after {:?}",
+        proven.start,
+        proven.complete_after_ns
+    );
+    ensure!(proven.complete_before_ns.is_some_and(|t| t > b), "right boundary {:?}", proven.complete_before_ns);
+    ensure!(
+        proven.headers.first().is_some_and(|h| h.last_ns < a)
+            && proven.headers.last().is_some_and(|h| h.first_ns > b),
+        "the bundle lacks a boundary block"
+    );
 
     // The CLI: verified with keys only, and the rows of the range come out with --key.
     let f = out.display().to_string();

@@ -38,7 +38,7 @@ pub enum Role {
 pub enum RangeError {
     #[error(transparent)]
     Client(#[from] ClientError),
-    #[error("verification failed for {origin} at {what}: {source}")]
+    #[error("{origin}, {what}: {source}")]
     Verify { origin: String, what: String, source: VerifyError },
     #[error("writing the output: {0}")]
     Output(#[from] std::io::Error),
