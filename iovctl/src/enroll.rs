@@ -111,15 +111,15 @@ pub fn gateways(a: &GatewaysArgs) -> anyhow::Result<ExitCode> {
                 "{:<40} {:<16} {:<20} {:>10} {:>10} {:>8}",
                 "ORIGIN", "UNIT", "LANES", "WITNESSED", "MIRRORED", "EVIDENCE"
             );
-            let s = |v: &serde_json::Value, k: &str| v.get(k).map_or(String::new(), |x| match x {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Array(a) => a
-                    .iter()
-                    .filter_map(|e| e.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","),
-                other => other.to_string(),
-            });
+            let s = |v: &serde_json::Value, k: &str| {
+                v.get(k).map_or(String::new(), |x| match x {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Array(a) => {
+                        a.iter().filter_map(|e| e.as_str()).collect::<Vec<_>>().join(",")
+                    }
+                    other => other.to_string(),
+                })
+            };
             for r in &rows {
                 println!(
                     "{:<40} {:<16} {:<20} {:>10} {:>10} {:>8}",

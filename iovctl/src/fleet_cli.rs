@@ -139,8 +139,9 @@ impl Session {
         }
         let mut gateways = Vec::new();
         for g in &listed {
-            let v = Ed25519Verifier::from_vkey(&g.vkey)
-                .with_context(|| format!("the ledger lists gateway {} with a bad vkey", g.origin))?;
+            let v = Ed25519Verifier::from_vkey(&g.vkey).with_context(|| {
+                format!("the ledger lists gateway {} with a bad vkey", g.origin)
+            })?;
             if v.name() != g.origin {
                 bail!("the ledger lists gateway {} with a vkey named {}", g.origin, v.name());
             }
@@ -153,7 +154,8 @@ impl Session {
             if let Some(p) = &pin {
                 // The ledger does not list the pinned key: still read that origin and let the
                 // checks decide (its blocks must be signed by the pinned key).
-                gateways.push((Trust { gateway: p.clone(), ledger: cosigner.clone() }, p.to_vkey()));
+                gateways
+                    .push((Trust { gateway: p.clone(), ledger: cosigner.clone() }, p.to_vkey()));
             }
         }
         Ok(Session { ledger, cosigner, gateways, key, decoder })
@@ -236,14 +238,15 @@ pub fn rows_of_gateway(
         let lo = *first.get_or_insert(page.start);
         progress.page(&origin, page.end - lo, page.requested_end - lo);
         let Some(key) = key else { return Ok(()) };
-        let opened = verify::open_page(page, key, lane).map_err(|source| RangeError::Verify {
+        let opened = verify::open_page(page, key, lane).map_err(|e| RangeError::Verify {
             origin: origin.to_string(),
             what: format!("heights [{}, {})", page.start, page.end),
-            source,
+            source: Box::new(e),
         })?;
         let mut out = Vec::new();
         for l in &opened {
-            let at = Where { origin: origin.clone(), height: l.height, lane: l.lane.as_str().into() };
+            let at =
+                Where { origin: origin.clone(), height: l.height, lane: l.lane.as_str().into() };
             for rec in &l.records {
                 let t = rec.t_ns();
                 if t < from_ns || t > to_ns {

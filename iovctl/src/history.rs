@@ -38,12 +38,13 @@ the gateway's own clock (record timestamps as sealed).
 Output: one row per decoded signal value (ts, source, message, signal, value, unit); frames no
 DBC describes show their id and data. jsonl prints the rows as the API sends them.
 
-Exit status (--ledger): 0 everything printed was verified and the range is complete; 1 a
+Exit status:
+  --ledger: 0 everything printed was verified and the range is complete; 1 a
 verification failure (named on stderr: what, which height, expected vs got; rows of pages
 verified before it may have been printed, nothing after it); 2 usage error, the ledger cannot
 be reached or refused the request (401 no/unknown token, 403 scope, unknown vehicle).
 
-Exit status (--local): 0 ok; 1 the gateway refused the request or the answer broke off (lane not sealed
+  --local: 0 ok; 1 the gateway refused the request or the answer broke off (lane not sealed
 for the gateway's key, store damage); 2 usage error (bad time, unknown option) or the gateway
 cannot be reached.";
 

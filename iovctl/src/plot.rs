@@ -156,7 +156,8 @@ pub fn draw(
 ) -> anyhow::Result<()> {
     font()?;
     let size = (width.max(200), panel_height.max(120) * panels.len().max(1) as u32);
-    let svg = out.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+    let svg =
+        out.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("svg"));
     if svg {
         let root = SVGBackend::new(out, size).into_drawing_area();
         draw_on(root, panels, from_label)

@@ -141,8 +141,9 @@ fn export(a: &ExportArgs) -> anyhow::Result<ExitCode> {
             Err(e) => return Err(e.into()),
         };
         let bytes = b.to_bytes();
-        let proven = bundle::verify(&bytes, &s.cosigner, Some(&trust.gateway), now_ns() / 1_000_000_000)
-            .context("the bundle built does not verify (a bug: please report)")?;
+        let proven =
+            bundle::verify(&bytes, &s.cosigner, Some(&trust.gateway), now_ns() / 1_000_000_000)
+                .context("the bundle built does not verify (a bug: please report)")?;
         std::fs::write(&a.out, &bytes).with_context(|| format!("writing {}", a.out.display()))?;
         note_report(trust.gateway.name(), &report);
         eprintln!(
@@ -167,19 +168,23 @@ fn verify(a: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let pin = match &a.gateway_key {
         Some(g) => {
             let t = vkey_text(g)?;
-            Some(Ed25519Verifier::from_vkey(&t).map_err(|e| Usage(format!("--gateway-key {t:?}: {e}")))?)
+            Some(
+                Ed25519Verifier::from_vkey(&t)
+                    .map_err(|e| Usage(format!("--gateway-key {t:?}: {e}")))?,
+            )
         }
         None => None,
     };
     let key = match &a.key {
         Some(p) => Some(
-            ledger::keys::load_x25519(p).map_err(|e| Usage(format!("--key {}: {e}", p.display())))?,
+            ledger::keys::load_x25519(p)
+                .map_err(|e| Usage(format!("--key {}: {e}", p.display())))?,
         ),
         None => None,
     };
     let decoder = fleet_cli::decoder(&a.dbc)?;
-    let bytes = std::fs::read(&a.file)
-        .map_err(|e| Usage(format!("reading {}: {e}", a.file.display())))?;
+    let bytes =
+        std::fs::read(&a.file).map_err(|e| Usage(format!("reading {}: {e}", a.file.display())))?;
     let p = match bundle::verify(&bytes, &ledger, pin.as_ref(), now_ns() / 1_000_000_000) {
         Ok(p) => p,
         Err(e) => {

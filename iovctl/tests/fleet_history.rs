@@ -23,7 +23,13 @@ fn trace_span(w: &World) -> Result<(u64, u64)> {
     Ok((t(text.lines().next().context("empty")?)?, t(text.lines().last().context("empty")?)?))
 }
 
-fn history(w: &World, url: &str, from: u64, to: u64, extra: &[&str]) -> Result<std::process::Output> {
+fn history(
+    w: &World,
+    url: &str,
+    from: u64,
+    to: u64,
+    extra: &[&str],
+) -> Result<std::process::Output> {
     let mut args: Vec<String> = vec!["history".into()];
     args.extend(w.query_args(url));
     args.extend(["--from".into(), from.to_string(), "--to".into(), to.to_string()]);
@@ -39,7 +45,12 @@ fn history_equals_the_trace_decoded(w: &World) -> Result<()> {
     let o = history(w, &w.ledger.url(), t0, t1, &["--format", "jsonl"])?;
     ensure!(code(&o) == 0, "history exit {}: {}", code(&o), stderr(&o));
     let got = jsonl_rows(&stdout(&o))?;
-    ensure!(got.len() == expected.len(), "{} rows, the trace decodes to {}", got.len(), expected.len());
+    ensure!(
+        got.len() == expected.len(),
+        "{} rows, the trace decodes to {}",
+        got.len(),
+        expected.len()
+    );
     ensure!(got == expected, "rows differ from the trace decoded");
     // A window in the middle: both boundary blocks are checked, rows are exactly the window's.
     let (a, b) = (t0 + 30_000_000_000, t0 + 60_000_000_000);
@@ -49,22 +60,35 @@ fn history_equals_the_trace_decoded(w: &World) -> Result<()> {
     let want: Vec<_> = expected.iter().filter(|r| r.0 >= a && r.0 <= b).cloned().collect();
     ensure!(!want.is_empty() && got == want, "window: {} rows, want {}", got.len(), want.len());
     // Machine formats carry the same rows; a signal selection only that signal.
-    let o = history(w, &w.ledger.url(), a, b, &["--format", "csv", "--signals", "gnss_speed.Speed"])?;
+    let o =
+        history(w, &w.ledger.url(), a, b, &["--format", "csv", "--signals", "gnss_speed.Speed"])?;
     ensure!(code(&o) == 0, "csv: {}", stderr(&o));
     let csv = stdout(&o);
     let mut lines = csv.lines();
     ensure!(lines.next() == Some("ts,t_ns,source,message,signal,value,unit,label,id,data"));
     let speed: Vec<_> = want.iter().filter(|r| r.1 == "gnss_speed.Speed").collect();
     let rows: Vec<&str> = lines.collect();
-    ensure!(rows.len() == speed.len() && !speed.is_empty(), "csv: {} rows, want {}", rows.len(), speed.len());
+    ensure!(
+        rows.len() == speed.len() && !speed.is_empty(),
+        "csv: {} rows, want {}",
+        rows.len(),
+        speed.len()
+    );
     for (line, want) in rows.iter().zip(&speed) {
         let cols: Vec<&str> = line.split(',').collect();
         ensure!(cols[1] == want.0.to_string(), "csv t_ns {} != {}", cols[1], want.0);
-        ensure!(cols[3] == "gnss_speed" && cols[4] == "Speed" && cols[6] == "m/s", "csv row {line}");
+        ensure!(
+            cols[3] == "gnss_speed" && cols[4] == "Speed" && cols[6] == "m/s",
+            "csv row {line}"
+        );
         ensure!(cols[5].parse::<f64>()? == want.2, "csv value {} != {}", cols[5], want.2);
     }
     let o = history(w, &w.ledger.url(), a, b, &["--signals", "gnss_speed.Speed"])?;
-    ensure!(code(&o) == 0 && stdout(&o).lines().count() == speed.len() + 1, "table: {}", stderr(&o));
+    ensure!(
+        code(&o) == 0 && stdout(&o).lines().count() == speed.len() + 1,
+        "table: {}",
+        stderr(&o)
+    );
     ensure!(stdout(&o).contains("gnss_speed.Speed"), "table lacks the signal name");
     Ok(())
 }
@@ -109,7 +133,9 @@ fn tampered_answers_are_caught_and_named(w: &World) -> Result<()> {
 
     // One byte of a header flipped in the raw response body.
     let raw_header: Tamper = Arc::new(|path: &str, mut body: Vec<u8>| {
-        if let (true, Ok(q)) = (path.starts_with("/v1/query/"), QueryBlocks::from_cbor(&body, 1 << 30)) {
+        if let (true, Ok(q)) =
+            (path.starts_with("/v1/query/"), QueryBlocks::from_cbor(&body, 1 << 30))
+        {
             let h = &q.blocks[q.blocks.len() / 2].header;
             if let Some(pos) = body.windows(h.len()).position(|x| x == h.as_slice()) {
                 body[pos + h.len() - 5] ^= 0x01;
@@ -202,13 +228,15 @@ fn tampered_answers_are_caught_and_named(w: &World) -> Result<()> {
         w,
         &p,
         "garbage body",
-        Arc::new(|path: &str, body: Vec<u8>| {
-            if path.starts_with("/v1/query/") {
-                b"not cbor".to_vec()
-            } else {
-                body
-            }
-        }),
+        Arc::new(
+            |path: &str, body: Vec<u8>| {
+                if path.starts_with("/v1/query/") {
+                    b"not cbor".to_vec()
+                } else {
+                    body
+                }
+            },
+        ),
         &["unreadable"],
     )?;
     Ok(())
@@ -231,14 +259,32 @@ fn refusals_without_the_right_token(w: &World) -> Result<()> {
     a2.extend(["--token-file".into(), w.path("other.token")]);
     let refs: Vec<&str> = a2.iter().map(String::as_str).collect();
     let o = iovctl(&refs)?;
-    ensure!(code(&o) == 2 && stderr(&o).contains("403"), "other scope: {} {}", code(&o), stderr(&o));
+    ensure!(
+        code(&o) == 2 && stderr(&o).contains("403"),
+        "other scope: {} {}",
+        code(&o),
+        stderr(&o)
+    );
     // The admin API with a query token, and with an unknown token.
     let o = iovctl(&["gateways", "--ledger", &url, "--token-file", &w.path("query.token")])?;
-    ensure!(code(&o) == 2 && stderr(&o).contains("forbidden"), "gateways/query token: {}", stderr(&o));
+    ensure!(
+        code(&o) == 2 && stderr(&o).contains("forbidden"),
+        "gateways/query token: {}",
+        stderr(&o)
+    );
     ledger::keys::write_secret_file(&w.dir.join("bogus.token"), b"not-a-token\n")?;
     let o = iovctl(&[
-        "enroll", "--ledger", &url, "--token-file", &w.path("bogus.token"), "--gateway-key",
-        &w.gateway_vkey(), "--vehicle", "X", "--lanes", "a",
+        "enroll",
+        "--ledger",
+        &url,
+        "--token-file",
+        &w.path("bogus.token"),
+        "--gateway-key",
+        &w.gateway_vkey(),
+        "--vehicle",
+        "X",
+        "--lanes",
+        "a",
     ])?;
     ensure!(code(&o) == 2 && stderr(&o).contains("unauthorized"), "enroll/bogus: {}", stderr(&o));
     // A token file others can read is refused before anything is sent.
@@ -253,13 +299,30 @@ fn enroll_and_gateways_round_trip(w: &World) -> Result<()> {
     let second = ledger::keys::generate_signer("iov.example/gw/second")?;
     let vk = second.verifier().to_vkey();
     let o = iovctl(&[
-        "enroll", "--ledger", &url, "--token-file", &w.path("admin.token"), "--gateway-key", &vk,
-        "--vehicle", "VIN-2", "--lanes", "factory,diag",
+        "enroll",
+        "--ledger",
+        &url,
+        "--token-file",
+        &w.path("admin.token"),
+        "--gateway-key",
+        &vk,
+        "--vehicle",
+        "VIN-2",
+        "--lanes",
+        "factory,diag",
     ])?;
     ensure!(code(&o) == 0, "enroll: {}", stderr(&o));
     let stored: serde_json::Value = serde_json::from_str(stdout(&o).trim())?;
     ensure!(stored["origin"] == "iov.example/gw/second" && stored["unit"] == "VIN-2", "{stored}");
-    let o = iovctl(&["gateways", "--ledger", &url, "--token-file", &w.path("admin.token"), "--format", "json"])?;
+    let o = iovctl(&[
+        "gateways",
+        "--ledger",
+        &url,
+        "--token-file",
+        &w.path("admin.token"),
+        "--format",
+        "json",
+    ])?;
     ensure!(code(&o) == 0, "gateways: {}", stderr(&o));
     let list: Vec<serde_json::Value> = serde_json::from_str(stdout(&o).trim())?;
     ensure!(list.len() == 2, "{list:?}");
@@ -267,10 +330,18 @@ fn enroll_and_gateways_round_trip(w: &World) -> Result<()> {
     ensure!(first["vkey"] == w.gateway_vkey().as_str(), "vkey {first}");
     ensure!(first["mirrored"] == w.head && first["witnessed"] == w.head, "sizes {first}");
     let sec = list.iter().find(|g| g["unit"] == "VIN-2").context("the second gateway")?;
-    ensure!(sec["lanes"] == serde_json::json!(["factory", "diag"]) && sec["vkey"] == vk.as_str(), "{sec}");
+    ensure!(
+        sec["lanes"] == serde_json::json!(["factory", "diag"]) && sec["vkey"] == vk.as_str(),
+        "{sec}"
+    );
     let o = iovctl(&["gateways", "--ledger", &url, "--token-file", &w.path("admin.token")])?;
     let table = stdout(&o);
-    ensure!(table.starts_with("ORIGIN") && table.contains("iov.example/gw/second") && table.contains("factory,diag"), "{table}");
+    ensure!(
+        table.starts_with("ORIGIN")
+            && table.contains("iov.example/gw/second")
+            && table.contains("factory,diag"),
+        "{table}"
+    );
     Ok(())
 }
 

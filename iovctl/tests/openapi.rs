@@ -14,7 +14,8 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 fn registered() -> Result<BTreeSet<(String, String)>> {
     let mut out = BTreeSet::new();
     for file in ["ledger-node/src/server.rs", "ledger-node/src/fleet.rs"] {
-        let src = std::fs::read_to_string(format!("{ROOT}/{file}")).with_context(|| file.to_owned())?;
+        let src =
+            std::fs::read_to_string(format!("{ROOT}/{file}")).with_context(|| file.to_owned())?;
         let mut rest = src.as_str();
         while let Some(i) = rest.find(".route(") {
             rest = &rest[i + 7..];
@@ -42,7 +43,9 @@ fn registered() -> Result<BTreeSet<(String, String)>> {
             } else {
                 match path_expr {
                     "sync_wire::path::LINK" => ledger::sync_wire::path::LINK.to_owned(),
-                    "sync_wire::path::ADD_CHECKPOINT" => ledger::sync_wire::path::ADD_CHECKPOINT.to_owned(),
+                    "sync_wire::path::ADD_CHECKPOINT" => {
+                        ledger::sync_wire::path::ADD_CHECKPOINT.to_owned()
+                    }
                     other => anyhow::bail!("{file}: route path {other} is not known to this test"),
                 }
             };
@@ -64,7 +67,8 @@ fn registered() -> Result<BTreeSet<(String, String)>> {
 #[test]
 fn openapi_lists_every_registered_route_and_nothing_else() -> Result<()> {
     let text = std::fs::read_to_string(format!("{ROOT}/docs/api/ledger-openapi.json"))?;
-    let doc: serde_json::Value = serde_json::from_str(&text).context("the OpenAPI file is not JSON")?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).context("the OpenAPI file is not JSON")?;
     ensure!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "not OpenAPI 3");
     ensure!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string(), "info");
     let paths = doc["paths"].as_object().context("paths")?;
@@ -86,7 +90,10 @@ fn openapi_lists_every_registered_route_and_nothing_else() -> Result<()> {
                 // References resolve.
                 for r in refs(op) {
                     let name = r.strip_prefix("#/components/schemas/").context("ref form")?;
-                    ensure!(doc["components"]["schemas"][name].is_object(), "{m} {p}: dangling {r}");
+                    ensure!(
+                        doc["components"]["schemas"][name].is_object(),
+                        "{m} {p}: dangling {r}"
+                    );
                 }
                 documented.insert((p.clone(), m.clone()));
             }
@@ -96,11 +103,15 @@ fn openapi_lists_every_registered_route_and_nothing_else() -> Result<()> {
     routes.insert(("/metrics".into(), "get".into()));
     let missing: Vec<_> = routes.difference(&documented).collect();
     let extra: Vec<_> = documented.difference(&routes).collect();
-    ensure!(missing.is_empty(), "routes the server registers but the OpenAPI file lacks: {missing:?}");
+    ensure!(
+        missing.is_empty(),
+        "routes the server registers but the OpenAPI file lacks: {missing:?}"
+    );
     ensure!(extra.is_empty(), "OpenAPI paths the server does not register: {extra:?}");
     // Fleet-facing endpoints are versioned.
     for (p, _) in &documented {
-        let fleet = p.starts_with("/v1/query") || p.starts_with("/v1/units") || p.starts_with("/v1/admin");
+        let fleet =
+            p.starts_with("/v1/query") || p.starts_with("/v1/units") || p.starts_with("/v1/admin");
         ensure!(!fleet || p.starts_with("/v1/"), "{p} is not versioned");
     }
     Ok(())

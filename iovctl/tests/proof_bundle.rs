@@ -14,9 +14,7 @@ use ledger::merkle::MemoryTree;
 use ledger::note::Ed25519Signer;
 
 fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[test]
@@ -41,7 +39,11 @@ fn exported_bundle_verifies_offline_and_any_changed_byte_fails() -> Result<()> {
 
     let bytes = std::fs::read(&out)?;
     let parsed = Bundle::parse(&bytes)?;
-    ensure!(parsed.headers.len() > 8, "{} headers: the export did not span pages", parsed.headers.len());
+    ensure!(
+        parsed.headers.len() > 8,
+        "{} headers: the export did not span pages",
+        parsed.headers.len()
+    );
     ensure!(!parsed.lanes.is_empty(), "no lanes exported");
     let ledger_key = CosignatureVerifier::from_vkey(&w.ledger_vkey)?;
     let gw = w.signer.verifier();
@@ -54,7 +56,11 @@ fn exported_bundle_verifies_offline_and_any_changed_byte_fails() -> Result<()> {
         proven.start,
         proven.complete_after_ns
     );
-    ensure!(proven.complete_before_ns.is_some_and(|t| t > b), "right boundary {:?}", proven.complete_before_ns);
+    ensure!(
+        proven.complete_before_ns.is_some_and(|t| t > b),
+        "right boundary {:?}",
+        proven.complete_before_ns
+    );
     ensure!(
         proven.headers.first().is_some_and(|h| h.last_ns < a)
             && proven.headers.last().is_some_and(|h| h.first_ns > b),
@@ -63,25 +69,64 @@ fn exported_bundle_verifies_offline_and_any_changed_byte_fails() -> Result<()> {
 
     // The CLI: verified with keys only, and the rows of the range come out with --key.
     let f = out.display().to_string();
-    let o = iovctl(&["proof", "verify", &f, "--ledger-key", &w.ledger_vkey, "--gateway-key", &w.gateway_vkey()])?;
-    ensure!(code(&o) == 0 && stdout(&o).starts_with("verified:"), "verify: {} {}", stdout(&o), stderr(&o));
     let o = iovctl(&[
-        "proof", "verify", &f, "--ledger-key", &w.ledger_vkey, "--key", &w.path("org.key"), "--dbc",
-        &dbc().display().to_string(), "--format", "jsonl",
+        "proof",
+        "verify",
+        &f,
+        "--ledger-key",
+        &w.ledger_vkey,
+        "--gateway-key",
+        &w.gateway_vkey(),
+    ])?;
+    ensure!(
+        code(&o) == 0 && stdout(&o).starts_with("verified:"),
+        "verify: {} {}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let o = iovctl(&[
+        "proof",
+        "verify",
+        &f,
+        "--ledger-key",
+        &w.ledger_vkey,
+        "--key",
+        &w.path("org.key"),
+        "--dbc",
+        &dbc().display().to_string(),
+        "--format",
+        "jsonl",
     ])?;
     ensure!(code(&o) == 0, "verify --key: {}", stderr(&o));
     let rows = jsonl_rows(&stdout(&o))?;
     let expected: Vec<_> =
         expected_rows(&w.trace)?.into_iter().filter(|r| r.0 >= a && r.0 <= b).collect();
-    ensure!(expected.iter().all(|r| rows.binary_search_by(|x| x.partial_cmp(r).unwrap_or(std::cmp::Ordering::Less)).is_ok()),
-        "the bundle's rows lack some of the range's {} rows", expected.len());
+    ensure!(
+        expected.iter().all(|r| rows
+            .binary_search_by(|x| x.partial_cmp(r).unwrap_or(std::cmp::Ordering::Less))
+            .is_ok()),
+        "the bundle's rows lack some of the range's {} rows",
+        expected.len()
+    );
 
     // Wrong keys.
     let other = ledger::keys::generate_cosigner("factory.example/ledger")?;
     let o = iovctl(&["proof", "verify", &f, "--ledger-key", &other.verifier().to_vkey()])?;
-    ensure!(code(&o) == 1 && stderr(&o).contains("VERIFICATION FAILED"), "other ledger key: {}", stderr(&o));
+    ensure!(
+        code(&o) == 1 && stderr(&o).contains("VERIFICATION FAILED"),
+        "other ledger key: {}",
+        stderr(&o)
+    );
     let other_gw = ledger::keys::generate_signer("iov.example/gw/fleet-test")?;
-    let o = iovctl(&["proof", "verify", &f, "--ledger-key", &w.ledger_vkey, "--gateway-key", &other_gw.verifier().to_vkey()])?;
+    let o = iovctl(&[
+        "proof",
+        "verify",
+        &f,
+        "--ledger-key",
+        &w.ledger_vkey,
+        "--gateway-key",
+        &other_gw.verifier().to_vkey(),
+    ])?;
     ensure!(code(&o) == 1, "other gateway key accepted");
 
     // Any one byte changed: many positions across every part of the file (the library, for
@@ -105,7 +150,8 @@ fn exported_bundle_verifies_offline_and_any_changed_byte_fails() -> Result<()> {
         m[pos] ^= 0x01;
         let p = w.dir.join("changed.iovproof");
         std::fs::write(&p, &m)?;
-        let o = iovctl(&["proof", "verify", &p.display().to_string(), "--ledger-key", &w.ledger_vkey])?;
+        let o =
+            iovctl(&["proof", "verify", &p.display().to_string(), "--ledger-key", &w.ledger_vkey])?;
         ensure!(code(&o) == 1, "changed byte {pos}: exit {}", code(&o));
     }
     // Truncated and extended.
@@ -119,8 +165,10 @@ fn exported_bundle_verifies_offline_and_any_changed_byte_fails() -> Result<()> {
 /// The deterministic bundle of docs/formats.md §10: fixed keys, five blocks, heights 1..4
 /// bundled with one lane.
 fn test_vector() -> Result<(Vec<u8>, String, String)> {
-    let signer =
-        Ed25519Signer::new("example.com/gw/vector", ed25519_dalek::SigningKey::from_bytes(&[7; 32]))?;
+    let signer = Ed25519Signer::new(
+        "example.com/gw/vector",
+        ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+    )?;
     let cosigner =
         Cosigner::new("example.com/ledger", ed25519_dalek::SigningKey::from_bytes(&[9; 32]))?;
     let gateway: [u8; 32] = signer.verifier().public_key().to_bytes();
@@ -179,11 +227,18 @@ fn documented_test_vector_matches_and_verifies() -> Result<()> {
     let p = bundle::verify(&bytes, &lk, None, 1_700_000_000)?;
     ensure!(p.start == 1 && p.end == 4 && p.checkpoint.size() == 5, "{p:?}");
     ensure!(p.complete_after_ns == Some(2_500_000_000), "left boundary {:?}", p.complete_after_ns);
-    ensure!(p.complete_before_ns == Some(4_000_000_000), "right boundary {:?}", p.complete_before_ns);
+    ensure!(
+        p.complete_before_ns == Some(4_000_000_000),
+        "right boundary {:?}",
+        p.complete_before_ns
+    );
     for pos in 0..bytes.len() {
         let mut m = bytes.clone();
         m[pos] ^= 0x01;
-        ensure!(bundle::verify(&m, &lk, None, 1_700_000_000).is_err(), "vector byte {pos} changed still verifies");
+        ensure!(
+            bundle::verify(&m, &lk, None, 1_700_000_000).is_err(),
+            "vector byte {pos} changed still verifies"
+        );
     }
     Ok(())
 }

@@ -64,18 +64,26 @@ pub enum BundleError {
     GatewayKey(String),
     #[error("the bundle's gateway key {got} is not the pinned one {pinned}")]
     GatewayPin { pinned: String, got: String },
-    #[error("checkpoint note signature line {line} ({name}) is neither the gateway's nor the ledger's")]
+    #[error(
+        "checkpoint note signature line {line} ({name}) is neither the gateway's nor the ledger's"
+    )]
     UnknownSignature { line: usize, name: String },
     #[error("lane line {position}: height {height} is not a header of the bundle")]
     LaneHeight { position: usize, height: u64 },
     #[error(transparent)]
-    Verify(#[from] VerifyError),
+    Verify(Box<VerifyError>),
     #[error("pages were proven against different checkpoints (sizes {a} and {b}): the ledger moved during the export; export again")]
     MixedCheckpoints { a: u64, b: u64 },
     #[error("no pages to bundle")]
     Empty,
     #[error("range proof: {0}")]
     Proof(String),
+}
+
+impl From<VerifyError> for BundleError {
+    fn from(e: VerifyError) -> BundleError {
+        BundleError::Verify(Box::new(e))
+    }
 }
 
 impl Bundle {
@@ -113,8 +121,8 @@ impl Bundle {
             .windows(2)
             .position(|w| w == b"\n\n")
             .ok_or_else(|| perr(0, "no blank line before the checkpoint note".into()))?;
-        let head = std::str::from_utf8(&bytes[..split])
-            .map_err(|e| perr(0, format!("not UTF-8: {e}")))?;
+        let head =
+            std::str::from_utf8(&bytes[..split]).map_err(|e| perr(0, format!("not UTF-8: {e}")))?;
         let note = bytes[split + 2..].to_vec();
         let mut lines = head.split('\n').enumerate().map(|(i, l)| (i + 1, l));
         let mut next = |what: &str| {
@@ -142,9 +150,8 @@ impl Bundle {
             proof: Vec::new(),
             note,
         };
-        let b64 = |n: usize, s: &str| {
-            STANDARD.decode(s).map_err(|e| perr(n, format!("bad base64: {e}")))
-        };
+        let b64 =
+            |n: usize, s: &str| STANDARD.decode(s).map_err(|e| perr(n, format!("bad base64: {e}")));
         for (n, line) in lines {
             if let Some(h) = line.strip_prefix("header ") {
                 if !b.lanes.is_empty() || !b.proof.is_empty() {
@@ -164,16 +171,18 @@ impl Bundle {
                 b.lanes.push((height, index, b64(n, data)?));
             } else {
                 let raw = b64(n, line)?;
-                let arr: [u8; 32] = raw
-                    .try_into()
-                    .map_err(|_| perr(n, "a proof hash must be 32 bytes".into()))?;
+                let arr: [u8; 32] =
+                    raw.try_into().map_err(|_| perr(n, "a proof hash must be 32 bytes".into()))?;
                 b.proof.push(Hash(arr));
             }
         }
         let again = b.to_bytes();
         if again != bytes {
-            let offset =
-                again.iter().zip(bytes).position(|(a, c)| a != c).unwrap_or(again.len().min(bytes.len()));
+            let offset = again
+                .iter()
+                .zip(bytes)
+                .position(|(a, c)| a != c)
+                .unwrap_or(again.len().min(bytes.len()));
             return Err(BundleError::NotCanonical { offset });
         }
         Ok(b)
@@ -222,7 +231,9 @@ pub fn verify(
     let note = Note::parse(&b.note).map_err(|e| VerifyError::Note { reason: e.to_string() })?;
     for (i, sig) in note.signatures().iter().enumerate() {
         let is_gateway = sig.name == gateway.name() && sig.key_id == gateway.key_id();
-        if !is_gateway && ledger_key.verify(&checkpoint, sig, now_s, verify::MAX_COSIGNATURE_SKEW_S).is_err() {
+        if !is_gateway
+            && ledger_key.verify(&checkpoint, sig, now_s, verify::MAX_COSIGNATURE_SKEW_S).is_err()
+        {
             return Err(BundleError::UnknownSignature { line: i + 1, name: sig.name.clone() });
         }
     }
@@ -245,7 +256,7 @@ pub fn verify(
     }
     let end = b.start + headers.len() as u64;
     ledger::verify::complete_range_signed(&headers, &b.note, &gateway, &b.proof)
-        .map_err(|source| VerifyError::Completeness { start: b.start, end, source })?;
+        .map_err(|e| VerifyError::Completeness { start: b.start, end, source: Box::new(e) })?;
     let mut last: Option<(u64, u16)> = None;
     for (position, (height, index, ct)) in b.lanes.iter().enumerate() {
         if last.is_some_and(|l| l >= (*height, *index)) {
@@ -260,7 +271,7 @@ pub fn verify(
             .and_then(|i| headers.get(usize::try_from(i).ok()?))
             .ok_or(BundleError::LaneHeight { position, height: *height })?;
         ledger::verify::lane_against_header(h, usize::from(*index), ct)
-            .map_err(|source| VerifyError::Lane { source })?;
+            .map_err(|e| VerifyError::Lane { source: Box::new(e) })?;
     }
     let complete_after_ns = (b.start > 0).then(|| headers[0].last_ns);
     let complete_before_ns =

@@ -204,12 +204,8 @@ fn answer(
     limit: u64,
 ) -> Result<Vec<u8>, ClientError> {
     let status = resp.status().as_u16();
-    let ctype = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let ctype =
+        resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let body = resp
         .body_mut()
         .with_config()

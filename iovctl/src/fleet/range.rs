@@ -39,7 +39,7 @@ pub enum RangeError {
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error("{origin}, {what}: {source}")]
-    Verify { origin: String, what: String, source: VerifyError },
+    Verify { origin: String, what: String, source: Box<VerifyError> },
     #[error("writing the output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -85,15 +85,15 @@ fn verified(
     answer: &ledger::sync_wire::QueryBlocks,
     asked: (Option<u64>, Option<u64>),
 ) -> Result<VerifiedPage, RangeError> {
-    verify::page(answer, q.trust, asked, q.now_s).map_err(|source| RangeError::Verify {
+    verify::page(answer, q.trust, asked, q.now_s).map_err(|e| RangeError::Verify {
         origin: q.trust.gateway.name().to_owned(),
         what,
-        source,
+        source: Box::new(e),
     })
 }
 
 fn fail(q: &Query<'_>, what: String, source: VerifyError) -> RangeError {
-    RangeError::Verify { origin: q.trust.gateway.name().to_owned(), what, source }
+    RangeError::Verify { origin: q.trust.gateway.name().to_owned(), what, source: Box::new(source) }
 }
 
 /// Fetches and verifies the range, calling `on_page` with each verified page (boundary pages

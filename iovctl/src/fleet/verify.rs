@@ -58,17 +58,19 @@ pub enum VerifyError {
     #[error("checkpoint origin {got:?} is not the gateway's {expected:?}")]
     CheckpointOrigin { expected: String, got: String },
     #[error("heights [{start}, {end}) against the gateway-signed checkpoint: {source}")]
-    Completeness { start: u64, end: u64, source: ChainError },
+    Completeness { start: u64, end: u64, source: Box<ChainError> },
     #[error("checkpoint (size {size}) has no cosignature by the ledger key {ledger}")]
     NotCosigned { size: u64, ledger: String },
     #[error("checkpoint (size {size}): ledger cosignature by {ledger} does not verify: {reason}")]
     Cosignature { size: u64, ledger: String, reason: String },
     #[error("lane ciphertext in the answer: {source}")]
-    Lane { source: ChainError },
-    #[error("lane {index} ({lane:?}) at height {height} is sealed for this key but the answer lacks it")]
+    Lane { source: Box<ChainError> },
+    #[error(
+        "lane {index} ({lane:?}) at height {height} is sealed for this key but the answer lacks it"
+    )]
     LaneMissing { height: u64, index: usize, lane: String },
     #[error("opening lane {index} ({lane:?}) at height {height}: {source}")]
-    Open { height: u64, index: usize, lane: String, source: OpenError },
+    Open { height: u64, index: usize, lane: String, source: Box<OpenError> },
     #[error("chain break between pages: block {height} has prev {got:?}, block {} hashes to {expected:?}", height.saturating_sub(1))]
     Link { height: u64, expected: BlockHash, got: BlockHash },
     #[error("incomplete range: block {height} (records {first_ns}..{last_ns} ns) overlaps [{from_ns}, {to_ns}] but the ledger's answer {side}")]
@@ -148,11 +150,15 @@ pub fn page(
     }
     let (checkpoint, cosigned_at) = checkpoint(&q.checkpoint, trust, now_s)?;
     ledger::verify::complete_range_signed(&headers, &q.checkpoint, &trust.gateway, &q.range_proof)
-        .map_err(|source| VerifyError::Completeness { start: q.start, end: q.end, source })?;
+        .map_err(|e| VerifyError::Completeness {
+            start: q.start,
+            end: q.end,
+            source: Box::new(e),
+        })?;
     for (b, h) in q.blocks.iter().zip(&headers) {
         for (index, ct) in &b.lanes {
             ledger::verify::lane_against_header(h, usize::from(*index), ct)
-                .map_err(|source| VerifyError::Lane { source })?;
+                .map_err(|e| VerifyError::Lane { source: Box::new(e) })?;
         }
     }
     Ok(VerifiedPage {
@@ -251,23 +257,23 @@ pub fn open_page(
             if !info.recipients.contains(&me) || only.is_some_and(|o| o != info.name) {
                 continue;
             }
-            let ct = lanes
-                .iter()
-                .find(|(i, _)| usize::from(*i) == index)
-                .map(|(_, c)| c)
-                .ok_or_else(|| VerifyError::LaneMissing {
-                    height: h.height,
-                    index,
-                    lane: info.name.clone(),
+            let ct =
+                lanes.iter().find(|(i, _)| usize::from(*i) == index).map(|(_, c)| c).ok_or_else(
+                    || VerifyError::LaneMissing {
+                        height: h.height,
+                        index,
+                        lane: info.name.clone(),
+                    },
+                )?;
+            let records =
+                ledger::seal::open_lane_bytes(h, index, ct, key, &limits).map_err(|source| {
+                    VerifyError::Open {
+                        height: h.height,
+                        index,
+                        lane: info.name.clone(),
+                        source: Box::new(source),
+                    }
                 })?;
-            let records = ledger::seal::open_lane_bytes(h, index, ct, key, &limits).map_err(
-                |source| VerifyError::Open {
-                    height: h.height,
-                    index,
-                    lane: info.name.clone(),
-                    source,
-                },
-            )?;
             out.push(OpenedLane { height: h.height, lane: info.name.clone(), records });
         }
     }

@@ -300,8 +300,7 @@ timeout = "5s"
         let r = (|| {
             wait(DEADLINE, "every frame durable", || {
                 ensure!(gw.try_wait()?.is_none(), "the gateway exited");
-                Ok(metric(metrics, "iov_records_total", "lane=\"factory\"")?
-                    == Some(FRAMES as f64))
+                Ok(metric(metrics, "iov_records_total", "lane=\"factory\"")? == Some(FRAMES as f64))
             })?;
             // Sealed blocks keep coming until the partial block is sealed by age.
             let mut head = 0;
@@ -384,7 +383,8 @@ pub fn split_response(buf: &[u8]) -> Result<(u16, String, Vec<u8>)> {
     let status: u16 = head.split_whitespace().nth(1).context("status")?.parse()?;
     let rest = &buf[end + 4..];
     let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked")
+        l.to_ascii_lowercase().starts_with("transfer-encoding:")
+            && l.to_ascii_lowercase().contains("chunked")
     });
     let body = if chunked {
         let mut out = Vec::new();
@@ -488,7 +488,8 @@ fn serve(mut c: TcpStream, upstream: SocketAddr, tamper: Option<Tamper>) -> Resu
         req.extend_from_slice(&buf[..n]);
     }
     // Forward with Connection: close so the upstream answer ends at EOF.
-    let mut lines: Vec<&str> = head.lines().filter(|l| !l.to_ascii_lowercase().starts_with("connection:")).collect();
+    let mut lines: Vec<&str> =
+        head.lines().filter(|l| !l.to_ascii_lowercase().starts_with("connection:")).collect();
     lines.push("Connection: close");
     let mut up = TcpStream::connect(upstream)?;
     up.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -505,7 +506,11 @@ fn serve(mut c: TcpStream, upstream: SocketAddr, tamper: Option<Tamper>) -> Resu
     let mut out = String::new();
     for (i, l) in rhead.lines().enumerate() {
         let low = l.to_ascii_lowercase();
-        if i > 0 && (low.starts_with("content-length:") || low.starts_with("transfer-encoding:") || low.starts_with("connection:")) {
+        if i > 0
+            && (low.starts_with("content-length:")
+                || low.starts_with("transfer-encoding:")
+                || low.starts_with("connection:"))
+        {
             continue;
         }
         out.push_str(l);
@@ -548,7 +553,8 @@ pub fn expected_rows(trace: &Path) -> Result<Vec<(u64, String, f64)>> {
 pub fn jsonl_rows(text: &str) -> Result<Vec<(u64, String, f64)>> {
     let mut out = Vec::new();
     for line in text.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("line {line:?}"))?;
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("line {line:?}"))?;
         ensure!(v["kind"] == "row", "not a row: {line}");
         let (Some(m), Some(s)) = (v["message"].as_str(), v["signal"].as_str()) else { continue };
         out.push((
