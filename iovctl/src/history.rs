@@ -36,7 +36,9 @@ Times: RFC 3339 in UTC (2021-07-26T04:40:55Z, fractions allowed), `now`, relativ
 the gateway's own clock (record timestamps as sealed).
 
 Output: one row per decoded signal value (ts, source, message, signal, value, unit); frames no
-DBC describes show their id and data. jsonl prints the rows as the API sends them.
+DBC describes show their id and data. jsonl prints the rows as the API sends them. With
+--ledger, --format parquet writes an Apache Parquet file to stdout (redirect it:
+`... --format parquet > speed.parquet`).
 
 Exit status:
   --ledger: 0 everything printed was verified and the range is complete; 1 a
@@ -53,6 +55,8 @@ pub enum Format {
     Table,
     Csv,
     Jsonl,
+    /// Apache Parquet on stdout (--ledger only; stdout must not be a terminal).
+    Parquet,
 }
 
 #[derive(clap::Args)]
@@ -130,6 +134,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     if !args.local {
         eprintln!("iovctl: error: history needs --local or --ledger URL");
+        return Ok(ExitCode::from(2));
+    }
+    if args.format == Format::Parquet {
+        eprintln!("iovctl: error: --format parquet is available with --ledger only");
         return Ok(ExitCode::from(2));
     }
     if args.from > args.to {
@@ -258,6 +266,8 @@ impl<W: Write> Printer<W> {
 
     pub(crate) fn row(&mut self, v: &Value, line: &str) -> io::Result<()> {
         match self.format {
+            // Parquet rows go to `parquet_out::ParquetSink`, never through here.
+            Format::Parquet => Ok(()),
             Format::Jsonl => writeln!(self.w, "{line}"),
             Format::Csv => {
                 if !self.started {

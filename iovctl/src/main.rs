@@ -9,6 +9,7 @@ mod keygen;
 mod ledger_history;
 mod local_api;
 mod output;
+mod parquet_out;
 mod plot;
 mod proof_cmd;
 mod status;

@@ -345,6 +345,39 @@ fn enroll_and_gateways_round_trip(w: &World) -> Result<()> {
     Ok(())
 }
 
+fn parquet_holds_the_same_rows(w: &World) -> Result<()> {
+    use parquet::file::reader::{FileReader as _, SerializedFileReader};
+    use parquet::record::RowAccessor as _;
+    let (t0, t1) = trace_span(w)?;
+    let o = history(w, &w.ledger.url(), t0, t1, &["--format", "parquet"])?;
+    ensure!(code(&o) == 0, "parquet: {}", stderr(&o));
+    ensure!(o.stdout.starts_with(b"PAR1") && o.stdout.ends_with(b"PAR1"), "not a parquet file");
+    let f = w.dir.join("history.parquet");
+    std::fs::write(&f, &o.stdout)?;
+    let reader = SerializedFileReader::new(std::fs::File::open(&f)?)?;
+    let schema = reader.metadata().file_metadata().schema_descr();
+    let names: Vec<&str> = schema.columns().iter().map(|c| c.name()).collect();
+    ensure!(names[..4] == ["t_ns", "origin", "lane", "height"] && names.len() == 13, "{names:?}");
+    let mut got = Vec::new();
+    for row in reader.get_row_iter(None)? {
+        let row = row?;
+        let (Ok(m), Ok(s), Ok(v)) = (row.get_string(5), row.get_string(6), row.get_double(7))
+        else {
+            continue;
+        };
+        got.push((row.get_long(0)? as u64, format!("{m}.{s}"), v));
+    }
+    got.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let expected = expected_rows(&w.trace)?;
+    ensure!(
+        got == expected,
+        "parquet: {} rows, the trace decodes to {}",
+        got.len(),
+        expected.len()
+    );
+    Ok(())
+}
+
 fn plot_draws_each_signal(w: &World) -> Result<()> {
     let (t0, t1) = trace_span(w)?;
     let out = w.dir.join("chart.png");
@@ -400,6 +433,7 @@ fn ledger_history_plot_enroll_against_a_real_ledger_fed_by_a_real_trace() -> Res
     history_equals_the_trace_decoded(&w).context("history equals the trace decoded")?;
     tampered_answers_are_caught_and_named(&w).context("tampered answers")?;
     refusals_without_the_right_token(&w).context("refusals")?;
+    parquet_holds_the_same_rows(&w).context("parquet")?;
     plot_draws_each_signal(&w).context("plot")?;
     enroll_and_gateways_round_trip(&w).context("enroll and gateways")?;
     Ok(())
