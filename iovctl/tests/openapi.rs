@@ -137,6 +137,54 @@ fn refs(v: &serde_json::Value) -> Vec<String> {
     out
 }
 
+/// `/v1/...` string literals in `iovctl/src/fleet/client.rs` (`{}` placeholders), plus the
+/// `sync_wire::path` helpers it calls.
+fn client_paths() -> Result<Vec<String>> {
+    let src = std::fs::read_to_string(format!("{ROOT}/iovctl/src/fleet/client.rs"))?;
+    let mut out = Vec::new();
+    for piece in src.split('"').skip(1).step_by(2) {
+        if piece.starts_with("/v1/") {
+            out.push(piece.to_owned());
+        }
+    }
+    if src.contains("sync_wire::path::LINK") {
+        out.push(ledger::sync_wire::path::LINK.to_owned());
+    }
+    if src.contains("path::query_blocks") || src.contains("path::query_times") {
+        out.push(
+            ledger::sync_wire::path::query_blocks("o", 0, 1)
+                .split('?')
+                .next()
+                .unwrap_or("")
+                .to_owned(),
+        );
+    }
+    Ok(out)
+}
+
+/// Whether a concrete or `{}` path matches a documented template segment by segment.
+fn matches(template: &str, path: &str) -> bool {
+    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    t.len() == p.len()
+        && t.iter().zip(&p).all(|(a, b)| a == b || a.starts_with('{') || *b == "{}" || *b == "o")
+}
+
+#[test]
+fn every_path_iovctl_calls_is_documented() -> Result<()> {
+    let text = std::fs::read_to_string(format!("{ROOT}/docs/api/ledger-openapi.json"))?;
+    let doc: serde_json::Value = serde_json::from_str(&text)?;
+    let paths: Vec<&String> = doc["paths"].as_object().context("paths")?.keys().collect();
+    let used = client_paths()?;
+    ensure!(used.len() >= 4, "found only {used:?} in client.rs");
+    for u in &used {
+        ensure!(
+            paths.iter().any(|t| matches(t, u)),
+            "iovctl calls {u}, which the OpenAPI file lacks"
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn the_routes_of_the_metrics_listener_are_found_too() -> Result<()> {
     // The scanner must see the multi-line `.route(\n "/metrics", get(...))` of the metrics
