@@ -289,6 +289,10 @@ fn refusals_without_the_right_token(w: &World) -> Result<()> {
     ensure!(code(&o) == 2 && stderr(&o).contains("unauthorized"), "enroll/bogus: {}", stderr(&o));
     // A token file others can read is refused before anything is sent.
     std::fs::write(w.dir.join("open.token"), format!("{ADMIN_SECRET}\n"))?;
+    std::fs::set_permissions(
+        w.dir.join("open.token"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )?;
     let o = iovctl(&["gateways", "--ledger", &url, "--token-file", &w.path("open.token")])?;
     ensure!(code(&o) == 2, "world-readable token accepted: {}", stderr(&o));
     Ok(())
