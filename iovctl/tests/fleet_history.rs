@@ -52,6 +52,17 @@ fn history_equals_the_trace_decoded(w: &World) -> Result<()> {
         expected.len()
     );
     ensure!(got == expected, "rows differ from the trace decoded");
+    // The range runs to the end of the cosigned log: said on stderr, not hidden.
+    ensure!(
+        stderr(&o).contains("later records may not be cosigned"),
+        "no open-end note: {}",
+        stderr(&o)
+    );
+    // Before the trace: the ledger holds nothing; zero rows, and the note that this is not
+    // a proof.
+    let o = history(w, &w.ledger.url(), t0 - 3_600_000_000_000, t0 - 1, &["--format", "jsonl"])?;
+    ensure!(code(&o) == 0 && stdout(&o).is_empty(), "empty range: {} {}", code(&o), stderr(&o));
+    ensure!(stderr(&o).contains("not provable"), "empty range: {}", stderr(&o));
     // A window in the middle: both boundary blocks are checked, rows are exactly the window's.
     let (a, b) = (t0 + 30_000_000_000, t0 + 60_000_000_000);
     let o = history(w, &w.ledger.url(), a, b, &["--format", "jsonl"])?;

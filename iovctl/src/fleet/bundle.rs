@@ -28,6 +28,8 @@ use base64::Engine as _;
 use ledger::block::BlockHeader;
 use ledger::checkpoint::Checkpoint;
 use ledger::cosignature::CosignatureVerifier;
+#[cfg(test)]
+use ledger::merkle::MemoryTree;
 use ledger::merkle::{self, Hash};
 use ledger::note::{Ed25519Verifier, Note, Verifier as _};
 use std::collections::HashMap;
@@ -398,4 +400,62 @@ fn union_proof(
         union_proof(lo + k, hi, start, end, known, out)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf(i: u64) -> Hash {
+        merkle::leaf_hash(&i.to_be_bytes())
+    }
+
+    /// For every tree size up to 40, every range and page size: the proof merged from the
+    /// pages' proofs equals the range proof computed from the whole tree.
+    #[test]
+    fn merged_page_proofs_equal_the_direct_range_proof() {
+        for size in 1..=40u64 {
+            let tree = MemoryTree::from_leaf_hashes((0..size).map(leaf));
+            for a in 0..size {
+                for b in a + 1..=size {
+                    for page in [1u64, 2, 3, 8] {
+                        let mut known = HashMap::new();
+                        let mut s = a;
+                        while s < b {
+                            let e = (s + page).min(b);
+                            let p = ledger::verify::range_proof(&tree, size, s, e).expect("proof");
+                            record_outside(0, size, s, e, &mut p.iter(), &mut known).expect("walk");
+                            for i in s..e {
+                                known.insert((i, i + 1), leaf(i));
+                            }
+                            s = e;
+                        }
+                        let mut merged = Vec::new();
+                        union_proof(0, size, a, b, &known, &mut merged).expect("merge");
+                        let direct = ledger::verify::range_proof(&tree, size, a, b).expect("proof");
+                        assert_eq!(merged, direct, "size {size} range [{a}, {b}) pages of {page}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn parse_refuses_non_canonical_forms() {
+        let b = Bundle {
+            gateway_vkey: "g".into(),
+            start: 3,
+            headers: vec![vec![1, 2, 3]],
+            lanes: vec![(3, 0, vec![9; 5])],
+            proof: vec![Hash([7; 32])],
+            note: b"origin\n1\nroot\n\n".to_vec(),
+        };
+        let bytes = b.to_bytes();
+        assert_eq!(Bundle::parse(&bytes), Ok(b));
+        let text = String::from_utf8(bytes).expect("utf8");
+        // A leading zero, a trailing space: both parse to the same values, both are refused.
+        for bad in [text.replace("start 3", "start 03"), text.replace("lane 3 0 ", "lane 3 0  ")] {
+            assert!(Bundle::parse(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+    }
 }
