@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use iovctl::fleet::client::{read_token_file, Ledger};
+use iovctl::fleet::client::{read_ca_file, read_token_file, Ledger};
 
 use crate::fleet_cli::vkey_text;
 
@@ -26,6 +26,8 @@ pub const GATEWAYS_EXAMPLES: &str = "\
 Examples:
   iovctl gateways --ledger http://127.0.0.1:7480 --token-file admin.token
   iovctl gateways --ledger http://127.0.0.1:7480 --token-file admin.token --format json | jq .
+  iovctl gateways --ledger https://ledger.factory.example:7480 --ca-file factory-ca.pem \
+      --token-file admin.token
 
 Columns: origin (the gateway's log key name), unit, lanes this organisation receives,
 witnessed (latest cosigned size), mirrored (blocks held), evidence (refusals kept).
@@ -57,6 +59,9 @@ pub struct EnrollArgs {
     lanes: Vec<String>,
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     timeout: u64,
+    /// PEM file of the CA an https ledger's certificate must chain to.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -71,6 +76,9 @@ pub struct GatewaysArgs {
     format: ListFormat,
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     timeout: u64,
+    /// PEM file of the CA an https ledger's certificate must chain to.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 fn fail(e: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
@@ -84,7 +92,12 @@ pub fn enroll(a: &EnrollArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return fail(e),
     };
     let vkey = vkey_text(&a.gateway_key)?;
-    let l = Ledger::new(&a.ledger, Some(token), Duration::from_secs(a.timeout.max(1)));
+    let roots = match a.ca_file.as_deref().map(read_ca_file).transpose() {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let l =
+        Ledger::with_roots(&a.ledger, Some(token), Duration::from_secs(a.timeout.max(1)), roots);
     match l.enroll(&vkey, &a.vehicle, &a.lanes) {
         Ok(v) => {
             println!("{v}");
@@ -99,7 +112,12 @@ pub fn gateways(a: &GatewaysArgs) -> anyhow::Result<ExitCode> {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
-    let l = Ledger::new(&a.ledger, Some(token), Duration::from_secs(a.timeout.max(1)));
+    let roots = match a.ca_file.as_deref().map(read_ca_file).transpose() {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let l =
+        Ledger::with_roots(&a.ledger, Some(token), Duration::from_secs(a.timeout.max(1)), roots);
     let rows = match l.admin_gateways() {
         Ok(r) => r,
         Err(e) => return fail(e),

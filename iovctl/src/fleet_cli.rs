@@ -45,6 +45,20 @@ pub struct LedgerOpts {
     /// Per-request timeout in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub timeout: u64,
+    /// PEM file of the CA (or the self-signed certificate) an https ledger's certificate must
+    /// chain to, instead of the system's roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The HTTPS roots of `--ca-file` (`None`: the system's).
+pub fn roots(ca: Option<&Path>) -> anyhow::Result<Option<Vec<ureq::tls::Certificate<'static>>>> {
+    match ca {
+        None => Ok(None),
+        Some(p) => {
+            Ok(Some(iovctl::fleet::client::read_ca_file(p).map_err(|e| usage(e.to_string()))?))
+        }
+    }
 }
 
 /// A usage or connection problem (exit 2), as opposed to a verification failure (exit 1).
@@ -103,7 +117,12 @@ impl Session {
             None => None,
         };
         let decoder = decoder(&o.dbc)?;
-        let ledger = Ledger::new(url, token, Duration::from_secs(o.timeout.max(1)));
+        let ledger = Ledger::with_roots(
+            url,
+            token,
+            Duration::from_secs(o.timeout.max(1)),
+            roots(o.ca_file.as_deref())?,
+        );
         let cosigner = match &o.ledger_key {
             Some(k) => {
                 let t = vkey_text(k)?;

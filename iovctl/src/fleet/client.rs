@@ -26,7 +26,8 @@ pub enum ClientError {
     /// The answer could not be read or parsed.
     #[error("{url}: unreadable answer: {reason}")]
     Answer { url: String, reason: String },
-    #[error("token file {path}: {reason}")]
+    /// A token or CA file could not be used.
+    #[error("{path}: {reason}")]
     Token { path: String, reason: String },
 }
 
@@ -80,16 +81,49 @@ pub fn read_token_file(path: &Path) -> Result<Zeroizing<String>, ClientError> {
     Ok(Zeroizing::new(first.to_owned()))
 }
 
+/// Reads the PEM certificates of a CA file (for a ledger whose certificate a private CA or
+/// the ledger itself signed).
+pub fn read_ca_file(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>, ClientError> {
+    let bad = |reason: String| ClientError::Token { path: path.display().to_string(), reason };
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        if let ureq::tls::PemItem::Certificate(c) = item.map_err(|e| bad(e.to_string()))? {
+            certs.push(c);
+        }
+    }
+    if certs.is_empty() {
+        return Err(bad("no PEM certificate in it".into()));
+    }
+    Ok(certs)
+}
+
 impl Ledger {
-    /// `base` is `http://host:port` or `https://...`; no I/O happens here.
+    /// `base` is `http://host:port` or `https://...` (the system's roots); no I/O happens here.
     pub fn new(base: &str, token: Option<Zeroizing<String>>, timeout: Duration) -> Ledger {
-        let config = ureq::Agent::config_builder()
+        Ledger::with_roots(base, token, timeout, None)
+    }
+
+    /// [`Ledger::new`] trusting only `roots` for HTTPS when given.
+    pub fn with_roots(
+        base: &str,
+        token: Option<Zeroizing<String>>,
+        timeout: Duration,
+        roots: Option<Vec<ureq::tls::Certificate<'static>>>,
+    ) -> Ledger {
+        let mut b = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
             .max_redirects(0)
-            .user_agent(concat!("iovctl/", env!("CARGO_PKG_VERSION")))
-            .build();
-        Ledger { base: base.trim_end_matches('/').to_owned(), agent: config.into(), token }
+            .user_agent(concat!("iovctl/", env!("CARGO_PKG_VERSION")));
+        if let Some(r) = roots {
+            b = b.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(r)))
+                    .build(),
+            );
+        }
+        Ledger { base: base.trim_end_matches('/').to_owned(), agent: b.build().into(), token }
     }
 
     pub fn base(&self) -> &str {

@@ -118,7 +118,7 @@ impl Drop for LedgerProc {
 }
 
 /// Starts `iov-ledger run` in `dir` (which holds `ledger.toml`) and reads its address.
-fn start_ledger(dir: &Path) -> Result<LedgerProc> {
+pub fn start_ledger(dir: &Path) -> Result<LedgerProc> {
     let mut child = Command::new(workspace_bin("ledger-node", "iov-ledger")?)
         .args(["run", "--config"])
         .arg(dir.join("ledger.toml"))
