@@ -250,6 +250,7 @@ pub fn rows_of_gateway(
         now_s: crate::history::now_ns() / 1_000_000_000,
     };
     let mut first: Option<u64> = None;
+    let mut lanes_opened = 0usize;
     let r = range::fetch(&q, |role, page: &VerifiedPage| {
         if role != Role::Data {
             return Ok(());
@@ -262,6 +263,7 @@ pub fn rows_of_gateway(
             what: format!("heights [{}, {})", page.start, page.end),
             source: Box::new(e),
         })?;
+        lanes_opened += opened.len();
         let mut out = Vec::new();
         for l in &opened {
             let at =
@@ -279,6 +281,16 @@ pub fn rows_of_gateway(
         Ok(())
     });
     progress.done();
+    if let (Ok(rep), Some(k)) = (&r, key) {
+        if rep.heights.is_some() && lanes_opened == 0 {
+            eprintln!(
+                "iovctl: warning: {origin}: no lane of the blocks in the range is sealed for key {} ({:08x}){}",
+                k.name(),
+                k.key_id(),
+                lane.map(|l| format!(" with name {l:?}")).unwrap_or_default()
+            );
+        }
+    }
     r
 }
 

@@ -63,6 +63,22 @@ fn history_equals_the_trace_decoded(w: &World) -> Result<()> {
     let o = history(w, &w.ledger.url(), t0 - 3_600_000_000_000, t0 - 1, &["--format", "jsonl"])?;
     ensure!(code(&o) == 0 && stdout(&o).is_empty(), "empty range: {} {}", code(&o), stderr(&o));
     ensure!(stderr(&o).contains("not provable"), "empty range: {}", stderr(&o));
+    // A key the lanes are not sealed for: verified, no rows, and a warning that says why.
+    let stranger = ledger::keys::X25519Key::generate("stranger")?;
+    ledger::keys::save_x25519(&w.dir.join("stranger.key"), &stranger)?;
+    let mut args: Vec<String> = vec!["history".into()];
+    args.extend(w.query_args(&w.ledger.url()));
+    let k = args.iter().position(|a| a == "--key").context("--key")? + 1;
+    args[k] = w.path("stranger.key");
+    args.extend(["--from".into(), t0.to_string(), "--to".into(), t1.to_string()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = iovctl(&refs)?;
+    ensure!(code(&o) == 0 && stdout(&o).lines().count() <= 1, "stranger: {}", stdout(&o));
+    ensure!(
+        stderr(&o).contains("no lane of the blocks in the range is sealed for key stranger"),
+        "{}",
+        stderr(&o)
+    );
     // A window in the middle: both boundary blocks are checked, rows are exactly the window's.
     let (a, b) = (t0 + 30_000_000_000, t0 + 60_000_000_000);
     let o = history(w, &w.ledger.url(), a, b, &["--format", "jsonl"])?;
