@@ -17,15 +17,36 @@ Examples:
   iovctl history --local --from 2021-07-26T04:40:55Z --to 2021-07-26T04:41:00Z \\
       --signals gnss_pos.Latitude,gnss_pos.Longitude --format csv > fix.csv
   iovctl history --local --from -15m --to now --lane local --format jsonl | jq .value
+  iovctl history --ledger https://factory.example:7480 --vehicle VIN123 --from -2h --to now \
+      --key keys/factory/x25519.key --token-file analyst.token --dbc canmod-gps.dbc
+  iovctl history --ledger http://127.0.0.1:7480 --vehicle VIN123 --from 2021-07-26T04:40:55Z \
+      --to 2021-07-26T04:41:00Z --key org.key --token-file t --ledger-key ledger.vkey \
+      --signals gnss_speed.Speed --format jsonl
+
+With --ledger: the vehicle's gateways are looked up (GET /v1/units/{id}/gateways), their blocks
+over the range fetched page by page, and each page checked before any of its rows is printed:
+the gateway's signature on the checkpoint, the ledger's cosignature (--ledger-key pins the
+ledger's cosigner vkey, else it is taken from /v1/link with a warning), the range proof that
+the blocks are all the blocks at those heights, the chain between pages, the boundary blocks
+on both sides of the range, every lane's digest; then this organisation's lanes are opened
+with --key and raw frames decoded with --dbc. Rows are in time order within each page.
 
 Times: RFC 3339 in UTC (2021-07-26T04:40:55Z, fractions allowed), `now`, relative to now
 (-2h, -15m, -30s, -1d), or nanoseconds since the Unix epoch. Both ends are inclusive, and are
 the gateway's own clock (record timestamps as sealed).
 
 Output: one row per decoded signal value (ts, source, message, signal, value, unit); frames no
-DBC describes show their id and data. jsonl prints the rows as the API sends them.
+DBC describes show their id and data. jsonl prints the rows as the API sends them. With
+--ledger, --format parquet writes an Apache Parquet file to stdout (redirect it:
+`... --format parquet > speed.parquet`).
 
-Exit status: 0 ok; 1 the gateway refused the request or the answer broke off (lane not sealed
+Exit status:
+  --ledger: 0 everything printed was verified and the range is complete; 1 a
+verification failure (named on stderr: what, which height, expected vs got; rows of pages
+verified before it may have been printed, nothing after it); 2 usage error, the ledger cannot
+be reached or refused the request (401 no/unknown token, 403 scope, unknown vehicle).
+
+  --local: 0 ok; 1 the gateway refused the request or the answer broke off (lane not sealed
 for the gateway's key, store damage); 2 usage error (bad time, unknown option) or the gateway
 cannot be reached.";
 
@@ -34,46 +55,52 @@ pub enum Format {
     Table,
     Csv,
     Jsonl,
+    /// Apache Parquet on stdout (--ledger only; stdout must not be a terminal).
+    Parquet,
 }
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Ask the gateway this runs on, through its local API (the only source so far; ledgers
-    /// come with the ledger query API).
-    #[arg(long)]
+    /// Ask the gateway this runs on, through its local API.
+    #[arg(long, conflicts_with = "ledger")]
     local: bool,
+    /// Ask a ledger instead (--ledger URL --vehicle ID --key FILE --token-file FILE): every
+    /// answer is verified (see `iovctl history --help` below and iovctl/README.md).
+    #[command(flatten)]
+    pub(crate) remote: crate::fleet_cli::LedgerOpts,
     /// The gateway's API socket (`[api] socket` in its config).
     #[arg(long, value_name = "PATH", default_value = local_api::DEFAULT_SOCKET)]
     socket: PathBuf,
     /// Start of the range (inclusive).
     #[arg(long, value_name = "TIME", value_parser = parse_time_arg, allow_hyphen_values = true)]
-    from: u64,
+    pub(crate) from: u64,
     /// End of the range (inclusive).
     #[arg(long, value_name = "TIME", value_parser = parse_time_arg, allow_hyphen_values = true)]
-    to: u64,
+    pub(crate) to: u64,
     /// Only these signals (comma separated; Message.Signal or Signal).
     #[arg(long, value_name = "NAMES")]
-    signals: Option<String>,
-    /// The lane to read (default: the one lane sealed for the gateway's key).
+    pub(crate) signals: Option<String>,
+    /// The lane to read (default: the one lane sealed for the gateway's key; with --ledger:
+    /// every lane sealed for --key).
     #[arg(long, value_name = "NAME")]
-    lane: Option<String>,
+    pub(crate) lane: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
+    pub(crate) format: Format,
     /// Stop after this many rows.
     #[arg(long, value_name = "N")]
-    limit: Option<u64>,
+    pub(crate) limit: Option<u64>,
     /// Rows per request (the gateway caps it with api.max_rows).
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     page: u64,
 }
 
-fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-fn parse_time_arg(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_time_arg(s: &str) -> Result<u64, String> {
     parse_time(s, now_ns())
 }
 
@@ -102,8 +129,15 @@ pub fn parse_time(s: &str, now: u64) -> Result<u64, String> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if args.remote.ledger.is_some() {
+        return crate::ledger_history::run(args);
+    }
     if !args.local {
-        eprintln!("iovctl: error: history needs --local (ledger queries are not available yet)");
+        eprintln!("iovctl: error: history needs --local or --ledger URL");
+        return Ok(ExitCode::from(2));
+    }
+    if args.format == Format::Parquet {
+        eprintln!("iovctl: error: --format parquet is available with --ledger only");
         return Ok(ExitCode::from(2));
     }
     if args.from > args.to {
@@ -200,7 +234,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Writes rows in the chosen format.
-struct Printer<W: Write> {
+pub(crate) struct Printer<W: Write> {
     format: Format,
     w: W,
     started: bool,
@@ -226,12 +260,14 @@ fn csv_escape(s: &str) -> String {
 }
 
 impl<W: Write> Printer<W> {
-    fn new(format: Format, w: W) -> Printer<W> {
+    pub(crate) fn new(format: Format, w: W) -> Printer<W> {
         Printer { format, w, started: false }
     }
 
-    fn row(&mut self, v: &Value, line: &str) -> io::Result<()> {
+    pub(crate) fn row(&mut self, v: &Value, line: &str) -> io::Result<()> {
         match self.format {
+            // Parquet rows go to `parquet_out::ParquetSink`, never through here.
+            Format::Parquet => Ok(()),
             Format::Jsonl => writeln!(self.w, "{line}"),
             Format::Csv => {
                 if !self.started {
@@ -294,7 +330,7 @@ impl<W: Write> Printer<W> {
         }
     }
 
-    fn flush(&mut self) -> io::Result<()> {
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
         self.w.flush()
     }
 }

@@ -3,10 +3,16 @@
 
 mod audit;
 mod decode;
+mod enroll;
+mod fleet_cli;
 mod history;
 mod keygen;
+mod ledger_history;
 mod local_api;
 mod output;
+mod parquet_out;
+mod plot;
+mod proof_cmd;
 mod status;
 mod store_cmd;
 mod tlog;
@@ -42,18 +48,34 @@ enum Command {
     /// Status of the gateway running here (its local API socket).
     #[command(after_help = status::EXAMPLES)]
     Status(status::Args),
-    /// The gateway's own history over a time range, decoded (--local: from its API socket).
+    /// A vehicle's history over a time range, decoded: verified from a ledger (--ledger) or
+    /// from the gateway on this machine (--local).
     #[command(after_help = history::EXAMPLES)]
     History(history::Args),
     /// Audit a ledger's aggregate log end to end and against its peer's view (exit 1 on failure or evidence).
     #[command(after_help = audit::EXAMPLES)]
     Audit(audit::Args),
+
+    /// Register a gateway's key with a ledger for a vehicle and lanes (admin token).
+    #[command(after_help = enroll::ENROLL_EXAMPLES)]
+    Enroll(enroll::EnrollArgs),
+    /// List the gateways enrolled with a ledger (admin token).
+    #[command(after_help = enroll::GATEWAYS_EXAMPLES)]
+    Gateways(enroll::GatewaysArgs),
+    /// Draw a vehicle's verified history as a chart (PNG or SVG), one panel per signal.
+    #[command(after_help = plot::EXAMPLES)]
+    Plot(plot::Args),
+    /// Offline proof bundles: export a vehicle's range from a ledger, verify one with keys only.
+    #[command(subcommand)]
+    Proof(proof_cmd::Command),
 }
 
 /// Exit codes: 0 success; 1 the command failed (bad input, I/O; for `tlog verify`: verification
 /// failed); 2 usage error (from clap; `tlog verify` also for fetch errors); 3 the trace had
 /// malformed records (decode still printed every good frame). `status` and `history`: 1 a data
 /// problem (stalled pipeline, refused or cut-off answer), 2 usage or the gateway cannot be reached.
+/// Ledger commands (`history --ledger`, `plot`, `proof`, `enroll`, `gateways`): 0 ok and
+/// verified, 1 a verification failure (named on stderr), 2 usage, connection or refusal.
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -64,6 +86,11 @@ fn main() -> ExitCode {
         Command::Status(args) => status::run(&args),
         Command::History(args) => history::run(&args),
         Command::Audit(args) => audit::run(&args),
+
+        Command::Enroll(args) => enroll::enroll(&args),
+        Command::Gateways(args) => enroll::gateways(&args),
+        Command::Plot(args) => plot::run(&args),
+        Command::Proof(cmd) => proof_cmd::run(&cmd),
     };
     match result {
         Ok(code) => code,

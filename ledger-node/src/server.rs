@@ -42,6 +42,9 @@ use crate::token::{Denied, Scope, TokenSet};
 #[path = "witness.rs"]
 pub mod witness;
 
+#[path = "fleet.rs"]
+mod fleet;
+
 /// Limits the handlers enforce.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -262,6 +265,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/admin/gateways", post(admin_enroll).get(admin_list))
         .route("/v1/admin/gateways/{origin}/evidence", get(admin_evidence))
         .route("/v1/query/{origin}/blocks", get(query_blocks))
+        .route("/v1/units/{unit}/gateways", get(fleet::unit_gateways))
         .route("/checkpoint", get(aggregate_checkpoint))
         .route("/{origin_hash}/checkpoint", get(monitor_checkpoint))
         .route("/tile/{*path}", get(aggregate_tile))
