@@ -100,7 +100,8 @@ fn main() -> Result<()> {
     let agents_rt = load::runtime("agents", 2)?;
     let proxy_rt = load::runtime("proxies", 1)?;
     let stop = tokio_util::sync::CancellationToken::new();
-    let enrolled = [Enrollment { vkey: gw.signer.verifier().to_vkey(), unit: "VIN-CATCHUP".into() }];
+    let enrolled =
+        [Enrollment { vkey: gw.signer.verifier().to_vkey(), unit: "VIN-CATCHUP".into() }];
     let mut last_complete: Option<(Ledger, std::path::PathBuf)> = None;
     for rate in rates {
         let run = dir.join(format!("run-{rate}"));
@@ -157,7 +158,11 @@ fn main() -> Result<()> {
             gw.size,
             if complete { String::new() } else { format!(" (full catch-up ~{full:.0} s)") },
             wire as f64 / 1e6,
-            if rate > 0 { format!(" ({:.0}% of the cap)", mbit / rate as f64 * 100.0) } else { String::new() },
+            if rate > 0 {
+                format!(" ({:.0}% of the cap)", mbit / rate as f64 * 100.0)
+            } else {
+                String::new()
+            },
             ac / el,
             pc / el,
             lc / el,
@@ -178,7 +183,8 @@ fn main() -> Result<()> {
         println!("no run caught up: no query figures");
         return Ok(());
     };
-    let key = load::lane_key(&run, "factory")?;
+    drop(run);
+    let key = load::lane_key(&build_dir, "factory")?;
     let http: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(120)))
@@ -202,8 +208,11 @@ fn main() -> Result<()> {
         let q = QueryBlocks::from_cbor(&body, 1 << 30)?;
         fetch += tf.elapsed();
         let tc = Instant::now();
-        let headers: Vec<BlockHeader> =
-            q.blocks.iter().map(|b| BlockHeader::from_bytes(&b.header)).collect::<Result<_, _>>()?;
+        let headers: Vec<BlockHeader> = q
+            .blocks
+            .iter()
+            .map(|b| BlockHeader::from_bytes(&b.header))
+            .collect::<Result<_, _>>()?;
         ledger::verify::complete_range_signed(&headers, &q.checkpoint, &gv, &q.range_proof)?;
         ensure!(Note::parse(&q.checkpoint)?.verify(&[&gv, &cv])?.len() == 2, "cosignature");
         for (b, h) in q.blocks.iter().zip(&headers) {

@@ -1502,8 +1502,8 @@ fn validate_ledgers(
                 {
                     use rustls::pki_types::pem::PemObject as _;
                     let mut roots = rustls::RootCertStore::empty();
-                    for (i, cert) in rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
-                        .enumerate()
+                    for (i, cert) in
+                        rustls::pki_types::CertificateDer::pem_slice_iter(&pem).enumerate()
                     {
                         let bad = |e: String| {
                             invalid(

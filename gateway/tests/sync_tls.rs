@@ -48,7 +48,8 @@ fn ca(dir: &Path, name: &str) -> Result<Ca> {
 
 /// A server certificate for `names` issued by `ca`: chain (leaf, CA) and key (0600) files.
 fn leaf(dir: &Path, ca: &Ca, names: &[&str]) -> Result<TlsFiles> {
-    let mut params = CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())?;
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())?;
     params.distinguished_name.push(rcgen::DnType::CommonName, names[0]);
     params.use_authority_key_identifier_extension = true;
     params.extended_key_usages.push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
@@ -76,6 +77,9 @@ fn https_client(ca: &Ca) -> ureq::Agent {
         .into()
 }
 
+/// Frames of the GPS trace in the TLS gateway's log (500 per block).
+const FRAMES: u64 = 100_000;
+
 #[test]
 fn https_through_a_faulty_proxy_ends_with_the_ledger_holding_exactly_the_log() -> Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -83,13 +87,8 @@ fn https_through_a_faulty_proxy_ends_with_the_ledger_holding_exactly_the_log() -
     let ca = ca(dir, "iov-test-ca")?;
     let key = Gateway::key("tls-1")?;
     let enrolled = [Enrollment { vkey: key.verifier().to_vkey(), unit: "VIN-TLS".into() }];
-    let mut factory = Ledger::start(
-        dir,
-        "factory",
-        "factory",
-        &enrolled,
-        Some(leaf(dir, &ca, &["localhost"])?),
-    )?;
+    let mut factory =
+        Ledger::start(dir, "factory", "factory", &enrolled, Some(leaf(dir, &ca, &["localhost"])?))?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let stop = tokio_util::sync::CancellationToken::new();
     let (proxy, paddr) = load::proxy(&rt, factory.addr, 3, &stop)?;
@@ -102,12 +101,13 @@ fn https_through_a_faulty_proxy_ends_with_the_ledger_holding_exactly_the_log() -
     };
     let cfg = load::gateway_config(dir, &[route], 500, load::LOAD_TUNING)?;
     ensure!(cfg.ledgers[0].ca_pem.is_some(), "the CA is not in the parsed config");
-    let (iface, frames) = load::read_trace(&load::gps_trace(), 20_000)?;
+    let (iface, frames) = load::read_trace(&load::gps_trace(), FRAMES as usize)?;
     let gw = Gateway::build(&cfg, key, &dir.join("gw"), &iface, frames)?;
-    ensure!(gw.size == 40, "log of {} blocks", gw.size);
+    ensure!(gw.size == FRAMES / 500, "log of {} blocks", gw.size);
 
-    // Every connection is cut every 250 ms (handshakes included), 256 KiB/s.
-    proxy.apply(&faultproxy::Command::Rate(Some(256 * 1024)));
+    // Every connection is cut every 250 ms (handshakes included), 128 KiB/s: about 650 KB to
+    // send, so several seconds of cuts.
+    proxy.apply(&faultproxy::Command::Rate(Some(128 * 1024)));
     let cuts = stop.child_token();
     let cutter = {
         let (proxy, cuts) = (proxy.clone(), cuts.clone());
@@ -137,12 +137,20 @@ fn https_through_a_faulty_proxy_ends_with_the_ledger_holding_exactly_the_log() -
     stop.cancel();
     rt.block_on(task)?;
     let t = load::totals(std::slice::from_ref(&stats));
-    println!("TLS: {} blocks, {} bytes, errors {}; proxy {:?}", gw.size, t.bytes_sent, load::error_line(&t), proxy.stats());
-    ensure!(proxy.stats().resets > 0, "the proxy never cut a connection");
+    println!(
+        "TLS: {} blocks, {} bytes, errors {}; proxy {:?}",
+        gw.size,
+        t.bytes_sent,
+        load::error_line(&t),
+        proxy.stats()
+    );
+    ensure!(proxy.stats().resets >= 3, "the proxy cut {} connections", proxy.stats().resets);
+    let link = t.errors.iter().find(|(k, _)| k.label() == "link").map_or(0, |e| e.1);
+    ensure!(link >= 3, "the agent saw {link} broken links");
 
     // The ledger answers the fleet tool over TLS too, with proofs; then its store is exact.
     let (frames, _) = factory.check_query(&https_client(&ca), &gw)?;
-    ensure!(frames == gw.frames && frames == 20_000, "{frames} frames provable");
+    ensure!(frames == gw.frames && frames == FRAMES, "{frames} frames provable");
     let store = gw.reader();
     let c = read_cursor(&store, "factory")?;
     ensure!(c == LedgerCursor { witnessed: gw.size, acked: gw.size }, "cursor {c:?}");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use common::*;
-use ledger::block::{hash_header_bytes, BlockHash, BlockHeader};
+use ledger::block::{hash_header_bytes, BlockHash};
 use ledger::checkpoint::{Checkpoint, SignedCheckpoint};
 use ledger::merkle::{self, Hash};
 use ledger::sync_wire::{self, AddCheckpoint, ErrorCode, Link, UploadAck};
@@ -19,7 +19,7 @@ use sha2::Digest as _;
 
 #[test]
 fn add_checkpoint_answers_every_witness_status_code() -> Result<()> {
-    let mut gw = Gateway::grown("iov.example/gw/VIN-A", 12);
+    let gw = Gateway::grown("iov.example/gw/VIN-A", 12);
     let stranger = {
         let mut s = Gateway::new("iov.example/gw/STRANGER");
         s.grow(3);
@@ -118,7 +118,7 @@ fn add_checkpoint_answers_every_witness_status_code() -> Result<()> {
 
 #[test]
 fn concurrent_add_checkpoints_from_one_size_cosign_exactly_one() -> Result<()> {
-    let mut gw = Gateway::grown("iov.example/gw/VIN-G", 16);
+    let gw = Gateway::grown("iov.example/gw/VIN-G", 16);
     let (_dir, node) = setup(&[&gw])?;
     let bodies: Vec<Vec<u8>> = (1..=16).map(|n| gw.add_checkpoint(0, n)).collect();
     let url = node.url(sync_wire::path::ADD_CHECKPOINT);
@@ -200,7 +200,7 @@ fn uploads_in_batches_are_idempotent_and_resume_after_a_restart() -> Result<()> 
 
 #[test]
 fn every_acknowledged_upload_survives_a_sigkill_during_uploads() -> Result<()> {
-    let mut gw = Gateway::grown("iov.example/gw/VIN-L", 400);
+    let gw = Gateway::grown("iov.example/gw/VIN-L", 400);
     let (dir, mut node) = setup(&[&gw])?;
     let o = gw.origin().to_owned();
     node.witness(&gw, 0, 400)?;
@@ -243,7 +243,7 @@ fn every_acknowledged_upload_survives_a_sigkill_during_uploads() -> Result<()> {
 
 #[test]
 fn a_forged_or_wrong_lane_is_refused_with_the_reason() -> Result<()> {
-    let mut gw = Gateway::grown("iov.example/gw/VIN-C", 6);
+    let gw = Gateway::grown("iov.example/gw/VIN-C", 6);
     let (_dir, node) = setup(&[&gw])?;
     let o = gw.origin().to_owned();
     node.witness(&gw, 0, 6)?;
@@ -291,7 +291,7 @@ fn a_fork_at_a_held_height_is_refused_kept_as_evidence_and_alerts() -> Result<()
     // The gateway signs one tree whose leaves 0..5 are X0..X4 and whose leaves 5..10 chain from
     // a different block Y4: the ledger mirrors X0..X4, then is shown Y4 proven in a checkpoint
     // it cosigned: two histories signed by one key.
-    let mut gw = Gateway::grown("iov.example/gw/VIN-D", 5);
+    let gw = Gateway::grown("iov.example/gw/VIN-D", 5);
     let mut y = gw.same_key();
     y.headers = gw.headers[..4].to_vec();
     y.lanes = gw.lanes[..4].to_vec();
@@ -329,7 +329,7 @@ fn a_fork_at_a_held_height_is_refused_kept_as_evidence_and_alerts() -> Result<()
 
 #[test]
 fn admin_endpoints_need_a_token_with_scope_admin_and_enrollment_opens_the_door() -> Result<()> {
-    let mut gw = Gateway::grown("iov.example/gw/VIN-E", 3);
+    let gw = Gateway::grown("iov.example/gw/VIN-E", 3);
     let (dir, node) = setup(&[])?;
     // Not enrolled: refused on every sync endpoint.
     assert_eq!(node.add_checkpoint(&gw.add_checkpoint(0, 3))?.status, 404);
@@ -384,7 +384,7 @@ fn admin_endpoints_need_a_token_with_scope_admin_and_enrollment_opens_the_door()
 #[test]
 fn tls_with_a_self_signed_certificate_serves_the_protocol() -> Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
-    let mut gw = Gateway::grown("iov.example/gw/VIN-F", 4);
+    let gw = Gateway::grown("iov.example/gw/VIN-F", 4);
     let dir = tempfile::tempdir()?;
     let ck =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
@@ -544,7 +544,7 @@ fn a_query_returns_blocks_with_a_completeness_proof_to_scoped_tokens() -> Result
     let q =
         sync_wire::QueryBlocks::from_cbor(&query(&o, 5, 30, Some(FLEET_SECRET))?.body, 64 << 20)?;
     assert_eq!((q.start, q.end), (5, 21));
-    let headers = verified_headers(&q, &gw)?;
+    verified_headers(&q, &gw)?;
     assert_eq!(Checkpoint::parse(ledger::note::Note::parse(&q.checkpoint)?.text())?.size(), 30);
     assert_eq!(q.requested_end, 30);
 
@@ -557,7 +557,7 @@ fn a_query_returns_blocks_with_a_completeness_proof_to_scoped_tokens() -> Result
     assert_eq!(r.status, 200, "{}", r.error());
     let q = sync_wire::QueryBlocks::from_cbor(&r.body, 64 << 20)?;
     assert_eq!((q.start, q.end, q.requested_end), (5, 9, 9));
-    let headers = verified_headers(&q, &gw)?;
+    verified_headers(&q, &gw)?;
     assert_eq!(by_time(1, 2)?.status, 404, "no block that early");
     assert_eq!(by_time(5, 5)?.status, 400, "empty time range");
     Ok(())
@@ -656,7 +656,7 @@ fn check_config_names_the_bad_key_and_sigterm_exits_cleanly() -> Result<()> {
     assert!(node.stop()?.success());
 
     // Without ledger.log_key the node witnesses and mirrors but keeps no aggregate log.
-    let mut gw = Gateway::grown("iov.example/gw/VIN-M", 3);
+    let gw = Gateway::grown("iov.example/gw/VIN-M", 3);
     let dir = tempfile::tempdir()?;
     let path = write_config(dir.path(), &[&gw], false)?;
     let text = std::fs::read_to_string(&path)?.replace("log_key = \"signing.key\"\n", "");

@@ -100,8 +100,8 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     // The command name may hold spaces: fields count from after its closing parenthesis.
     let rest = stat.rsplit_once(')').context("/proc stat")?.1;
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11).context("utime")?.parse::<u64>()?
-        + f.get(12).context("stime")?.parse::<u64>()?;
+    let ticks: u64 =
+        f.get(11).context("utime")?.parse::<u64>()? + f.get(12).context("stime")?.parse::<u64>()?;
     Ok(ticks as f64 / clock_ticks()?)
 }
 
@@ -265,7 +265,7 @@ impl Ledger {
             .filter(|l| !l.starts_with('#'))
             .filter(|l| l.split(['{', ' ']).next() == Some(name))
             .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-            .sum())
+            .fold(0.0, |a, b| a + b))
     }
 
     /// The ledger's own base URL (not through the proxy): `https://localhost:PORT` with TLS.
@@ -570,10 +570,8 @@ pub struct Totals {
 }
 
 pub fn totals(stats: &[Arc<AgentStats>]) -> Totals {
-    let mut t = Totals {
-        errors: FailKind::ALL.iter().map(|k| (*k, 0)).collect(),
-        ..Totals::default()
-    };
+    let mut t =
+        Totals { errors: FailKind::ALL.iter().map(|k| (*k, 0)).collect(), ..Totals::default() };
     for s in stats {
         t.acked += s.acked.load(Ordering::Relaxed);
         t.witnessed += s.witnessed.load(Ordering::Relaxed);
@@ -617,7 +615,11 @@ pub fn spawn_agents(
 }
 
 /// Polls `f` every 50 ms until it holds; fails after `timeout` with `what`.
-pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
+pub fn wait_until(
+    timeout: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Result<bool>,
+) -> Result<()> {
     let end = Instant::now() + timeout;
     loop {
         if f()? {
@@ -667,6 +669,19 @@ pub fn threads_cpu_seconds(prefix: &str) -> Result<f64> {
     Ok(total)
 }
 
+/// Free bytes on the filesystem holding `dir` (`df -Pk`).
+pub fn free_bytes(dir: &Path) -> Result<u64> {
+    let out = Command::new("df").arg("-Pk").arg(dir).output().context("df")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let kib: u64 = text
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(3))
+        .context("df output")?
+        .parse()?;
+    Ok(kib * 1024)
+}
+
 /// A multi-thread runtime whose threads are named `name` (workers and blocking threads, the
 /// latter kept alive an hour so their CPU time stays countable).
 pub fn runtime(name: &str, workers: usize) -> Result<tokio::runtime::Runtime> {
@@ -698,8 +713,8 @@ pub struct FleetReport {
     pub build: Duration,
     /// From the agents' start until every ledger acknowledged every log.
     pub sync: Duration,
-    /// Until the faults were lifted.
-    pub faults: Duration,
+    /// Until the faults were lifted (`None`: a clean link).
+    pub faults: Option<Duration>,
     pub totals: Totals,
     /// Per ledger: name, CPU seconds during the sync, proxy counters, refusals.
     pub ledgers: Vec<(String, f64, faultproxy::StatsSnapshot, f64)>,
@@ -720,10 +735,13 @@ impl std::fmt::Display for FleetReport {
         )?;
         writeln!(
             f,
-            "synced to 2 ledgers in {s:.2} s (faults for the first {:.2} s): {:.0} blocks/s, {:.0} \
-             frames/s into each ledger ({:.0} blocks/s, {:.0} frames/s both together); {} request \
-             bytes ({:.2} MB/s); agent errors: {}",
-            self.faults.as_secs_f64(),
+            "synced to 2 ledgers in {s:.2} s ({}): {:.0} blocks/s, {:.0} frames/s into each \
+             ledger ({:.0} blocks/s, {:.0} frames/s both together); {} request bytes ({:.2} \
+             MB/s); agent errors: {}",
+            self.faults.map_or("clean links".into(), |d| format!(
+                "faults for the first {:.2} s",
+                d.as_secs_f64()
+            )),
             self.blocks as f64 / s,
             self.frames as f64 / s,
             2.0 * self.blocks as f64 / s,
@@ -762,6 +780,19 @@ impl std::fmt::Display for FleetReport {
 /// only), no fork evidence.
 pub fn fleet(dir: &Path, p: &FleetParams) -> Result<FleetReport> {
     let n = p.gateways;
+    // Each open store holds up to 64 MiB of preallocated WAL blocks (ledger's
+    // `MAX_TOTAL_WAL_BYTES`; apparent sizes stay small): say so plainly instead of failing
+    // half-way with ENOSPC.
+    let need = (n as u64 + 2) * (70 << 20);
+    let free = free_bytes(dir)?;
+    ensure!(
+        free > need + (2 << 30),
+        "{n} gateway stores need about {} GB of free disk in {} (64 MiB of preallocated WAL \
+         each while open), {} GB free",
+        need >> 30,
+        dir.display(),
+        free >> 30
+    );
     let (iface, frames) = read_trace(&gps_trace(), n * p.frames_per_gateway)?;
     ensure!(frames.len() == n * p.frames_per_gateway, "the trace has {} frames", frames.len());
     let keys: Vec<_> =
@@ -871,7 +902,7 @@ pub fn fleet(dir: &Path, p: &FleetParams) -> Result<FleetReport> {
     for px in &proxies {
         px.apply(&faultproxy::Command::Clear);
     }
-    let faults = t.elapsed();
+    let faults = p.cut_every.map(|_| t.elapsed());
     // Agents are pushed per gateway, one per ledger, in route order.
     let sizes: Vec<u64> = gws.iter().flat_map(|g| [g.size, g.size]).collect();
     let behind = || {
@@ -894,9 +925,9 @@ pub fn fleet(dir: &Path, p: &FleetParams) -> Result<FleetReport> {
             })
             .collect::<Vec<_>>()
     };
-    if let Err(e) = wait_until(p.deadline, "every log acknowledged by both ledgers", || {
-        Ok(behind().is_empty())
-    }) {
+    if let Err(e) =
+        wait_until(p.deadline, "every log acknowledged by both ledgers", || Ok(behind().is_empty()))
+    {
         let b = behind();
         bail!(
             "{e}: {} agents behind, e.g.\n{}\nall agents: {}",

@@ -18,8 +18,7 @@ use ledger::cosignature::CosignatureVerifier;
 use ledger::merkle::{self, Hash, MemoryTree};
 use ledger::note::Ed25519Signer;
 use ledger::sync_wire::{
-    self, AddCheckpoint, ErrorBody, GatewayState, Link, QueryBlocks, Upload, UploadAck,
-    UploadBlock,
+    self, AddCheckpoint, ErrorBody, GatewayState, Link, QueryBlocks, Upload, UploadAck, UploadBlock,
 };
 use sha2::Digest as _;
 
