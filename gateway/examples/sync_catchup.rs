@@ -50,7 +50,7 @@ fn main() -> Result<()> {
     let n = minutes * 60 * fps;
     let t0 = trace[0].t_ns;
     let frames = (0..n).map(|k| {
-        let mut f = trace[(k % trace.len() as u64) as usize].clone();
+        let mut f = trace[(k % trace.len() as u64) as usize];
         f.t_ns = t0 + k * 1_000_000_000 / fps;
         f
     });
