@@ -277,6 +277,21 @@ impl Ledger {
         }
     }
 
+    /// Its refusals by reason, `gap=3 not_witnessed=1` (`none` when there were none).
+    pub fn refusals(&self) -> Result<String> {
+        let text = self.metrics_text()?;
+        let parts: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("iov_ledger_refusals_total{"))
+            .filter_map(|l| {
+                let reason = l.split("reason=\"").nth(1)?.split('"').next()?;
+                let n: f64 = l.rsplit(' ').next()?.parse().ok()?;
+                (n > 0.0).then(|| format!("{reason}={n}"))
+            })
+            .collect();
+        Ok(if parts.is_empty() { "none".into() } else { parts.join(" ") })
+    }
+
     /// What a fleet tool gets for `gw`'s blocks `0..size` over the query API (straight to the
     /// ledger; `http` must trust its certificate when it has one): every page's completeness proof, the gateway's signature and
     /// this ledger's cosignature on its checkpoint, every lane against its header, no lane of
@@ -716,8 +731,8 @@ pub struct FleetReport {
     /// Until the faults were lifted (`None`: a clean link).
     pub faults: Option<Duration>,
     pub totals: Totals,
-    /// Per ledger: name, CPU seconds during the sync, proxy counters, refusals.
-    pub ledgers: Vec<(String, f64, faultproxy::StatsSnapshot, f64)>,
+    /// Per ledger: name, CPU seconds during the sync, proxy counters, refusals by reason.
+    pub ledgers: Vec<(String, f64, faultproxy::StatsSnapshot, String)>,
     /// CPU seconds of the agents' runtime (all gateways) and of the proxies' during the sync.
     pub agents_cpu: f64,
     pub proxies_cpu: f64,
@@ -754,7 +769,7 @@ impl std::fmt::Display for FleetReport {
             writeln!(
                 f,
                 "{name}: {cpu:.2} CPU s ({:.0} blocks, {:.0} frames per CPU second); proxy: {} \
-                 connections, {} resets, {} bytes up, {} down; refusals {refusals}",
+                 connections, {} resets, {} bytes up, {} down; refusals: {refusals}",
                 self.blocks as f64 / cpu.max(1e-9),
                 self.frames as f64 / cpu.max(1e-9),
                 p.accepted,
@@ -970,7 +985,7 @@ pub fn fleet(dir: &Path, p: &FleetParams) -> Result<FleetReport> {
             provable += f;
         }
         ensure!(provable == sent, "{}: {provable} frames provable, {sent} sent", l.name);
-        rows.push((l.name.clone(), *c, px.stats(), l.metric_sum("iov_ledger_refusals_total")?));
+        rows.push((l.name.clone(), *c, px.stats(), l.refusals()?));
     }
     for l in &mut ledgers {
         l.stop()?;
