@@ -8,7 +8,8 @@
 //! ([`load::fleet`] checks all of it).
 //!
 //! The CI-sized run; `examples/sync_load.rs` is the bigger one with figures. Waits poll the
-//! agents' own counters with a deadline.
+//! agents' own counters with a deadline. Needs about 16 GB of free disk while it runs (each
+//! open gateway store preallocates 64 MiB of WAL, D187); it says so up front when short.
 
 #![cfg(feature = "rocks")]
 
