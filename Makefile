@@ -50,8 +50,9 @@ vm-test: deps-vm
 	$(CARGO) test $(PROFILE) -p gateway --test vcan --test vcan_daemon
 
 # Decode speed against cantools, sealing and bytes per frame, Merkle proofs, the gateway daemon's
-# ingest on one core, CPU share at 25k frames/s and peak RSS; figures go to docs/BENCHMARKS.md by
-# hand.
+# ingest on one core, CPU share at 25k frames/s and peak RSS, the ledger node (uploads, many
+# gateways at once, an hour's catch-up against link rates, queries); figures go to
+# docs/BENCHMARKS.md by hand.
 bench: deps
 	$(CARGO) run $(PROFILE) -q -p can-decoders --example bench -- --dbc $(GPS_DBC) --trace $(GPS_TRACE)
 	$(CARGO) run $(PROFILE) -q -p ledger --example lane_bench
@@ -59,6 +60,10 @@ bench: deps
 	$(CARGO) run $(PROFILE) -q -p ledger --example merkle_speed
 	$(CARGO) build $(PROFILE) -q -p gateway --bin iov-gateway
 	$(CARGO) run $(PROFILE) -q -p gateway --example gateway_bench -- --soak 120
+	$(CARGO) run $(PROFILE) -q -p ledger-node --example sync_bench
+	$(CARGO) build $(PROFILE) -q -p ledger-node --bin iov-ledger
+	$(CARGO) run $(PROFILE) -q -p gateway --example sync_load
+	$(CARGO) run $(PROFILE) -q -p gateway --example sync_catchup
 
 # A short coverage-guided run of every fuzz target (cargo-fuzz, stable toolchain).
 FUZZ_SECONDS ?= 10

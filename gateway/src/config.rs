@@ -1499,6 +1499,24 @@ fn validate_ledgers(
                 if url.scheme() != "https" {
                     return Err(invalid(key("ca_file"), "set, but the url is not https"));
                 }
+                // Every certificate must be one rustls accepts as a root now (what the agent's
+                // client does at start), so `check-config` catches a damaged CA file.
+                {
+                    use rustls::pki_types::pem::PemObject as _;
+                    let mut roots = rustls::RootCertStore::empty();
+                    for (i, cert) in
+                        rustls::pki_types::CertificateDer::pem_slice_iter(&pem).enumerate()
+                    {
+                        let bad = |e: String| {
+                            invalid(
+                                key("ca_file"),
+                                format!("{}: certificate {}: {e}", full.display(), i + 1),
+                            )
+                        };
+                        let cert = cert.map_err(|e| bad(e.to_string()))?;
+                        roots.add(cert).map_err(|e| bad(e.to_string()))?;
+                    }
+                }
                 Some(pem)
             }
         };
@@ -1803,7 +1821,10 @@ mod tests {
         std::fs::write(dir.join("factory.witness.vkey"), c.verifier().to_vkey()).expect("vkey");
         std::fs::write(
             dir.join("ca.pem"),
-            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+            rcgen::generate_simple_self_signed(vec!["ca.example".to_owned()])
+                .expect("a test CA")
+                .cert
+                .pem(),
         )
         .expect("ca");
         let mut out = String::new();
@@ -1878,6 +1899,17 @@ mod tests {
         assert!(e.starts_with("ledgers.factory.cosigner: give exactly one"), "{e}");
         let e = err(&base.replace("https://factory", "http://factory"), d);
         assert!(e.starts_with("ledgers.factory.ca_file: set, but the url is not https"), "{e}");
+        // A CA file whose PEM holds no certificate rustls accepts is refused at load time.
+        std::fs::write(
+            d.join("ca.pem"),
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        let e = err(&base, d);
+        assert!(e.starts_with("ledgers.factory.ca_file: ") && e.contains("certificate 1: "), "{e}");
+        std::fs::write(d.join("ca.pem"), "not a certificate\n").expect("write");
+        let e = err(&base, d);
+        assert!(e.starts_with("ledgers.factory.ca_file: ") && e.contains("no PEM"), "{e}");
         let e = err(&base.replace("timeout = \"30s\"", "timeout = \"30s\"\nretries = 3"), d);
         assert!(e.contains("retries"), "{e}");
     }

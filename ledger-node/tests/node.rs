@@ -1,329 +1,25 @@
 //! End to end: the real `iov-ledger` binary on a loopback port with a RocksDB directory, driven
 //! over real HTTP(S) with gateway logs built by the `ledger` crate (real headers, Merkle tree,
 //! signed checkpoints; lane ciphertexts are random bytes, which is all a ledger sees of them).
+//! The gateway logs, the node process and the repeated sync steps are in `common/`.
 
-use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context as _, Result};
-use ledger::block::{hash_header_bytes, BlockHash, BlockHeader, LaneInfo, BLOCK_VERSION};
+use anyhow::{anyhow, bail, Result};
+use common::*;
+use ledger::block::{hash_header_bytes, BlockHash};
 use ledger::checkpoint::{Checkpoint, SignedCheckpoint};
-use ledger::cosignature::CosignatureVerifier;
-use ledger::merkle::{self, Hash, MemoryTree};
-use ledger::note::Ed25519Signer;
-use ledger::sync_wire::{
-    self, AddCheckpoint, ErrorBody, ErrorCode, GatewayState, Link, Upload, UploadAck, UploadBlock,
-};
+use ledger::merkle::{self, Hash};
+use ledger::sync_wire::{self, AddCheckpoint, ErrorCode, Link, UploadAck};
 use sha2::Digest as _;
-
-const ADMIN_SECRET: &str = "admin-secret-for-tests";
-const FLEET_SECRET: &str = "fleet-secret-for-tests";
-
-// ---------------------------------------------------------------------------------------------
-// A gateway log made with the ledger crate.
-
-struct Gateway {
-    signer: Ed25519Signer,
-    headers: Vec<Vec<u8>>,
-    lanes: Vec<Vec<Vec<u8>>>,
-    tree: MemoryTree,
-}
-
-impl Gateway {
-    fn new(name: &str) -> Gateway {
-        let signer = ledger::keys::generate_signer(name).expect("key");
-        Gateway { signer, headers: Vec::new(), lanes: Vec::new(), tree: MemoryTree::new() }
-    }
-
-    fn origin(&self) -> &str {
-        self.signer.name()
-    }
-
-    fn vkey(&self) -> String {
-        self.signer.verifier().to_vkey()
-    }
-
-    fn key(&self) -> [u8; 32] {
-        *self.signer.verifier().public_key().as_bytes()
-    }
-
-    /// Appends `n` blocks with lanes "factory" (index 0) and "city" (index 1), chained to the
-    /// last header (or to `prev` when given).
-    fn grow_from(&mut self, n: u64, prev: Option<BlockHash>) {
-        let mut prev = prev;
-        for _ in 0..n {
-            let height = self.headers.len() as u64;
-            let p = prev.take().unwrap_or_else(|| {
-                self.headers.last().map_or(BlockHash::ZERO, |h| hash_header_bytes(h))
-            });
-            let lanes: Vec<Vec<u8>> = (0..2)
-                .map(|i| {
-                    let mut b = vec![0u8; 64 + (height as usize * 7 + i) % 200];
-                    getrandom::fill(&mut b).expect("random");
-                    b
-                })
-                .collect();
-            let t0 = 1_700_000_000_000_000_000 + height * 1_000_000_000;
-            let header = BlockHeader {
-                version: BLOCK_VERSION,
-                gateway: self.key(),
-                height,
-                prev: p,
-                first_ns: t0,
-                last_ns: t0 + 999_000_000,
-                lanes: ["factory", "city"]
-                    .iter()
-                    .zip(&lanes)
-                    .map(|(name, l)| LaneInfo {
-                        name: (*name).into(),
-                        record_count: 10,
-                        recipients: Vec::new(),
-                        digest: *blake3::hash(l).as_bytes(),
-                        size: l.len() as u64,
-                    })
-                    .collect(),
-            };
-            let bytes = header.to_bytes();
-            self.tree.push(&bytes);
-            self.headers.push(bytes);
-            self.lanes.push(lanes);
-        }
-    }
-
-    fn grow(&mut self, n: u64) {
-        self.grow_from(n, None);
-    }
-
-    fn root_at(&self, size: u64) -> Hash {
-        MemoryTree::from_leaf_hashes(
-            self.headers[..size as usize].iter().map(|h| merkle::leaf_hash(h)),
-        )
-        .root()
-    }
-
-    fn checkpoint(&self, size: u64) -> Vec<u8> {
-        let cp = Checkpoint::new(self.origin(), size, self.root_at(size)).expect("checkpoint");
-        SignedCheckpoint::sign(cp, &self.signer).expect("sign").to_bytes()
-    }
-
-    fn add_checkpoint(&self, old: u64, new: u64) -> Vec<u8> {
-        let proof = if old == 0 || old == new {
-            Vec::new()
-        } else {
-            merkle::consistency_proof(&self.tree, old, new).expect("proof")
-        };
-        AddCheckpoint { old_size: old, proof, checkpoint: self.checkpoint(new) }.to_bytes()
-    }
-
-    /// Blocks `[from, to)` with the factory lane, proven in the checkpoint of `cp_size`.
-    fn upload(&self, from: u64, to: u64, cp_size: u64) -> Upload {
-        let blocks = (from..to)
-            .map(|h| UploadBlock {
-                height: h,
-                header: self.headers[h as usize].clone(),
-                lanes: vec![(0, self.lanes[h as usize][0].clone())],
-            })
-            .collect();
-        let proof = merkle::inclusion_proof(&self.tree, to - 1, cp_size).expect("inclusion");
-        Upload { blocks, checkpoint_size: cp_size, proof }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The node as a child process.
-
-struct NodeProc {
-    child: Child,
-    base: String,
-    metrics: String,
-    dir: PathBuf,
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn sha_hex(s: &str) -> String {
-    sha2::Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Writes the cosigner key and a config into `dir` (once) and returns the config path.
-fn write_config(dir: &Path, gateways: &[&Gateway], tls: bool) -> Result<PathBuf> {
-    let key = dir.join("witness.key");
-    if !key.exists() {
-        let c = ledger::keys::generate_cosigner("factory.example/ledger")?;
-        ledger::keys::save_cosigner(&key, &c)?;
-        let l = ledger::keys::generate_signer("factory.example/ledger")?;
-        ledger::keys::save_signer(&dir.join("signing.key"), &l)?;
-    }
-    let mut text = format!(
-        "[ledger]\nname = \"factory.example\"\ncosigner_key = \"witness.key\"\nlog_key = \"signing.key\"\nstore = \"store\"\n\n\
-         [listen]\naddress = \"127.0.0.1:0\"\n{}\n\
-         [metrics]\nlisten = \"127.0.0.1:0\"\n\n\
-         [limits]\nmax_blocks_per_batch = 16\nmax_upload_bytes = \"1MiB\"\n\n\
-         [[tokens]]\nname = \"ops\"\nsha256 = \"{}\"\nscopes = [\"admin\"]\n\n\
-         [[tokens]]\nname = \"fleet\"\nblake3 = \"{}\"\nscopes = [\"query:VIN-VIN-J\"]\n",
-        if tls { "tls_cert = \"cert.pem\"\ntls_key = \"key.pem\"\n" } else { "" },
-        sha_hex(ADMIN_SECRET),
-        blake3::hash(FLEET_SECRET.as_bytes()).to_hex()
-    );
-    for g in gateways {
-        text.push_str(&format!(
-            "\n[[gateways]]\nvkey = \"{}\"\nunit = \"VIN-{}\"\nlanes = [\"factory\"]\n",
-            g.vkey(),
-            g.origin().rsplit('/').next().unwrap_or("x")
-        ));
-    }
-    let path = dir.join("ledger.toml");
-    std::fs::write(&path, text)?;
-    Ok(path)
-}
-
-fn start(dir: &Path) -> Result<NodeProc> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_iov-ledger"))
-        .args(["run", "--config"])
-        .arg(dir.join("ledger.toml"))
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("spawning iov-ledger")?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(60))
-        .context("iov-ledger did not report its address within 60 s")?;
-    let parts: Vec<&str> = line.split_whitespace().collect();
-    let ["listening", main, "metrics", metrics] = parts.as_slice() else {
-        let _ = child.kill();
-        bail!("unexpected first line {line:?}");
-    };
-    Ok(NodeProc {
-        base: main.to_string(),
-        metrics: format!("http://{metrics}/metrics"),
-        child,
-        dir: dir.to_owned(),
-    })
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
-struct Reply {
-    status: u16,
-    content_type: String,
-    cache_control: String,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn error(&self) -> ErrorBody {
-        ErrorBody::from_cbor(&self.body).unwrap_or_else(|_| ErrorBody::from_text(&self.body))
-    }
-}
-
-fn reply(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Reply> {
-    let mut r = r?;
-    let content_type =
-        r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let cache_control =
-        r.headers().get("cache-control").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let status = r.status().as_u16();
-    let body = r.body_mut().read_to_vec()?;
-    Ok(Reply { status, content_type, cache_control, body })
-}
-
-impl NodeProc {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.base)
-    }
-
-    fn post(&self, path: &str, body: &[u8]) -> Result<Reply> {
-        reply(agent().post(&self.url(path)).send(body))
-    }
-
-    fn get(&self, path: &str) -> Result<Reply> {
-        reply(agent().get(&self.url(path)).call())
-    }
-
-    fn add_checkpoint(&self, body: &[u8]) -> Result<Reply> {
-        self.post(sync_wire::path::ADD_CHECKPOINT, body)
-    }
-
-    fn upload(&self, origin: &str, u: &Upload) -> Result<Reply> {
-        self.post(&sync_wire::path::blocks(origin), &u.to_cbor())
-    }
-
-    fn state(&self, origin: &str) -> Result<GatewayState> {
-        let r = self.get(&sync_wire::path::state(origin))?;
-        if r.status != 200 {
-            bail!("state: {} {}", r.status, r.error());
-        }
-        Ok(GatewayState::from_cbor(&r.body)?)
-    }
-
-    fn metric(&self, line_start: &str) -> Result<u64> {
-        let text = reply(agent().get(&self.metrics).call())?.body;
-        let text = String::from_utf8(text)?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(line_start).and_then(|v| v.trim().parse().ok()))
-            .ok_or_else(|| anyhow!("metric {line_start} not in\n{text}"))
-    }
-
-    fn cosigner(&self) -> Result<CosignatureVerifier> {
-        let l = Link::from_cbor(&self.get(sync_wire::path::LINK)?.body)?;
-        assert_eq!(l.protocol, sync_wire::PROTOCOL);
-        assert_eq!(l.ledger, "factory.example");
-        Ok(CosignatureVerifier::from_vkey(&l.cosigner)?)
-    }
-
-    /// SIGTERM, then wait for a clean exit.
-    fn stop(mut self) -> Result<std::process::ExitStatus> {
-        let pid = self.child.id().to_string();
-        let st = Command::new("kill").args(["-TERM", &pid]).status()?;
-        assert!(st.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(s) = self.child.try_wait()? {
-                return Ok(s);
-            }
-            if Instant::now() > deadline {
-                bail!("iov-ledger did not exit within 30 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-fn setup(gateways: &[&Gateway]) -> Result<(tempfile::TempDir, NodeProc)> {
-    let dir = tempfile::tempdir()?;
-    write_config(dir.path(), gateways, false)?;
-    let node = start(dir.path())?;
-    Ok((dir, node))
-}
-
-// ---------------------------------------------------------------------------------------------
 
 #[test]
 fn add_checkpoint_answers_every_witness_status_code() -> Result<()> {
-    let mut gw = Gateway::new("iov.example/gw/VIN-A");
-    gw.grow(12);
+    let gw = Gateway::grown("iov.example/gw/VIN-A", 12);
     let stranger = {
         let mut s = Gateway::new("iov.example/gw/STRANGER");
         s.grow(3);
@@ -388,7 +84,7 @@ fn add_checkpoint_answers_every_witness_status_code() -> Result<()> {
     assert_eq!((r.status, r.error().code), (422, ErrorCode::BadProof));
     // 422 + fork evidence: same size, another root, correctly signed.
     assert_eq!(node.metric("iov_ledger_forks ")?, 0);
-    let mut other = Gateway { signer: gw.signer.clone(), ..Gateway::new("x/z") };
+    let mut other = gw.same_key();
     other.grow(5);
     let r = node.add_checkpoint(
         &AddCheckpoint { old_size: 5, proof: vec![], checkpoint: other.checkpoint(5) }.to_bytes(),
@@ -398,8 +94,8 @@ fn add_checkpoint_answers_every_witness_status_code() -> Result<()> {
     assert_eq!(node.metric("iov_ledger_evidence ")?, 2);
 
     // 200 again from the cosigned size, and a resend of the same checkpoint is answered again.
-    assert_eq!(node.add_checkpoint(&gw.add_checkpoint(5, 12))?.status, 200);
-    assert_eq!(node.add_checkpoint(&gw.add_checkpoint(12, 12))?.status, 200);
+    node.witness(&gw, 5, 12)?;
+    node.witness(&gw, 12, 12)?;
     let st = node.state(gw.origin())?;
     let w = st.witnessed.ok_or_else(|| anyhow!("no witnessed checkpoint"))?;
     assert_eq!((w.size, w.root), (12, gw.root_at(12)));
@@ -422,8 +118,7 @@ fn add_checkpoint_answers_every_witness_status_code() -> Result<()> {
 
 #[test]
 fn concurrent_add_checkpoints_from_one_size_cosign_exactly_one() -> Result<()> {
-    let mut gw = Gateway::new("iov.example/gw/VIN-G");
-    gw.grow(16);
+    let gw = Gateway::grown("iov.example/gw/VIN-G", 16);
     let (_dir, node) = setup(&[&gw])?;
     let bodies: Vec<Vec<u8>> = (1..=16).map(|n| gw.add_checkpoint(0, n)).collect();
     let url = node.url(sync_wire::path::ADD_CHECKPOINT);
@@ -449,15 +144,14 @@ fn concurrent_add_checkpoints_from_one_size_cosign_exactly_one() -> Result<()> {
 
 #[test]
 fn uploads_in_batches_are_idempotent_and_resume_after_a_restart() -> Result<()> {
-    let mut gw = Gateway::new("iov.example/gw/VIN-B");
-    gw.grow(40);
+    let mut gw = Gateway::grown("iov.example/gw/VIN-B", 40);
     let (dir, node) = setup(&[&gw])?;
     let o = gw.origin().to_owned();
 
     // Before any checkpoint: not witnessed.
     let r = node.upload(&o, &gw.upload(0, 5, 40))?;
     assert_eq!((r.status, r.error().code), (409, ErrorCode::NotWitnessed));
-    assert_eq!(node.add_checkpoint(&gw.add_checkpoint(0, 40))?.status, 200);
+    node.witness(&gw, 0, 40)?;
 
     // A gap: starting above the mirrored size.
     let r = node.upload(&o, &gw.upload(3, 6, 40))?;
@@ -488,18 +182,12 @@ fn uploads_in_batches_are_idempotent_and_resume_after_a_restart() -> Result<()> 
     let st = node.state(&o)?;
     assert_eq!((st.mirrored, st.witnessed.map(|w| w.size)), (20, Some(40)));
     assert_eq!(st.lanes, vec!["factory".to_owned()]);
-    let mut at = st.mirrored;
-    while at < 40 {
-        let to = (at + 16).min(40);
-        let r = node.upload(&o, &gw.upload(at, to, 40))?;
-        assert_eq!(r.status, 200, "{}", r.error());
-        at = UploadAck::from_cbor(&r.body)?.mirrored;
-    }
+    assert_eq!(node.mirror_rest(&gw, st.mirrored, 40, 16)?, 40);
     assert_eq!(node.state(&o)?.mirrored, 40);
 
     // The gateway grows; checkpoint, then upload the rest against the new checkpoint.
     gw.grow(5);
-    assert_eq!(node.add_checkpoint(&gw.add_checkpoint(40, 45))?.status, 200);
+    node.witness(&gw, 40, 45)?;
     let r = node.upload(&o, &gw.upload(40, 45, 45))?;
     assert_eq!(UploadAck::from_cbor(&r.body)?.mirrored, 45);
     // Past the cosigned checkpoint: refused.
@@ -512,11 +200,10 @@ fn uploads_in_batches_are_idempotent_and_resume_after_a_restart() -> Result<()> 
 
 #[test]
 fn every_acknowledged_upload_survives_a_sigkill_during_uploads() -> Result<()> {
-    let mut gw = Gateway::new("iov.example/gw/VIN-L");
-    gw.grow(400);
+    let gw = Gateway::grown("iov.example/gw/VIN-L", 400);
     let (dir, mut node) = setup(&[&gw])?;
     let o = gw.origin().to_owned();
-    assert_eq!(node.add_checkpoint(&gw.add_checkpoint(0, 400))?.status, 200);
+    node.witness(&gw, 0, 400)?;
     let url = node.url(&sync_wire::path::blocks(&o));
     let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let uploader = {
@@ -547,11 +234,7 @@ fn every_acknowledged_upload_survives_a_sigkill_during_uploads() -> Result<()> {
     let st = node.state(&o)?;
     assert!(st.mirrored >= last_ack, "acknowledged {last_ack}, held {}", st.mirrored);
     assert_eq!(st.mirrored % 4, 0, "a batch is all or nothing");
-    let mut at = st.mirrored;
-    while at < 400 {
-        let to = (at + 16).min(400);
-        at = UploadAck::from_cbor(&node.upload(&o, &gw.upload(at, to, 400))?.body)?.mirrored;
-    }
+    node.mirror_rest(&gw, st.mirrored, 400, 16)?;
     // Reaching 400 means the mirror's tiles hashed to the cosigned root on the last append
     // (the node checks it whenever an append reaches a cosigned size): nothing was torn.
     assert_eq!(node.state(&o)?.mirrored, 400);
@@ -560,11 +243,10 @@ fn every_acknowledged_upload_survives_a_sigkill_during_uploads() -> Result<()> {
 
 #[test]
 fn a_forged_or_wrong_lane_is_refused_with_the_reason() -> Result<()> {
-    let mut gw = Gateway::new("iov.example/gw/VIN-C");
-    gw.grow(6);
+    let gw = Gateway::grown("iov.example/gw/VIN-C", 6);
     let (_dir, node) = setup(&[&gw])?;
     let o = gw.origin().to_owned();
-    assert_eq!(node.add_checkpoint(&gw.add_checkpoint(0, 6))?.status, 200);
+    node.witness(&gw, 0, 6)?;
 
     let mut forged = gw.upload(0, 3, 6);
     forged.blocks[1].lanes[0].1[5] ^= 1;
@@ -599,7 +281,7 @@ fn a_forged_or_wrong_lane_is_refused_with_the_reason() -> Result<()> {
 
     // Nothing of the refused batches was kept.
     assert_eq!(node.state(&o)?.mirrored, 0);
-    assert_eq!(node.upload(&o, &gw.upload(0, 6, 6))?.status, 200);
+    node.mirror(&gw, 0, 6, 6)?;
     assert_eq!(node.metric("iov_ledger_refusals_total{reason=\"bad_lane\"}")?, 3);
     Ok(())
 }
@@ -609,22 +291,21 @@ fn a_fork_at_a_held_height_is_refused_kept_as_evidence_and_alerts() -> Result<()
     // The gateway signs one tree whose leaves 0..5 are X0..X4 and whose leaves 5..10 chain from
     // a different block Y4: the ledger mirrors X0..X4, then is shown Y4 proven in a checkpoint
     // it cosigned: two histories signed by one key.
-    let mut gw = Gateway::new("iov.example/gw/VIN-D");
-    gw.grow(5);
-    let mut y = Gateway { signer: gw.signer.clone(), ..Gateway::new("x/w") };
+    let gw = Gateway::grown("iov.example/gw/VIN-D", 5);
+    let mut y = gw.same_key();
     y.headers = gw.headers[..4].to_vec();
     y.lanes = gw.lanes[..4].to_vec();
-    y.tree = MemoryTree::from_leaf_hashes(y.headers.iter().map(|h| merkle::leaf_hash(h)));
+    y.retree();
     y.grow(6); // Y4..Y9, Y4 chained to X3 with other lanes: a different header at height 4.
-    let mut mixed = Gateway { signer: gw.signer.clone(), ..Gateway::new("x/v") };
+    let mut mixed = gw.same_key();
     mixed.headers = gw.headers.iter().chain(&y.headers[5..]).cloned().collect();
     mixed.lanes = gw.lanes.iter().chain(&y.lanes[5..]).cloned().collect();
-    mixed.tree = MemoryTree::from_leaf_hashes(mixed.headers.iter().map(|h| merkle::leaf_hash(h)));
+    mixed.retree();
 
     let (_dir, node) = setup(&[&gw])?;
     let o = gw.origin().to_owned();
-    assert_eq!(node.add_checkpoint(&mixed.add_checkpoint(0, 10))?.status, 200);
-    assert_eq!(node.upload(&o, &mixed.upload(0, 5, 10))?.status, 200);
+    node.witness(&mixed, 0, 10)?;
+    node.mirror(&mixed, 0, 5, 10)?;
     // Y4..Y9: chains to X3, Y9 is leaf 9 of the cosigned tree, but height 4 is held as X4.
     let mut fork = y.upload(4, 10, 10);
     fork.proof = merkle::inclusion_proof(&mixed.tree, 9, 10)?;
@@ -634,14 +315,8 @@ fn a_fork_at_a_held_height_is_refused_kept_as_evidence_and_alerts() -> Result<()
     assert!(e.reason.contains("height 4"), "{e}");
     assert_eq!(node.metric("iov_ledger_forks ")?, 1);
 
-    let ev = reply(
-        agent()
-            .get(
-                &node.url(&format!("/v1/admin/gateways/{}/evidence", sync_wire::escape_origin(&o))),
-            )
-            .header("authorization", &format!("Bearer {ADMIN_SECRET}"))
-            .call(),
-    )?;
+    let ev =
+        node.admin_get(&format!("/v1/admin/gateways/{}/evidence", sync_wire::escape_origin(&o)))?;
     let list: serde_json::Value = serde_json::from_slice(&ev.body)?;
     assert_eq!(list[0]["kind"], "fork");
     use base64::Engine as _;
@@ -654,8 +329,7 @@ fn a_fork_at_a_held_height_is_refused_kept_as_evidence_and_alerts() -> Result<()
 
 #[test]
 fn admin_endpoints_need_a_token_with_scope_admin_and_enrollment_opens_the_door() -> Result<()> {
-    let mut gw = Gateway::new("iov.example/gw/VIN-E");
-    gw.grow(3);
+    let gw = Gateway::grown("iov.example/gw/VIN-E", 3);
     let (dir, node) = setup(&[])?;
     // Not enrolled: refused on every sync endpoint.
     assert_eq!(node.add_checkpoint(&gw.add_checkpoint(0, 3))?.status, 404);
@@ -683,13 +357,8 @@ fn admin_endpoints_need_a_token_with_scope_admin_and_enrollment_opens_the_door()
     assert_eq!(enroll(Some(&format!("Bearer {ADMIN_SECRET}")))?.status, 200);
     assert_eq!(node.metric("iov_ledger_gateways_enrolled ")?, 1);
 
-    assert_eq!(node.add_checkpoint(&gw.add_checkpoint(0, 3))?.status, 200);
-    let list = reply(
-        agent()
-            .get(&node.url("/v1/admin/gateways"))
-            .header("authorization", &format!("Bearer {ADMIN_SECRET}"))
-            .call(),
-    )?;
+    node.witness(&gw, 0, 3)?;
+    let list = node.admin_get("/v1/admin/gateways")?;
     let rows: serde_json::Value = serde_json::from_slice(&list.body)?;
     assert_eq!(
         (rows[0]["origin"].as_str(), rows[0]["witnessed"].as_u64()),
@@ -715,8 +384,7 @@ fn admin_endpoints_need_a_token_with_scope_admin_and_enrollment_opens_the_door()
 #[test]
 fn tls_with_a_self_signed_certificate_serves_the_protocol() -> Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
-    let mut gw = Gateway::new("iov.example/gw/VIN-F");
-    gw.grow(4);
+    let gw = Gateway::grown("iov.example/gw/VIN-F", 4);
     let dir = tempfile::tempdir()?;
     let ck =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
@@ -728,16 +396,7 @@ fn tls_with_a_self_signed_certificate_serves_the_protocol() -> Result<()> {
     let node = start(dir.path())?;
     let port = node.base.rsplit(':').next().unwrap_or("0").to_owned();
 
-    let root = ureq::tls::Certificate::from_der(ck.cert.der()).to_owned();
-    let tls = ureq::tls::TlsConfig::builder()
-        .root_certs(ureq::tls::RootCerts::Specific(Arc::new(vec![root])))
-        .build();
-    let https: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .tls_config(tls)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into();
+    let https = https_agent(ck.cert.der());
     let base = format!("https://localhost:{port}");
     let r = reply(https.get(&format!("{base}{}", sync_wire::path::LINK)).call())?;
     assert_eq!(Link::from_cbor(&r.body)?.ledger, "factory.example");
@@ -819,7 +478,7 @@ fn the_aggregate_log_serves_accepted_checkpoints_as_verifiable_tiles() -> Result
     let node = start(dir.path())?;
     assert_eq!(fetch(&node, "/checkpoint")?.body, cp_bytes);
     a.grow(1);
-    assert_eq!(node.add_checkpoint(&a.add_checkpoint(7, 8))?.status, 200);
+    node.witness(&a, 7, 8)?;
     let (signed, _) = SignedCheckpoint::verify(&fetch(&node, "/checkpoint")?.body, &[&log_key])?;
     assert_eq!(signed.checkpoint().size(), 4);
     let t4 = Tile::new(0, 0, 4)?;
@@ -840,17 +499,13 @@ fn a_query_returns_blocks_with_a_completeness_proof_to_scoped_tokens() -> Result
     let cosigner = node.cosigner()?;
     let o = gw.origin().to_owned();
     let query = |origin: &str, from: u64, to: u64, token: Option<&str>| -> Result<Reply> {
-        let mut r = agent().get(&node.url(&sync_wire::path::query_blocks(origin, from, to)));
-        if let Some(t) = token {
-            r = r.header("authorization", &format!("Bearer {t}"));
-        }
-        reply(r.call())
+        node.query(origin, from, to, token)
     };
     // Cosigned 10 and mirrored up to it; then cosigned 30 and mirrored up to 20.
-    assert_eq!(node.add_checkpoint(&gw.add_checkpoint(0, 10))?.status, 200);
-    assert_eq!(node.upload(&o, &gw.upload(0, 10, 10))?.status, 200);
-    assert_eq!(node.add_checkpoint(&gw.add_checkpoint(10, 30))?.status, 200);
-    assert_eq!(node.upload(&o, &gw.upload(10, 20, 30))?.status, 200);
+    node.witness(&gw, 0, 10)?;
+    node.mirror(&gw, 0, 10, 10)?;
+    node.witness(&gw, 10, 30)?;
+    node.mirror(&gw, 10, 20, 30)?;
 
     assert_eq!(query(&o, 0, 5, None)?.status, 401);
     assert_eq!(query(&o, 0, 5, Some("nope"))?.status, 401);
@@ -863,14 +518,7 @@ fn a_query_returns_blocks_with_a_completeness_proof_to_scoped_tokens() -> Result
     assert_eq!(r.status, 200, "{}", r.error());
     let q = sync_wire::QueryBlocks::from_cbor(&r.body, 64 << 20)?;
     assert_eq!((q.start, q.end, q.unit.as_str()), (2, 10, "VIN-VIN-J"));
-    let headers: Vec<BlockHeader> =
-        q.blocks.iter().map(|b| BlockHeader::from_bytes(&b.header)).collect::<Result<_, _>>()?;
-    ledger::verify::complete_range_signed(
-        &headers,
-        &q.checkpoint,
-        &gw.signer.verifier(),
-        &q.range_proof,
-    )?;
+    let headers = verified_headers(&q, &gw)?;
     let note = ledger::note::Note::parse(&q.checkpoint)?;
     assert_eq!(note.verify(&[&gw.signer.verifier(), &cosigner])?.len(), 2, "cosigned");
     for (b, h) in q.blocks.iter().zip(&headers) {
@@ -892,43 +540,24 @@ fn a_query_returns_blocks_with_a_completeness_proof_to_scoped_tokens() -> Result
     .is_err());
 
     // After the rest is mirrored, the answer is proven in the checkpoint of 30, paged by 16.
-    assert_eq!(node.upload(&o, &gw.upload(20, 30, 30))?.status, 200);
+    node.mirror(&gw, 20, 30, 30)?;
     let q =
         sync_wire::QueryBlocks::from_cbor(&query(&o, 5, 30, Some(FLEET_SECRET))?.body, 64 << 20)?;
     assert_eq!((q.start, q.end), (5, 21));
-    let headers: Vec<BlockHeader> =
-        q.blocks.iter().map(|b| BlockHeader::from_bytes(&b.header)).collect::<Result<_, _>>()?;
-    ledger::verify::complete_range_signed(
-        &headers,
-        &q.checkpoint,
-        &gw.signer.verifier(),
-        &q.range_proof,
-    )?;
+    verified_headers(&q, &gw)?;
     assert_eq!(Checkpoint::parse(ledger::note::Note::parse(&q.checkpoint)?.text())?.size(), 30);
     assert_eq!(q.requested_end, 30);
 
     // By time: the blocks whose records overlap [T(5) + 0.5 s, T(8) + 1 ns) are heights 5..=8.
     let t = |h: u64| 1_700_000_000_000_000_000 + h * 1_000_000_000;
     let by_time = |a: u64, b: u64| -> Result<Reply> {
-        reply(
-            agent()
-                .get(&node.url(&sync_wire::path::query_times(&o, a, b)))
-                .header("authorization", &format!("Bearer {FLEET_SECRET}"))
-                .call(),
-        )
+        node.query_path(&sync_wire::path::query_times(&o, a, b), Some(FLEET_SECRET))
     };
     let r = by_time(t(5) + 500_000_000, t(8) + 1)?;
     assert_eq!(r.status, 200, "{}", r.error());
     let q = sync_wire::QueryBlocks::from_cbor(&r.body, 64 << 20)?;
     assert_eq!((q.start, q.end, q.requested_end), (5, 9, 9));
-    let headers: Vec<BlockHeader> =
-        q.blocks.iter().map(|b| BlockHeader::from_bytes(&b.header)).collect::<Result<_, _>>()?;
-    ledger::verify::complete_range_signed(
-        &headers,
-        &q.checkpoint,
-        &gw.signer.verifier(),
-        &q.range_proof,
-    )?;
+    verified_headers(&q, &gw)?;
     assert_eq!(by_time(1, 2)?.status, 404, "no block that early");
     assert_eq!(by_time(5, 5)?.status, 400, "empty time range");
     Ok(())
@@ -983,24 +612,12 @@ fn real_sealed_blocks_are_mirrored_and_the_organisation_opens_its_lane_from_a_qu
     }
     let (_dir, node) = setup(&[&gw])?;
     let o = gw.origin().to_owned();
-    assert_eq!(node.add_checkpoint(&gw.add_checkpoint(0, 6))?.status, 200);
-    assert_eq!(UploadAck::from_cbor(&node.upload(&o, &gw.upload(0, 6, 6))?.body)?.mirrored, 6);
+    node.witness(&gw, 0, 6)?;
+    assert_eq!(node.mirror(&gw, 0, 6, 6)?, 6);
 
-    let r = reply(
-        agent()
-            .get(&node.url(&sync_wire::path::query_blocks(&o, 0, 6)))
-            .header("authorization", &format!("Bearer {FLEET_SECRET}"))
-            .call(),
-    )?;
+    let r = node.query(&o, 0, 6, Some(FLEET_SECRET))?;
     let q = sync_wire::QueryBlocks::from_cbor(&r.body, 64 << 20)?;
-    let headers: Vec<BlockHeader> =
-        q.blocks.iter().map(|b| BlockHeader::from_bytes(&b.header)).collect::<Result<_, _>>()?;
-    ledger::verify::complete_range_signed(
-        &headers,
-        &q.checkpoint,
-        &gw.signer.verifier(),
-        &q.range_proof,
-    )?;
+    let headers = verified_headers(&q, &gw)?;
     for ((b, h), want) in q.blocks.iter().zip(&headers).zip(&sent) {
         let (idx, ct) = &b.lanes[0];
         let got =
@@ -1039,14 +656,13 @@ fn check_config_names_the_bad_key_and_sigterm_exits_cleanly() -> Result<()> {
     assert!(node.stop()?.success());
 
     // Without ledger.log_key the node witnesses and mirrors but keeps no aggregate log.
-    let mut gw = Gateway::new("iov.example/gw/VIN-M");
-    gw.grow(3);
+    let gw = Gateway::grown("iov.example/gw/VIN-M", 3);
     let dir = tempfile::tempdir()?;
     let path = write_config(dir.path(), &[&gw], false)?;
     let text = std::fs::read_to_string(&path)?.replace("log_key = \"signing.key\"\n", "");
     std::fs::write(&path, text)?;
     let node = start(dir.path())?;
-    assert_eq!(node.add_checkpoint(&gw.add_checkpoint(0, 3))?.status, 200);
+    node.witness(&gw, 0, 3)?;
     assert_eq!(node.get("/checkpoint")?.status, 404);
     assert_eq!(node.get("/tile/0/000.p/1")?.status, 404);
     assert!(node.stop()?.success());

@@ -201,6 +201,14 @@ impl Core {
             self.remote = None;
             return Err(FailKind::Protocol);
         }
+        if size == self.local {
+            // It cosigned our head already (an earlier request whose answer was lost arrived
+            // late): no add-checkpoint will bring that receipt, the state carries it.
+            // Found by the load test: without this the agent uploaded against the size the
+            // 409 named, went idle, and its cursor never recorded the cosignature.
+            self.remote = None;
+            return Ok(());
+        }
         match &mut self.remote {
             Some(r) => {
                 r.witnessed = size;
@@ -295,6 +303,21 @@ mod tests {
         // Naming the size we just sent again is a contradiction, not a reason to loop.
         assert_eq!(c.conflict(20), Err(FailKind::Protocol));
         assert_eq!(c.next_action(), Action::FetchState);
+    }
+
+    #[test]
+    fn a_conflict_naming_our_head_fetches_the_state_for_its_receipt() {
+        // add-checkpoint 0 -> 10 took effect but its answer was lost; the state was read before
+        // that request reached the ledger, so the retry gets a 409 naming 10.
+        let mut c = core(10);
+        c.state(Remote { witnessed: 0, mirrored: 0 });
+        assert_eq!(c.next_action(), Action::AddCheckpoint { old: 0, size: 10 });
+        assert_eq!(c.conflict(10), Ok(()));
+        assert_eq!(c.next_action(), Action::FetchState);
+        // The state brings the cosigned checkpoint; the shell stores it as the receipt.
+        c.state(Remote { witnessed: 10, mirrored: 0 });
+        assert_eq!(c.cosigned(10), Some(LedgerCursor { witnessed: 10, acked: 0 }));
+        assert_eq!(c.next_action(), Action::Upload { from: 0, to: 10, witnessed: 10 });
     }
 
     #[test]
