@@ -8,8 +8,8 @@
 //! ([`load::fleet`] checks all of it).
 //!
 //! The CI-sized run; `examples/sync_load.rs` is the bigger one with figures. Waits poll the
-//! agents' own counters with a deadline. Needs about 1.2 GB of free disk while it runs (each
-//! open gateway store preallocates WAL blocks, D187, D252); it says so up front when short.
+//! agents' own counters with a deadline. Needs about 3.6 GB of free disk while it runs (each
+//! open gateway store's WAL and files, D187, D252); it says so up front when short.
 
 #![cfg(feature = "rocks")]
 

@@ -448,51 +448,14 @@ pub fn enrollment(
     Ok(Enrollment { origin: v.name().to_owned(), vkey: vkey.trim().to_owned(), unit, lanes })
 }
 
-/// `"250ms"`, `"10s"`, `"5m"`, `"1h"` (as the gateway's config).
+/// A duration in the project's one grammar (`ledger::units`, D255), errors naming `key`.
 pub fn parse_duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
-    let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| {
-        invalid(key, format!("{text:?} is not a duration (use e.g. \"250ms\", \"10s\", \"5m\")"))
-    })?;
-    let secs = match unit.trim() {
-        "ms" => n / 1e3,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        u => return Err(invalid(key, format!("{text:?}: unknown unit {u:?} (ms, s, m, h)"))),
-    };
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| invalid(key, format!("{text:?} is not a representable duration")))
+    ledger::units::parse_duration(text).map_err(|m| invalid(key, m))
 }
 
-/// `"4 MiB"`, `"512KiB"`, `"1000000"`, `"2 MB"` (as the gateway's config).
+/// A size in the project's one grammar (`ledger::units`, D255), errors naming `key`.
 pub fn parse_size(key: &str, text: &str) -> Result<usize, ConfigError> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| invalid(key, format!("{text:?} is not a size (use e.g. \"4 MiB\")")))?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "kB" | "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        u => {
-            return Err(invalid(
-                key,
-                format!("{text:?}: unknown unit {u:?} (B, KiB, MiB, GiB, kB, MB, GB)"),
-            ))
-        }
-    };
-    n.checked_mul(mult)
-        .and_then(|b| usize::try_from(b).ok())
-        .ok_or_else(|| invalid(key, format!("{text:?} is too large")))
+    ledger::units::parse_size(text).map_err(|m| invalid(key, m))
 }
 
 #[cfg(test)]

@@ -48,5 +48,6 @@ pub mod seal;
 pub mod store;
 pub mod sync_wire;
 pub mod tile;
+pub mod units;
 pub mod verify;
 pub mod verify_store;

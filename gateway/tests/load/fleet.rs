@@ -100,16 +100,15 @@ impl std::fmt::Display for FleetReport {
 /// only), no fork evidence.
 pub fn fleet(dir: &Path, p: &FleetParams) -> Result<FleetReport> {
     let n = p.gateways;
-    // Each open store preallocates its WAL in blocks of 1.1 x the memtable size (D187, D252)
-    // beside its small files: say plainly when the disk is short instead of failing half-way
-    // with ENOSPC.
+    // Each open store writes WAL and memtable flushes of up to a few memtables (D187, D252):
+    // say plainly when the disk is short instead of failing half-way with ENOSPC.
     let per_store = 4 * ledger::store::rocks::MEMTABLE_BYTES as u64 + (2 << 20);
     let need = (n as u64 + 2) * per_store;
     let free = free_bytes(dir)?;
     ensure!(
         free > need + (2 << 30),
-        "{n} gateway stores need about {} MB of free disk in {} (preallocated WAL and files \
-         of each store while open), {} GB free",
+        "{n} gateway stores need about {} MB of free disk in {} (WAL and files of each store \
+         while open), {} GB free",
         need >> 20,
         dir.display(),
         free >> 30
