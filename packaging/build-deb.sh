@@ -35,7 +35,7 @@ log() { echo "package: $*" >&2; }
 
 if [ "$build" -eq 1 ]; then
   log "cargo build --release (iov-gateway, iov-ledger, iovctl)"
-  (cd "$top" && CARGO_TARGET_DIR="$target" cargo build --release -q -p gateway -p ledger-node -p iovctl --bins)
+  (cd "$top" && CARGO_TARGET_DIR="$target" "${CARGO:-cargo}" build --release -q -p gateway -p ledger-node -p iovctl --bins)
 fi
 bin="$target/release"
 for b in iov-gateway iov-ledger iovctl; do

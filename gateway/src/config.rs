@@ -798,10 +798,8 @@ impl Config {
 }
 
 fn read_config(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })
+    std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })
 }
 
 fn parse_raw(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
@@ -2176,10 +2174,8 @@ mod tests {
         assert_eq!(plan.provisioning, KeyProvisioning::Generate);
         assert_eq!(plan.signing_key, dir.join("signing.key"));
         // "provisioned": refused by check-config too, naming the key and the mode.
-        let prov = text.replace(
-            "key_provisioning = \"generate\"",
-            "key_provisioning = \"provisioned\"",
-        );
+        let prov =
+            text.replace("key_provisioning = \"generate\"", "key_provisioning = \"provisioned\"");
         std::fs::write(&path, &prov).expect("write");
         let e = Config::load_for_check(&path).expect_err("refused").to_string();
         assert!(e.starts_with("gateway.signing_key: ") && e.contains("\"provisioned\""), "{e}");
@@ -2204,8 +2200,10 @@ mod tests {
         assert!(e.starts_with("gateway.key_name: "), "{e}");
         let e = err(&text.replace("key_provisioning", "key_provisoning"), dir);
         assert!(e.contains("unknown field `key_provisoning`"), "{e}");
-        let named = text
-            .replace("# key_name = \"gw-0042.fleet.example/log\"", "key_name = \"gw-7.example/log\"");
+        let named = text.replace(
+            "# key_name = \"gw-0042.fleet.example/log\"",
+            "key_name = \"gw-7.example/log\"",
+        );
         let path = dir.join("gateway.toml");
         std::fs::write(&path, named).expect("write");
         assert_eq!(Config::key_plan(&path).expect("plan").name, "gw-7.example/log");

@@ -72,7 +72,7 @@ fn analyze(tool: &Path, args: &[&str], root: &Path, unit: &str) -> Result<(bool,
 
 /// The value of `Key=` in the unit (the last one, as systemd reads it).
 fn setting<'a>(unit: &'a str, key: &str) -> Option<&'a str> {
-    unit.lines().filter_map(|l| l.trim().strip_prefix(key)?.strip_prefix('=')).last()
+    unit.lines().rev().find_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
 }
 
 fn seconds(v: &str) -> Result<Duration> {
@@ -81,7 +81,9 @@ fn seconds(v: &str) -> Result<Duration> {
 
 fn check(unit: &str) -> Result<f64> {
     let Some(tool) = analyzer() else {
-        eprintln!("SKIPPED: systemd-analyze is not installed (scripts/deps.sh system installs systemd)");
+        eprintln!(
+            "SKIPPED: systemd-analyze is not installed (scripts/deps.sh system installs systemd)"
+        );
         return Ok(0.0);
     };
     let root = scratch_root(unit)?;
@@ -157,7 +159,8 @@ fn a_unit_with_an_unknown_setting_fails_verification() -> Result<()> {
     };
     let root = scratch_root("iov-gateway.service")?;
     let p = root.path().join("usr/lib/systemd/system/iov-gateway.service");
-    let text = fs::read_to_string(&p)?.replace("Restart=on-failure", "Restart=on-failure\nRestrat=always");
+    let text =
+        fs::read_to_string(&p)?.replace("Restart=on-failure", "Restart=on-failure\nRestrat=always");
     fs::write(&p, text)?;
     let (_, _, err) = analyze(&tool, &["verify"], root.path(), "iov-gateway.service")?;
     ensure!(err.contains("Restrat"), "verify did not report the unknown key: {err}");
