@@ -15,7 +15,9 @@
 //! 4. replay a slice of the real GPS trace into vcan0 with `canplayer`, wait (bounded) until the
 //!    gateway's local API counts every frame, stop it (SIGTERM: seals), and `iovctl store verify`
 //!    the store; the store and the generated vkey are copied to the share;
-//! 5. start it again and SIGKILL it: systemd restarts it (a new PID, active again);
+//! 5. start it again and SIGKILL it: systemd restarts it (a new PID, active again); install the
+//!    packages again over themselves (an upgrade): the running gateway is restarted, the stopped
+//!    ledger stays stopped, the operator's config and the keys are kept;
 //! 6. with a drop-in (WatchdogSec=6s and the test-only stall trigger) make its pipeline stall:
 //!    the watchdog kills it and systemd restarts it;
 //! 7. start the ledger with its packaged default config and keys from `iovctl keygen`: active
@@ -65,6 +67,7 @@ const STEPS: &[&str] = &[
     "graceful-stop",
     "store-verify",
     "sigkill-restart",
+    "upgrade",
     "watchdog-restart",
     "ledger-ready",
     "purge",
@@ -329,6 +332,20 @@ if wait_until '[ "$(prop iov-gateway MainPID)" != "$p1" ] && [ "$(prop iov-gatew
   pass sigkill-restart
 else
   fail sigkill-restart "pid $p1 -> $(prop iov-gateway MainPID), restarts $n1 -> $(prop iov-gateway NRestarts), $(prop iov-gateway ActiveState)"
+fi
+
+# 5b. upgrade (the packages over themselves): a running service is restarted, a stopped one
+# stays stopped, the operator's config and the generated keys are kept
+p1=$(prop iov-gateway MainPID)
+kh=$(md5sum </var/lib/iov-gateway/keys/signing.key)
+if dpkg -i $S/debs/iovctl_*.deb $S/debs/iov-gateway_*.deb $S/debs/iov-ledger_*.deb >$S/dpkg-upgrade.log 2>&1 \
+   && wait_until '[ "$(prop iov-gateway ActiveState)" = active ] && [ "$(prop iov-gateway MainPID)" != "$p1" ] && [ "$(prop iov-gateway MainPID)" != 0 ]' 300 \
+   && grep -q gw-vmtest /etc/iov/gateway.toml && [ ! -e /etc/iov/gateway.toml.dpkg-dist ] \
+   && [ "$(md5sum </var/lib/iov-gateway/keys/signing.key)" = "$kh" ] \
+   && [ "$(systemctl is-active iov-ledger)" = inactive ]; then
+  pass upgrade
+else
+  fail upgrade "pid $p1 -> $(prop iov-gateway MainPID) $(prop iov-gateway ActiveState), ledger $(systemctl is-active iov-ledger): $(tail -n 5 $S/dpkg-upgrade.log | tr '\n' ' ')"
 fi
 
 # 6. watchdog: a stalled pipeline stops the pings; systemd kills and restarts the daemon
