@@ -16,7 +16,7 @@ PROFILE := --release
 GPS_DBC := fixtures/dbc/css-electronics/canmod-gps.dbc
 GPS_TRACE := fixtures/traces/canmod_gps_3BA199E2.log.gz
 
-.PHONY: demo test deps deps-system deps-vm check lint unit vm-test bench fuzz-smoke clean-cache help
+.PHONY: demo test deps deps-system deps-vm check lint unit vm-test package bench fuzz-smoke clean-cache help
 
 help:
 	@sed -n '1,4p' Makefile
@@ -40,14 +40,20 @@ lint:
 	$(CARGO) clippy $(PROFILE) --workspace --all-targets -- -D warnings
 
 # `unit` includes the SocketCAN tests in the VM (gateway/tests/vcan.rs: 7 boots, about 1.5 minutes;
-# gateway/tests/vcan_daemon.rs: 1 boot, about 20 s) and the daemon crash test (about a minute).
+# gateway/tests/vcan_daemon.rs: 1 boot, about 20 s), the daemon crash test (about a minute) and the
+# packages on a booted Debian with systemd (gateway/tests/deb_vm.rs: 1 boot; docs/INSTALL.md).
 unit:
 	$(CARGO) test $(PROFILE) --workspace --all-targets --no-fail-fast
 	$(CARGO) test $(PROFILE) --workspace --doc
 
-# Only the tests that boot the SocketCAN VM (docs/testing-vm.md).
+# Only the tests that boot a VM (docs/testing-vm.md).
 vm-test: deps-vm
-	$(CARGO) test $(PROFILE) -p gateway --test vcan --test vcan_daemon
+	$(CARGO) test $(PROFILE) -p gateway --test vcan --test vcan_daemon --test deb_vm
+
+# The Debian packages iovctl, iov-gateway and iov-ledger (packaging/build-deb.sh; installing,
+# upgrading and removing them: docs/INSTALL.md). They land in $(CARGO_TARGET_DIR)/debian.
+package: deps-system
+	packaging/build-deb.sh
 
 # Decode speed against cantools, sealing and bytes per frame, Merkle proofs, the gateway daemon's
 # ingest on one core, CPU share at 25k frames/s and peak RSS, the ledger node (uploads, many

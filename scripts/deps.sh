@@ -5,7 +5,9 @@
 #   scripts/deps.sh system   Debian packages only
 #   scripts/deps.sh oracle   the Python virtualenv with the reference tools (cantools, python-can)
 #   scripts/deps.sh vm       the SocketCAN test VM: qemu, busybox, can-utils, Debian's kernel and an
-#                            initramfs in $IOV_CACHE/vm (scripts/vm/prepare.sh; see docs/testing-vm.md)
+#                            initramfs in $IOV_CACHE/vm (scripts/vm/prepare.sh; see docs/testing-vm.md),
+#                            and the systemd test VM: debootstrap, a Debian image with systemd in
+#                            $IOV_CACHE/sysvm (scripts/vm/sysimage.sh; the packages' test)
 #   scripts/deps.sh all      all three (what `make test` uses)
 set -euo pipefail
 
@@ -14,8 +16,9 @@ venv="$cache/venv"
 what="${1:-all}"
 
 # Debian packages: build tools (libclang for RocksDB's bindgen), Python's venv module, and the
-# gateway tests' broker (mosquitto, mosquitto-clients) and certificate tool (openssl).
-system_packages=(build-essential pkg-config clang libclang-dev python3 python3-venv mosquitto mosquitto-clients openssl)
+# gateway tests' broker (mosquitto, mosquitto-clients) and certificate tool (openssl); packaging:
+# dpkg-dev (dpkg-shlibdeps) and systemd (systemd-analyze checks the units; not started).
+system_packages=(build-essential pkg-config clang libclang-dev python3 python3-venv mosquitto mosquitto-clients openssl dpkg-dev systemd)
 
 # Versions of the reference implementations our differential tests compare against.
 oracle_packages=(cantools==45.1.0 python-can==4.6.1)
@@ -69,6 +72,7 @@ PY
 # prepare.sh itself, so that script also works on its own.
 install_vm() {
   "$(dirname "${BASH_SOURCE[0]}")/vm/prepare.sh"
+  "$(dirname "${BASH_SOURCE[0]}")/vm/sysimage.sh"
 }
 
 case "$what" in

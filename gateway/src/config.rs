@@ -139,6 +139,10 @@ struct RawGateway {
     /// The gateway's own X25519 key (`x25519.key` of `iovctl keygen`), for lanes sealed for
     /// the reserved recipient `self` (local history).
     history_key: Option<PathBuf>,
+    /// `"generate"` (default) or `"provisioned"`: see [`KeyProvisioning`].
+    key_provisioning: Option<String>,
+    /// Name of keys generated on first start (the log origin); default `<hostname>/log`.
+    key_name: Option<String>,
 }
 
 fn default_capacity() -> usize {
@@ -726,12 +730,145 @@ impl Config {
             message: e.to_string().trim_end().to_owned(),
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        validate(raw, path, &base)
+        validate(raw, path, &base, MissingKeys::Refuse)
+    }
+
+    /// [`Config::load`] for `check-config`: with `key_provisioning = "generate"`, key files
+    /// that do not exist yet (`run` creates them on first start) are stood in for by throwaway
+    /// in-memory keys, so the rest of the file is still checked. Never run a gateway with it.
+    pub fn load_for_check(path: &Path) -> Result<Config, ConfigError> {
+        let text = read_config(path)?;
+        let raw: RawConfig = parse_raw(&text, path)?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        validate(raw, path, &base, MissingKeys::StandIn)
+    }
+
+    /// What the file says about the gateway's own keys (paths resolved), for first-start
+    /// provisioning (`crate::provision`) before the config is loaded.
+    pub fn key_plan(path: &Path) -> Result<KeyPlan, ConfigError> {
+        let text = read_config(path)?;
+        let raw = parse_raw(&text, path)?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        key_plan_of(&raw.gateway, &base)
     }
 
     /// Index of the source named `name`.
     pub fn source_index(&self, name: &str) -> Option<usize> {
         self.sources.iter().position(|s| s.name == name)
+    }
+}
+
+fn read_config(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })
+}
+
+fn parse_raw(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        path: path.display().to_string(),
+        message: e.to_string().trim_end().to_owned(),
+    })
+}
+
+/// How the gateway gets its own keys (`gateway.key_provisioning`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyProvisioning {
+    /// `"generate"` (default): `iov-gateway run` creates missing key files (0600, the public
+    /// halves next to them) on first start and logs their fingerprints.
+    Generate,
+    /// `"provisioned"`: the keys are installed by the operator; a missing key stops the start.
+    Provisioned,
+}
+
+/// The gateway's own key files, as the config names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPlan {
+    pub provisioning: KeyProvisioning,
+    /// Name given to generated keys (the log origin): `gateway.key_name`, default
+    /// `<hostname>/log`.
+    pub name: String,
+    pub signing_key: PathBuf,
+    pub history_key: Option<PathBuf>,
+}
+
+/// What validation does with a key file that does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MissingKeys {
+    /// An error (`run`: provisioning has already created what it may).
+    Refuse,
+    /// With `"generate"`, a throwaway key stands in (`check-config` before the first start).
+    StandIn,
+}
+
+fn key_plan_of(g: &RawGateway, base: &Path) -> Result<KeyPlan, ConfigError> {
+    let provisioning = match g.key_provisioning.as_deref() {
+        None | Some("generate") => KeyProvisioning::Generate,
+        Some("provisioned") => KeyProvisioning::Provisioned,
+        Some(other) => {
+            return Err(invalid(
+                "gateway.key_provisioning",
+                format!("{other:?}: use \"generate\" or \"provisioned\""),
+            ))
+        }
+    };
+    let name = match &g.key_name {
+        Some(n) => n.clone(),
+        None => format!("{}/log", hostname().unwrap_or_else(|| "iov-gateway".into())),
+    };
+    if !ledger::note::is_valid_key_name(&name) {
+        return Err(invalid(
+            "gateway.key_name",
+            format!("{name:?} is empty or contains a space or '+' (set gateway.key_name)"),
+        ));
+    }
+    Ok(KeyPlan {
+        provisioning,
+        name,
+        signing_key: resolve(base, &g.signing_key),
+        history_key: g.history_key.as_ref().map(|p| resolve(base, p)),
+    })
+}
+
+/// This machine's host name (for the default key name): `/etc/hostname`, else the kernel's
+/// (hidden from a unit with `ProcSubset=pid`, hence the file first).
+fn hostname() -> Option<String> {
+    ["/etc/hostname", "/proc/sys/kernel/hostname"].iter().find_map(|f| {
+        let text = std::fs::read_to_string(f).ok()?;
+        let h = text.lines().next()?.trim().to_owned();
+        (!h.is_empty()).then_some(h)
+    })
+}
+
+/// Whether a key file is absent (not: present but unreadable, which stays an error).
+pub fn key_absent(p: &Path) -> bool {
+    matches!(p.symlink_metadata(), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// A key file that does not exist: an error unless `"generate"` lets a stand-in be used.
+fn missing_key(
+    plan: &KeyPlan,
+    key: &str,
+    file: &Path,
+    missing: MissingKeys,
+) -> Result<(), ConfigError> {
+    match (plan.provisioning, missing) {
+        (KeyProvisioning::Generate, MissingKeys::StandIn) => Ok(()),
+        (KeyProvisioning::Generate, MissingKeys::Refuse) => Err(invalid(
+            key,
+            format!(
+                "{} does not exist yet: `iov-gateway run` generates it on first start \
+                 (gateway.key_provisioning = \"generate\")",
+                file.display()
+            ),
+        )),
+        (KeyProvisioning::Provisioned, _) => Err(invalid(
+            key,
+            format!(
+                "{} does not exist: gateway.key_provisioning = \"provisioned\" needs the key \
+                 installed before the start (iovctl keygen; mode 0600, owned by the gateway's user)",
+                file.display()
+            ),
+        )),
     }
 }
 
@@ -752,12 +889,24 @@ fn existing_file(base: &Path, key: &str, p: &Path) -> Result<PathBuf, ConfigErro
     }
 }
 
-fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigError> {
+fn validate(
+    raw: RawConfig,
+    path: &Path,
+    base: &Path,
+    missing: MissingKeys,
+) -> Result<Config, ConfigError> {
     // [gateway]
     let g = &raw.gateway;
-    let key_path = existing_file(base, "gateway.signing_key", &g.signing_key)?;
-    let signer = ledger::keys::load_signer(&key_path)
-        .map_err(|e| invalid("gateway.signing_key", e.to_string()))?;
+    let plan = key_plan_of(g, base)?;
+    let signer = if key_absent(&plan.signing_key) {
+        missing_key(&plan, "gateway.signing_key", &plan.signing_key, missing)?;
+        ledger::keys::generate_signer(&plan.name)
+            .map_err(|e| invalid("gateway.signing_key", e.to_string()))?
+    } else {
+        let key_path = existing_file(base, "gateway.signing_key", &g.signing_key)?;
+        ledger::keys::load_signer(&key_path)
+            .map_err(|e| invalid("gateway.signing_key", e.to_string()))?
+    };
     let store = resolve(base, &g.store);
     let parent = store.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if !parent.is_dir() {
@@ -817,6 +966,13 @@ fn validate(raw: RawConfig, path: &Path, base: &Path) -> Result<Config, ConfigEr
     // gateway.history_key: the gateway's own X25519 key, the reserved recipient `self`.
     let history_key = match &g.history_key {
         None => None,
+        Some(p) if key_absent(&resolve(base, p)) => {
+            missing_key(&plan, "gateway.history_key", &resolve(base, p), missing)?;
+            Some(
+                ledger::keys::X25519Key::generate(&plan.name)
+                    .map_err(|e| invalid("gateway.history_key", e.to_string()))?,
+            )
+        }
         Some(p) => {
             let f = existing_file(base, "gateway.history_key", p)?;
             Some(
@@ -1522,8 +1678,16 @@ pub const DEFAULT_CONFIG: &str = r#"# iov-gateway configuration (/etc/iov/gatewa
 # Relative paths are relative to this file's directory.
 
 [gateway]
-# Ed25519 signing key of this gateway (iovctl keygen; mode 0600). Its name is the log origin.
-signing_key = "/etc/iov/keys/signing.key"
+# Ed25519 signing key of this gateway (mode 0600). Its name is the log origin; its public half
+# (signing.vkey next to it) is what the ledgers enroll.
+signing_key = "/var/lib/iov-gateway/keys/signing.key"
+# "generate": on first start `iov-gateway run` creates missing keys (signing_key, history_key)
+# with mode 0600 in a 0700 directory, writes their public halves next to them and logs the
+# fingerprints. "provisioned": the keys must be installed beforehand (iovctl keygen); a
+# missing key stops the start.
+key_provisioning = "generate"
+# Name of generated keys, i.e. the origin of this gateway's log. Default: "<hostname>/log".
+# key_name = "gw-0042.fleet.example/log"
 # The gateway's log: a RocksDB directory, created on first start (the parent must exist).
 store = "/var/lib/iov-gateway/store"
 # Bounded channel from the sources to the pipeline (records). CAN sources drop new frames when
@@ -1535,7 +1699,7 @@ writer_capacity = 4
 shutdown_grace = "10s"
 # The gateway's own X25519 key (the x25519.key `iovctl keygen` writes; mode 0600). Lanes that
 # list the reserved recipient "self" are sealed for it too, so the local API can read them.
-# history_key = "/etc/iov/keys/x25519.key"
+# history_key = "/var/lib/iov-gateway/keys/x25519.key"
 
 [block]
 # A block is sealed when any of these is reached, and on shutdown. Records are held in memory
@@ -1669,7 +1833,10 @@ mod tests {
     fn default_in(dir: &Path) -> String {
         let dbc = fixtures().join("dbc/css-electronics/canmod-gps.dbc");
         DEFAULT_CONFIG
-            .replace("/etc/iov/keys/signing.key", &dir.join("signing.key").display().to_string())
+            .replace(
+                "/var/lib/iov-gateway/keys/signing.key",
+                &dir.join("signing.key").display().to_string(),
+            )
             .replace("/var/lib/iov-gateway/store", &dir.join("store").display().to_string())
             .replace("/etc/iov/dbc/canmod-gps.dbc", &dbc.display().to_string())
             .replace(
@@ -1890,7 +2057,7 @@ mod tests {
         let gk = ledger::keys::X25519Key::generate("gw").expect("x25519");
         ledger::keys::save_x25519(&d.join("x25519.key"), &gk).expect("save");
         let with_key = local.replace(
-            "# history_key = \"/etc/iov/keys/x25519.key\"",
+            "# history_key = \"/var/lib/iov-gateway/keys/x25519.key\"",
             &format!("history_key = \"{}\"", d.join("x25519.key").display()),
         );
         let c = Config::from_toml(&with_key, &d.join("gateway.toml")).expect("self lane");
@@ -1980,5 +2147,60 @@ mod tests {
         assert_eq!(parse_size("k", "4 MiB"), Ok(4 << 20));
         assert_eq!(parse_size("k", "1000"), Ok(1000));
         assert!(parse_size("k", "-1").is_err());
+    }
+
+    #[test]
+    fn missing_keys_follow_key_provisioning() {
+        let k = keys();
+        let dir = k.dir.path();
+        std::fs::remove_file(dir.join("signing.key")).expect("rm");
+        let path = dir.join("gateway.toml");
+        // "generate" (the default config): loading for a run refuses until provisioning made
+        // the key; check-config accepts it with a stand-in; the plan names it.
+        let text = default_in(dir);
+        std::fs::write(&path, &text).expect("write");
+        let e = err(&text, dir);
+        assert!(
+            e.starts_with("gateway.signing_key: ") && e.contains("generates it on first start"),
+            "{e}"
+        );
+        Config::load_for_check(&path).expect("check-config accepts a key still to be generated");
+        let plan = Config::key_plan(&path).expect("plan");
+        assert_eq!(plan.provisioning, KeyProvisioning::Generate);
+        assert_eq!(plan.signing_key, dir.join("signing.key"));
+        // "provisioned": refused by check-config too, naming the key and the mode.
+        let prov =
+            text.replace("key_provisioning = \"generate\"", "key_provisioning = \"provisioned\"");
+        std::fs::write(&path, &prov).expect("write");
+        let e = Config::load_for_check(&path).expect_err("refused").to_string();
+        assert!(e.starts_with("gateway.signing_key: ") && e.contains("\"provisioned\""), "{e}");
+        // Once the key exists (as provisioning writes it), the run's load works and uses it.
+        crate::provision::ensure_keys(&plan).expect("generate");
+        let c = Config::from_toml(&text, &path).expect("loads");
+        let on_disk = ledger::keys::load_signer(&dir.join("signing.key")).expect("key");
+        assert_eq!(c.signer.key_id(), on_disk.key_id());
+    }
+
+    #[test]
+    fn key_provisioning_and_key_name_are_validated() {
+        let k = keys();
+        let dir = k.dir.path();
+        let text = default_in(dir);
+        let e = err(&text.replace("\"generate\"", "\"maybe\""), dir);
+        assert!(e.starts_with("gateway.key_provisioning: ") && e.contains("\"maybe\""), "{e}");
+        let e = err(
+            &text.replace("# key_name = \"gw-0042.fleet.example/log\"", "key_name = \"a b\""),
+            dir,
+        );
+        assert!(e.starts_with("gateway.key_name: "), "{e}");
+        let e = err(&text.replace("key_provisioning", "key_provisoning"), dir);
+        assert!(e.contains("unknown field `key_provisoning`"), "{e}");
+        let named = text.replace(
+            "# key_name = \"gw-0042.fleet.example/log\"",
+            "key_name = \"gw-7.example/log\"",
+        );
+        let path = dir.join("gateway.toml");
+        std::fs::write(&path, named).expect("write");
+        assert_eq!(Config::key_plan(&path).expect("plan").name, "gw-7.example/log");
     }
 }

@@ -44,7 +44,14 @@ pub struct Health {
     sources: Mutex<Vec<SourceEntry>>,
     durable: Mutex<Option<(u64, watch::Receiver<Durable>)>>,
     retention: Mutex<Option<Arc<crate::retention::Stats>>>,
+    /// TEST ONLY: [`STALL_ENV`].
+    stall_file: Option<std::path::PathBuf>,
 }
+
+/// TEST ONLY: an environment variable naming a file; once that file exists the pipeline task
+/// deletes it and stops (it never beats or reads input again), so a test can prove that the
+/// systemd watchdog kills and restarts a stalled gateway. Never set it in production.
+pub const STALL_ENV: &str = "IOV_GATEWAY_TEST_STALL_FILE";
 
 impl Health {
     /// `tick`: how often the idle pipeline bumps the heartbeat (well under the watchdog's ping
@@ -57,6 +64,15 @@ impl Health {
             sources: Mutex::new(Vec::new()),
             durable: Mutex::new(None),
             retention: Mutex::new(None),
+            stall_file: std::env::var_os(STALL_ENV).map(Into::into),
+        }
+    }
+
+    /// TEST ONLY ([`STALL_ENV`]): whether the stall trigger file appeared; it is consumed.
+    pub fn stall_requested(&self) -> bool {
+        match &self.stall_file {
+            Some(f) => std::fs::remove_file(f).is_ok(),
+            None => false,
         }
     }
 

@@ -30,6 +30,7 @@ pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;
+pub mod provision;
 pub mod retention;
 pub mod run;
 pub mod source;

@@ -57,11 +57,12 @@ fn main() -> ExitCode {
             print!("{DEFAULT_CONFIG}");
             ExitCode::SUCCESS
         }
-        Command::CheckConfig { config } => match Config::load(&config) {
+        Command::CheckConfig { config } => match Config::load_for_check(&config) {
             Ok(c) => {
                 for w in &c.dbc_warnings {
                     eprintln!("warning: dbc: {w}");
                 }
+                print!("{}", keys_to_generate(&config));
                 println!(
                     "{}: ok ({} sources, {} lanes, gateway key {})",
                     config.display(),
@@ -77,7 +78,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Run { config } => match Config::load(&config) {
+        Command::Run { config } => match provision(&config).and_then(|()| Config::load(&config)) {
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::from(2)
@@ -91,6 +92,38 @@ fn main() -> ExitCode {
             },
         },
     }
+}
+
+/// First start: creates the keys the config names that do not exist yet (with
+/// `key_provisioning = "generate"`), logging their public halves; never a private key.
+fn provision(config: &std::path::Path) -> Result<(), gateway::config::ConfigError> {
+    let plan = Config::key_plan(config)?;
+    let made = gateway::provision::ensure_keys(&plan).map_err(|e| {
+        gateway::config::ConfigError::Invalid { key: e.key.into(), problem: e.reason }
+    })?;
+    for g in made {
+        tracing::info!(
+            key = g.key,
+            file = %g.path.display(),
+            public_file = %g.public_path.display(),
+            fingerprint = %g.fingerprint,
+            public = %g.public,
+            "generated a new key (first start): enroll its public half with the ledgers"
+        );
+    }
+    Ok(())
+}
+
+/// `check-config`: the keys `run` will generate on first start.
+fn keys_to_generate(config: &std::path::Path) -> String {
+    let Ok(plan) = Config::key_plan(config) else { return String::new() };
+    if plan.provisioning != gateway::config::KeyProvisioning::Generate {
+        return String::new();
+    }
+    let keys = std::iter::once(&plan.signing_key).chain(plan.history_key.as_ref());
+    keys.filter(|k| gateway::config::key_absent(k))
+        .map(|k| format!("{}: generated on first start (key name {})\n", k.display(), plan.name))
+        .collect()
 }
 
 /// What `check-config` says about the local API and the gateway's own history.

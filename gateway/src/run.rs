@@ -414,7 +414,13 @@ async fn pipeline_task(
                 p.poll(started.elapsed())
             }
             // Keeps the heartbeat going while no input arrives.
-            _ = tick.tick() => None,
+            _ = tick.tick() => {
+                if health.stall_requested() {
+                    tracing::warn!("TEST ONLY: stall trigger ({}): the pipeline stops", crate::health::STALL_ENV);
+                    std::future::pending::<()>().await;
+                }
+                None
+            }
             f = frames.recv(), if frames_open => match f {
                 None => { frames_open = false; None }
                 Some(sf) => {

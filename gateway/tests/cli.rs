@@ -22,7 +22,10 @@ fn the_printed_default_config_passes_check_config() -> Result<()> {
     ensure!(text.lines().filter(|l| l.trim_start().starts_with('#')).count() > 20, "not commented");
     let dbc = common::fixtures().join("dbc/css-electronics/canmod-gps.dbc");
     let text = text
-        .replace("/etc/iov/keys/signing.key", &d.join("signing.key").display().to_string())
+        .replace(
+            "/var/lib/iov-gateway/keys/signing.key",
+            &d.join("signing.key").display().to_string(),
+        )
         .replace("/var/lib/iov-gateway/store", &d.join("store").display().to_string())
         .replace("/etc/iov/dbc/canmod-gps.dbc", &dbc.display().to_string())
         .replace("/etc/iov/keys/factory.x25519.pub", &d.join("factory.pub").display().to_string())

@@ -5,6 +5,9 @@
 //! - `iov-ledger print-default-config`: print a commented example config.
 //! - `iov-ledger run [--config FILE]`: serve until SIGTERM/SIGINT, then finish open requests and
 //!   exit 0. A fatal error (store I/O) exits 1 so systemd restarts the node.
+//!
+//! Under systemd (`Type=notify`, `systemd/iov-ledger.service`): `READY=1` once the listeners
+//! accept, `WATCHDOG=1` every half `WatchdogSec=`, `STOPPING=1` at shutdown.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -109,16 +112,43 @@ fn run(config: Config) -> anyhow::Result<()> {
             tracing::info!("signal received, shutting down");
             sd.cancel();
         });
-        ledger_node::run(config, shutdown, |main, metrics| {
+        let result = ledger_node::run(config, shutdown.clone(), |main, metrics| {
             // One machine-readable line on stdout, for supervisors and tests that bind port 0.
             match metrics {
                 Some(m) => println!("listening {main} metrics {m}"),
                 None => println!("listening {main}"),
             }
+            let status = format!("listening on {main}");
+            notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
+            if let Some(w) = sd_notify::watchdog_enabled() {
+                tokio::spawn(watchdog(w, shutdown.clone()));
+            }
         })
-        .await
-        .context("ledger node")
+        .await;
+        notify(&[sd_notify::NotifyState::Stopping]);
+        result.context("ledger node")
     })
+}
+
+/// systemd's `Type=notify` protocol; a no-op without `NOTIFY_SOCKET`, a failed send is logged,
+/// never fatal.
+fn notify(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "sd_notify failed");
+    }
+}
+
+/// `WATCHDOG=1` every half `WatchdogSec=` from a task on the runtime that serves requests: a
+/// runtime wedged (every worker blocked) stops the pings and systemd restarts the node.
+async fn watchdog(period: std::time::Duration, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval((period / 2).max(std::time::Duration::from_millis(1)));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => notify(&[sd_notify::NotifyState::Watchdog]),
+        }
+    }
 }
 
 async fn wait_for_signal() {
