@@ -45,7 +45,7 @@ pub fn draw(w: &World, path: &Path) -> Result<()> {
         let back_max =
             w.cars.iter().flat_map(|c| c.backlog[l].iter().map(|x| x.1)).fold(1.0, f64::max) * 1.1;
         for (side, (ymax, ylabel, what)) in [
-            (lag_max, "lag (s)", "sync lag of each block"),
+            (lag_max, "lag (s)", "sync lag of each block, by when it was sealed"),
             (back_max, "blocks", "backlog (durable, not yet acknowledged)"),
         ]
         .into_iter()

@@ -293,7 +293,11 @@ impl Report {
             };
             let _ = writeln!(o, "  {v:>9} {k}: {why}");
         }
-        let _ = writeln!(o, "\nledgers (after the final heal):");
+        let _ = writeln!(
+            o,
+            "\nledgers (after the final heal; sync lag = from durable at the gateway to acknowledged by the ledger, \
+             measured by sampling, so 0 means less than one sample interval):"
+        );
         for l in &self.ledgers {
             let _ = writeln!(
                 o,

@@ -466,6 +466,8 @@ impl Scenario {
             };
             ledgers.push(LedgerSpec { name: name.clone(), lane });
         }
+        // Raw ledgers (the factory) first, then by name: the order of reports and audits.
+        ledgers.sort_by_key(|l| (l.lane != LaneKind::Raw, l.name.clone()));
         if !ledgers.iter().any(|l| l.lane == LaneKind::Raw) {
             return Err(invalid(
                 "ledgers",
@@ -802,7 +804,7 @@ down_for = "2s"
     fn a_full_scenario_validates_into_typed_values() {
         let s = Scenario::from_toml(OK, "s.toml", Path::new("/x")).expect("valid");
         assert_eq!(s.duration, Duration::from_secs(20));
-        assert_eq!(s.ledgers[1], LedgerSpec { name: "factory".into(), lane: LaneKind::Raw });
+        assert_eq!(s.ledgers[0], LedgerSpec { name: "factory".into(), lane: LaneKind::Raw });
         assert_eq!(s.vehicles[0].trace, Path::new("/x/t.log"));
         assert_eq!(s.vehicles[0].pace, Pace::Fit);
         assert_eq!(s.links[0].who, Who::Share(0.5));

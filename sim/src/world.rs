@@ -121,8 +121,8 @@ pub struct Car {
     pub skipped_down: u64,
     /// Drive time at which each height was first seen durable.
     pub durable_t: Vec<f64>,
-    /// Per ledger: highest acked height seen, (drive time, lag s) per block acked, and the
-    /// backlog (durable minus acked blocks) over time.
+    /// Per ledger: highest acked height seen, (drive time it became durable, lag s) per block
+    /// acked, and the backlog (durable minus acked blocks) over time.
     pub acked: Vec<u64>,
     pub lag: Vec<Vec<(f64, f64)>>,
     pub backlog: Vec<Vec<(f64, f64)>>,
@@ -716,7 +716,8 @@ impl World {
                 if a > c.acked[l] {
                     for h in c.acked[l]..a {
                         let d = c.durable_t.get(h as usize).copied().unwrap_or(t);
-                        c.lag[l].push((t, (t - d).max(0.0)));
+                        // Plotted at the time the block became durable.
+                        c.lag[l].push((d, (t - d).max(0.0)));
                     }
                     c.acked[l] = a;
                 }
