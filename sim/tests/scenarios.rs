@@ -18,13 +18,18 @@ use sim::world::{Options, World};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// Builds the binaries the simulator starts (a no-op when they are fresh).
+/// Builds the binaries the simulator starts when they are missing (as the gateway's end-to-end
+/// tests do: `cargo test --workspace` builds them anyway, and building them here with another
+/// package set would re-resolve features and recompile shared dependencies every time).
 fn build_binaries() -> Result<()> {
     static BUILT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let ok = *BUILT.get_or_init(|| {
         let exe = std::env::current_exe().expect("test exe");
-        let target =
-            exe.parent().and_then(Path::parent).and_then(Path::parent).expect("target dir");
+        let bin_dir = exe.parent().and_then(Path::parent).expect("target/release");
+        if ["iov-gateway", "iov-ledger", "iovctl"].iter().all(|b| bin_dir.join(b).is_file()) {
+            return true;
+        }
+        let target = bin_dir.parent().expect("target dir");
         Command::new(env!("CARGO"))
             .args([
                 "build",
@@ -241,7 +246,8 @@ fn replay_loops_a_real_trace_through_the_gateway_and_every_frame_is_durable() ->
     ensure!(j["ok"] == true && j["blocks"].as_u64().unwrap_or(0) >= 2);
     // The recording drove somewhere: positions on Earth that change.
     let lat = &j["signals"]["gnss_pos.Latitude"];
-    let (lo, hi) = (lat["min"].as_f64().unwrap_or(f64::NAN), lat["max"].as_f64().unwrap_or(f64::NAN));
+    let (lo, hi) =
+        (lat["min"].as_f64().unwrap_or(f64::NAN), lat["max"].as_f64().unwrap_or(f64::NAN));
     ensure!(lat["count"].as_u64().unwrap_or(0) > 1000, "{lat}");
     ensure!((-90.0..=90.0).contains(&lo) && (-90.0..=90.0).contains(&hi) && hi > lo, "{lat}");
     Ok(())
