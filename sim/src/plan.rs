@@ -153,9 +153,9 @@ impl Plan {
         }
         let n_ledgers = s.ledgers.len();
         let mut events = Vec::new();
-        for v in 0..vehicles.len() {
+        for (v, car) in vehicles.iter().enumerate() {
             events.push(Event {
-                at: vehicles[v].start,
+                at: car.start,
                 action: Action::StartGateway { vehicle: v, quota: None },
             });
         }
@@ -385,7 +385,11 @@ events = 10
             .filter(|e| matches!(&e.action, Action::Link { why, .. } if why == "links[0] ends"))
             .count();
         // About half of 20 vehicles, two ledgers each.
-        assert!(downs.len() >= 8 && downs.len() <= 32 && downs.len() % 2 == 0, "{}", downs.len());
+        assert!(
+            downs.len() >= 8 && downs.len() <= 32 && downs.len().is_multiple_of(2),
+            "{}",
+            downs.len()
+        );
         assert_eq!(downs.len(), ups);
         for e in downs {
             assert!(e.at >= Duration::from_secs(10) && e.at <= Duration::from_secs(14));

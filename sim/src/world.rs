@@ -250,13 +250,13 @@ impl World {
         let mut cars = Vec::new();
         for (k, v) in plan.vehicles.iter().enumerate() {
             let spec = scenario.vehicles[v.entry].clone();
-            if !prepared.contains_key(&v.entry) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = prepared.entry(v.entry) {
                 let p = tracefile::prepare(&spec.trace, spec.max_frames, &traces_dir, &spec.id)
                     .with_context(|| format!("vehicles[{}].trace", v.entry))?;
                 if p.1.frames == 0 {
                     bail!("vehicles[{}].trace: {} holds no frame", v.entry, spec.trace.display());
                 }
-                prepared.insert(v.entry, p);
+                slot.insert(p);
             }
             let (trace, info) = prepared[&v.entry].clone();
             let dir = out.join("vehicles").join(&v.id);
