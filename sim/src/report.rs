@@ -140,7 +140,9 @@ impl Report {
             }
             let accounted: u64 = vc.frames_durable + dropped.values().sum::<u64>();
             if c.info.frames > accounted {
-                dropped.insert("lost_in_crash".into(), c.info.frames - accounted);
+                // A gateway that failed on its own lost what it had not made durable.
+                let why = if c.failed.is_some() { "gateway_failed" } else { "lost_in_crash" };
+                dropped.insert(why.into(), c.info.frames - accounted);
             }
             for (k, v) in &dropped {
                 *dropped_all.entry(k.clone()).or_default() += v;
@@ -286,6 +288,7 @@ impl Report {
             let why = match k.as_str() {
                 "gateway_down" => "the gateway was stopped while the vehicle drove on",
                 "lost_in_crash" => "received but not yet durable when the gateway was killed (expected after kill -9)",
+                "gateway_failed" => "the gateway exited on its own (see the failures)",
                 "quota" => "refused while the gateway's disk quota was full",
                 "pipeline_full" => "the gateway's pipeline was full",
                 "kernel" => "the kernel's socket queue overflowed",

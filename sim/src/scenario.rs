@@ -417,15 +417,13 @@ impl Scenario {
             reason: e.to_string(),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let s = Scenario::from_toml(&text, &path.display().to_string(), base)?;
-        for (i, v) in s.vehicles.iter().enumerate() {
-            for (k, p) in [("trace", &v.trace), ("dbc", &v.dbc)] {
-                if !p.is_file() {
-                    return Err(invalid(
-                        format!("vehicles[{i}].{k}"),
-                        format!("{}: no such file", p.display()),
-                    ));
-                }
+        let mut s = Scenario::from_toml(&text, &path.display().to_string(), base)?;
+        // Absolute, so the generated gateway configs (in other folders) find them.
+        for (i, v) in s.vehicles.iter_mut().enumerate() {
+            for (k, p) in [("trace", &mut v.trace), ("dbc", &mut v.dbc)] {
+                *p = std::fs::canonicalize(&*p).map_err(|e| {
+                    invalid(format!("vehicles[{i}].{k}"), format!("{}: {e}", p.display()))
+                })?;
             }
         }
         Ok(s)
