@@ -190,8 +190,7 @@ pub fn run(a: &Args) -> Result<ReplaySummary> {
     let key = ledger::keys::X25519Key::generate("replay")?;
     std::fs::write(dir.join("replay.pub"), key.public_text())?;
     let metrics: std::net::SocketAddr =
-        format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-            .parse()?;
+        format!("127.0.0.1:{}", crate::world::free_port()?).parse()?;
     let pace = match a.speed {
         Speed::Max => "fast".to_owned(),
         Speed::Times(f) if (f - 1.0).abs() < 1e-12 => "recorded".to_owned(),

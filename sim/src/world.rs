@@ -186,8 +186,29 @@ fn unix_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// A free loopback port for a gateway's metrics listener, chosen below the kernel's ephemeral
+/// range: a port the kernel hands out (`bind 0`, or the source port of any of the hundreds of
+/// sync connections) could be taken again before the gateway binds it, which happened with 200
+/// vehicles. Ports are handed out in turn from a per-process starting point, never twice.
+pub(crate) fn free_port() -> Result<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+    let eph_low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(32_768)
+        .max(LOW + 1_000);
+    let span = eph_low - LOW;
+    let base = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let i = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = LOW + (base + i) % span;
+        if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return Ok(port as u16);
+        }
+    }
+    bail!("no free loopback port between {LOW} and {eph_low}")
 }
 
 fn hex_sha256(data: &[u8]) -> String {
