@@ -14,6 +14,7 @@
 //! - [`check`]: the invariants, on the stores after everything stopped.
 //! - [`report`], [`chart`]: JSON, summary, PNG.
 //! - [`fleet_tools`]: the `iovctl history` and `iovctl audit` steps of the demo (subprocesses).
+//! - [`vcan`]: `replay --into vcan` in the test VM.
 //! - [`run`]: one scenario end to end; [`demo`]: the newcomer's demo; [`replay`]: one trace
 //!   through one gateway.
 
@@ -28,4 +29,5 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod tracefile;
+pub mod vcan;
 pub mod world;

@@ -5,8 +5,8 @@
 //! and checked (every frame of every pass is durable in the raw lane), and the decoded signals
 //! are summarised (count, min, mean, max per signal, with the same decoder the gateway runs).
 //!
-//! `--into vcan` (the frames through real SocketCAN in the test VM) is not built yet: it
-//! stops with a clear error (see sim/README.md).
+//! `--into vcan` sends the frames through real SocketCAN in the test VM instead ([`crate::vcan`]):
+//! `canplayer` onto vcan0/vcan1, the gateway reading them with socketcan sources.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
@@ -85,6 +85,8 @@ pub struct SignalStats {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReplaySummary {
     pub trace: String,
+    /// `process` or `vcan`.
+    pub into: String,
     pub frames_per_pass: u64,
     pub loops: u32,
     pub frames_received: u64,
@@ -170,12 +172,6 @@ pub fn signal_stats(
 
 /// Runs the replay; the caller prints [`text`].
 pub fn run(a: &Args) -> Result<ReplaySummary> {
-    if a.into == Target::Vcan {
-        bail!(
-            "--into vcan is not built yet: replay through SocketCAN needs the test VM \
-             (docs/testing-vm.md); use --into process (the default)"
-        );
-    }
     if a.loops == 0 {
         bail!("--loop: at least 1");
     }
@@ -191,6 +187,80 @@ pub fn run(a: &Args) -> Result<ReplaySummary> {
     std::fs::write(dir.join("replay.pub"), key.public_text())?;
     let metrics: std::net::SocketAddr =
         format!("127.0.0.1:{}", crate::world::free_port()?).parse()?;
+    let started = Instant::now();
+    let mut problems = Vec::new();
+    let (last, usage) = match a.into {
+        Target::Vcan => {
+            let text = crate::vcan::run(a, dir, metrics.port())?;
+            (proc::parse_metrics(&text), proc::Usage::default())
+        }
+        Target::Process => in_process(a, dir, metrics, info.frames, &mut problems)?,
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    let store = ledger::store::rocks::Rocks::open(
+        &dir.join("store"),
+        &signer.verifier(),
+        ledger::store::rocks::Mode::Verify,
+    )
+    .context("opening the gateway's store to check it")?;
+    let blocks = store.size();
+    let mut durable = 0;
+    for h in 0..blocks {
+        let hb = store.header(h)?.context("header")?;
+        let hdr = BlockHeader::from_bytes(&hb).map_err(|e| anyhow::anyhow!("header {h}: {e}"))?;
+        durable += hdr.lanes.iter().map(|l| l.record_count).sum::<u64>();
+    }
+    let want = info.frames * u64::from(a.loops);
+    let kernel = proc::metric_sum(&last, "iov_frames_dropped_total", &["reason=\"kernel\""]) as u64;
+    if durable + kernel != want || (a.into == Target::Process && kernel > 0) {
+        problems.push(format!(
+            "{durable} frames durable and {kernel} dropped by the kernel, the trace holds {want} (over {} passes)",
+            a.loops
+        ));
+    }
+    let mut dropped = BTreeMap::new();
+    for (k, v) in &last {
+        if let (true, Some(r)) = (
+            k.starts_with("iov_frames_dropped_total{"),
+            k.split("reason=\"").nth(1).and_then(|r| r.split('"').next()),
+        ) {
+            if *v > 0.0 {
+                *dropped.entry(r.to_owned()).or_insert(0) += *v as u64;
+            }
+        }
+    }
+    let (decoded_frames, unmatched_frames, signals) = signal_stats(&a.trace, &a.dbc, a.j1939)?;
+    Ok(ReplaySummary {
+        into: if a.into == Target::Vcan { "vcan".into() } else { "process".into() },
+        trace: a.trace.display().to_string(),
+        frames_per_pass: info.frames,
+        loops: a.loops,
+        frames_received: durable
+            .max(proc::metric_sum(&last, "iov_frames_received_total", &[]) as u64),
+        frames_durable: durable,
+        dropped,
+        blocks,
+        store_bytes: dir_size(&dir.join("store")),
+        elapsed_s: elapsed,
+        frames_per_s: durable as f64 / elapsed.max(1e-9),
+        decoded_frames,
+        unmatched_frames,
+        signals,
+        gateway_cpu_s: usage.cpu_s,
+        gateway_peak_rss_kib: usage.peak_rss_kib,
+        ok: problems.is_empty(),
+        problems,
+    })
+}
+
+/// The gateway as a host process with a trace source; returns its last metrics and usage.
+fn in_process(
+    a: &Args,
+    dir: &Path,
+    metrics: std::net::SocketAddr,
+    frames: u64,
+    problems: &mut Vec<String>,
+) -> Result<(BTreeMap<String, f64>, proc::Usage)> {
     let pace = match a.speed {
         Speed::Max => "fast".to_owned(),
         Speed::Times(f) if (f - 1.0).abs() < 1e-12 => "recorded".to_owned(),
@@ -240,7 +310,7 @@ pub fn run(a: &Args) -> Result<ReplaySummary> {
                     "\rreplay {:5.1}s  frames {:>9} / {}  blocks {:>6}  drops {:>6}   ",
                     started.elapsed().as_secs_f64(),
                     proc::metric_sum(&last, "iov_frames_received_total", &[]) as u64,
-                    info.frames * u64::from(a.loops),
+                    frames * u64::from(a.loops),
                     proc::metric_sum(&last, "iov_store_height", &[]) as u64,
                     proc::metric_sum(&last, "iov_frames_dropped_total", &[]) as u64,
                 );
@@ -251,8 +321,6 @@ pub fn run(a: &Args) -> Result<ReplaySummary> {
     if tty {
         eprintln!();
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    let mut problems = Vec::new();
     if !status.success() {
         let log = std::fs::read_to_string(dir.join("gateway.log")).unwrap_or_default();
         problems.push(format!(
@@ -260,58 +328,7 @@ pub fn run(a: &Args) -> Result<ReplaySummary> {
             log.lines().last().unwrap_or("")
         ));
     }
-    let store = ledger::store::rocks::Rocks::open(
-        &dir.join("store"),
-        &signer.verifier(),
-        ledger::store::rocks::Mode::Verify,
-    )
-    .context("opening the gateway's store to check it")?;
-    let blocks = store.size();
-    let mut durable = 0;
-    for h in 0..blocks {
-        let hb = store.header(h)?.context("header")?;
-        let hdr = BlockHeader::from_bytes(&hb).map_err(|e| anyhow::anyhow!("header {h}: {e}"))?;
-        durable += hdr.lanes.iter().map(|l| l.record_count).sum::<u64>();
-    }
-    let want = info.frames * u64::from(a.loops);
-    if durable != want {
-        problems.push(format!(
-            "{durable} frames durable, the trace holds {want} (over {} passes)",
-            a.loops
-        ));
-    }
-    let mut dropped = BTreeMap::new();
-    for (k, v) in &last {
-        if let (true, Some(r)) = (
-            k.starts_with("iov_frames_dropped_total{"),
-            k.split("reason=\"").nth(1).and_then(|r| r.split('"').next()),
-        ) {
-            if *v > 0.0 {
-                *dropped.entry(r.to_owned()).or_insert(0) += *v as u64;
-            }
-        }
-    }
-    let (decoded_frames, unmatched_frames, signals) = signal_stats(&a.trace, &a.dbc, a.j1939)?;
-    Ok(ReplaySummary {
-        trace: a.trace.display().to_string(),
-        frames_per_pass: info.frames,
-        loops: a.loops,
-        frames_received: durable
-            .max(proc::metric_sum(&last, "iov_frames_received_total", &[]) as u64),
-        frames_durable: durable,
-        dropped,
-        blocks,
-        store_bytes: dir_size(&dir.join("store")),
-        elapsed_s: elapsed,
-        frames_per_s: durable as f64 / elapsed.max(1e-9),
-        decoded_frames,
-        unmatched_frames,
-        signals,
-        gateway_cpu_s: usage.cpu_s,
-        gateway_peak_rss_kib: usage.peak_rss_kib,
-        ok: problems.is_empty(),
-        problems,
-    })
+    Ok((last, usage))
 }
 
 fn dir_size(p: &Path) -> u64 {
@@ -332,8 +349,17 @@ pub fn text(s: &ReplaySummary, out: &Path) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "replayed {} ({} frames x {} passes) through iov-gateway in {:.1} s: {:.0} frames/s",
-        s.trace, s.frames_per_pass, s.loops, s.elapsed_s, s.frames_per_s
+        "replayed {} ({} frames x {} passes) through {} in {:.1} s: {:.0} frames/s",
+        s.trace,
+        s.frames_per_pass,
+        s.loops,
+        if s.into == "vcan" {
+            "SocketCAN (canplayer onto vcan in the test VM, boot included) into iov-gateway"
+        } else {
+            "iov-gateway"
+        },
+        s.elapsed_s,
+        s.frames_per_s
     );
     let _ = writeln!(
         o,
@@ -343,12 +369,14 @@ pub fn text(s: &ReplaySummary, out: &Path) -> String {
         s.store_bytes as f64 / 1048576.0,
         if s.dropped.is_empty() { "none".to_owned() } else { format!("{:?}", s.dropped) }
     );
-    let _ = writeln!(
-        o,
-        "  gateway cpu {:.1} s, peak memory {} MiB",
-        s.gateway_cpu_s,
-        s.gateway_peak_rss_kib / 1024
-    );
+    if s.into == "process" {
+        let _ = writeln!(
+            o,
+            "  gateway cpu {:.1} s, peak memory {} MiB",
+            s.gateway_cpu_s,
+            s.gateway_peak_rss_kib / 1024
+        );
+    }
     let _ = writeln!(
         o,
         "  decoded (one pass): {} frames matched a DBC message, {} did not",
