@@ -38,8 +38,14 @@ fn run(name: &str, args: &[String]) -> StepReport {
         Ok(out) => {
             let stdout = String::from_utf8_lossy(&out.stdout);
             let stderr = String::from_utf8_lossy(&out.stderr);
-            let last_err =
-                stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_owned();
+            // The first error line says most (clap: "error: unrecognized subcommand ...").
+            let last_err = stderr
+                .lines()
+                .find(|l| l.contains("error"))
+                .or_else(|| stderr.lines().rev().find(|l| !l.trim().is_empty()))
+                .unwrap_or("")
+                .trim()
+                .to_owned();
             if !out.status.success() {
                 return StepReport {
                     name: name.into(),
