@@ -387,6 +387,15 @@ pub fn parse_size(key: &str, text: &str) -> Result<u64, ScenarioError> {
     n.checked_mul(mult).ok_or_else(|| invalid(key, format!("{text:?} is too large")))
 }
 
+/// A gateway retention quota: the gateway refuses less than 1 MiB.
+fn parse_quota(key: &str, text: &str) -> Result<u64, ScenarioError> {
+    let q = parse_size(key, text)?;
+    if q < 1 << 20 {
+        return Err(invalid(key, format!("{text:?}: at least 1 MiB (the gateway's floor)")));
+    }
+    Ok(q)
+}
+
 fn parse_pace(key: &str, text: &str) -> Result<Pace, ScenarioError> {
     match text {
         "fit" => Ok(Pace::Fit),
@@ -498,7 +507,7 @@ impl Scenario {
             if start >= duration {
                 return Err(invalid(key("start"), "must be within scenario.duration"));
             }
-            let quota = v.quota.as_deref().map(|q| parse_size(&key("quota"), q)).transpose()?;
+            let quota = v.quota.as_deref().map(|q| parse_quota(&key("quota"), q)).transpose()?;
             let bandwidth =
                 v.bandwidth.as_deref().map(|q| parse_size(&key("bandwidth"), q)).transpose()?;
             if v.max_frames == Some(0) {
@@ -622,7 +631,7 @@ impl Scenario {
                     let q = f.quota.as_deref().ok_or_else(|| {
                         invalid(key("quota"), "fill_disk needs a quota (e.g. \"2 MiB\")")
                     })?;
-                    FaultKind::FillDisk(parse_size(&key("quota"), q)?)
+                    FaultKind::FillDisk(parse_quota(&key("quota"), q)?)
                 }
                 o => {
                     return Err(invalid(
@@ -846,6 +855,7 @@ down_for = "2s"
                 "links[1].loss: ",
             ),
             (OK.replace("count = 4", "count = 0"), "vehicles[0].count: "),
+            (OK.replace("count = 4", "count = 4\nquota = \"400 KiB\""), "vehicles[0].quota: "),
         ];
         for (text, want) in cases {
             let e = err(&text);
