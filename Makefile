@@ -1,5 +1,5 @@
 # The two commands a newcomer needs:
-#   make demo   decode a bundled real CAN trace with its DBC and print a summary
+#   make demo   three vehicles replay real CAN recordings through gateways, two ledgers, a dead zone
 #   make test   everything CI checks: formatting, clippy, all tests (with the reference oracles)
 #
 # Builds share one cargo profile (release) and a target directory outside the checkout, so heavy
@@ -21,8 +21,10 @@ GPS_TRACE := fixtures/traces/canmod_gps_3BA199E2.log.gz
 help:
 	@sed -n '1,4p' Makefile
 
+# iov-sim starts the gateway, ledger and iovctl binaries from its own target folder.
 demo: deps-system
-	$(CARGO) run $(PROFILE) -q -p iovctl -- decode --dbc $(GPS_DBC) --trace $(GPS_TRACE) --format summary
+	$(CARGO) build $(PROFILE) -q -p gateway -p ledger-node -p iovctl -p sim --bins
+	$(CARGO) run $(PROFILE) -q -p sim --bin iov-sim -- demo
 
 test: deps lint unit fuzz-smoke
 

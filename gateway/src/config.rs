@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::num::{NonZeroU64, NonZeroUsize};
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -224,6 +224,10 @@ enum RawSource {
         on_error: String,
         #[serde(default = "default_at_end")]
         at_end: String,
+        #[serde(default)]
+        time_shift: Option<String>,
+        #[serde(default = "default_loops")]
+        loops: u32,
     },
     Mqtt {
         host: String,
@@ -268,6 +272,9 @@ fn default_on_error() -> String {
 }
 fn default_at_end() -> String {
     "continue".into()
+}
+fn default_loops() -> u32 {
+    1
 }
 fn default_mqtt_port() -> u16 {
     1883
@@ -556,6 +563,36 @@ pub struct TraceConfig {
     pub pace: Pace,
     pub policy: can_decoders::trace::ErrorPolicy,
     pub at_end: AtEnd,
+    /// Added to every recorded timestamp (`time_shift = "+90s"`, `"-2h"`, `"+1627274455012500000ns"`),
+    /// so one recording can stand for a drive at another time (the simulator's vehicles).
+    pub time_shift_ns: i64,
+    /// How many times the file is replayed; each pass is shifted past the previous one's last
+    /// frame (by the recording's span plus 1 ms), so timestamps keep increasing.
+    pub loops: NonZeroU32,
+}
+
+/// Parses a signed time shift: `"+90s"`, `"-2h"`, `"0s"`, or exact integer nanoseconds
+/// `"+1627274455012500000ns"` (no float rounding for shifts of years).
+pub fn parse_time_shift(key: &str, text: &str) -> Result<i64, ConfigError> {
+    let t = text.trim();
+    let (neg, body) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let too_big = || invalid(key, format!("{text:?}: more than 292 years"));
+    let magnitude: i64 = match body
+        .strip_suffix("ns")
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()) && !n.is_empty())
+    {
+        Some(n) => n.parse().map_err(|_| too_big())?,
+        None => {
+            let d = parse_duration(key, body)
+                .map_err(|_| invalid(key, format!("{text:?}: use a signed duration such as \"+90s\", \"-2h\" or \"+1500000000ns\"")))?;
+            i64::try_from(d.as_nanos()).map_err(|_| too_big())?
+        }
+    };
+    Ok(if neg { -magnitude } else { magnitude })
 }
 
 /// How an MQTT payload is decoded into signals.
@@ -1031,7 +1068,7 @@ fn validate(
                 }
                 SourceKind::SocketCan(c)
             }
-            RawSource::Trace { file, pace, on_error, at_end } => {
+            RawSource::Trace { file, pace, on_error, at_end, time_shift, loops } => {
                 let file = existing_file(base, &key("file"), file)?;
                 if can_decoders::trace::Format::from_path(&file).is_none() {
                     return Err(invalid(
@@ -1060,7 +1097,13 @@ fn validate(
                         ))
                     }
                 };
-                SourceKind::Trace(TraceConfig { file, pace, policy, at_end })
+                let time_shift_ns = match time_shift {
+                    Some(t) => parse_time_shift(&key("time_shift"), t)?,
+                    None => 0,
+                };
+                let loops = NonZeroU32::new(*loops)
+                    .ok_or_else(|| invalid(key("loops"), "at least 1 (the number of passes)"))?;
+                SourceKind::Trace(TraceConfig { file, pace, policy, at_end, time_shift_ns, loops })
             }
             RawSource::Mqtt {
                 host,
@@ -1735,6 +1778,8 @@ error_frames = true
 #                        # or "x10": ten times the recorded speed ("xN", N from 0.001)
 # on_error = "skip"      # or "strict": stop at the first malformed record
 # at_end = "continue"    # or "shutdown": stop the gateway gracefully at the end of the trace
+# time_shift = "+2h"     # added to every recorded timestamp ("-90s", exact "+1500000000ns")
+# loops = 1              # passes over the file, each shifted past the previous one
 
 # [sources.telemetry]
 # kind = "mqtt"

@@ -58,6 +58,8 @@ pub enum TraceError {
     Read { source_name: String, error: ReadError },
     #[error("trace source {source_name}: more than 65536 channels")]
     TooManyChannels { source_name: String },
+    #[error("trace source {source_name}: time_shift {shift} ns moves the frame recorded at {t_ns} ns outside 1970..2554")]
+    TimeShift { source_name: String, t_ns: u64, shift: i128 },
 }
 
 /// What a finished replay did.
@@ -94,20 +96,68 @@ impl TraceSource {
 
     fn replay(&self, shutdown: &CancellationToken) -> Result<TraceSummary, TraceError> {
         let started = Instant::now();
-        let name = || self.name.clone();
-        let mut reader = trace::open(&self.config.file, self.config.policy)
-            .map_err(|error| TraceError::Open { source_name: name(), error })?;
-        // Reader channel id -> our channel id.
-        let mut map: Vec<Option<ChannelId>> = Vec::new();
         let mut t0: Option<u64> = None;
         let mut burst: Vec<SourceFrame> = Vec::with_capacity(BURST_MAX);
         let mut woke = started;
         let mut summary =
             TraceSummary { frames: 0, malformed: 0, cancelled: false, elapsed: Duration::ZERO };
+        // Each pass is shifted past the previous one: by the recorded span (first to last frame
+        // of the file, before any shift) plus 1 ms.
+        let mut shift = i128::from(self.config.time_shift_ns);
+        for _pass in 0..self.config.loops.get() {
+            let span = self.replay_pass(
+                shutdown,
+                shift,
+                &mut t0,
+                &mut burst,
+                &mut woke,
+                &mut summary,
+                started,
+            )?;
+            match span {
+                Some((first, last)) if !summary.cancelled => {
+                    shift += i128::from(last - first) + 1_000_000;
+                }
+                _ => break,
+            }
+        }
+        // Everything read goes out, also when stopping (the pipeline drains until we close).
+        self.send_burst(&mut burst, &mut summary);
+        summary.elapsed = started.elapsed();
+        tracing::info!(
+            source = %self.name,
+            frames = summary.frames,
+            malformed = summary.malformed,
+            cancelled = summary.cancelled,
+            elapsed_ms = summary.elapsed.as_millis() as u64,
+            "trace replay ended"
+        );
+        Ok(summary)
+    }
+
+    /// One pass over the file with `shift` added to every timestamp; returns the recorded
+    /// (unshifted) first and last timestamps, `None` for an empty file or a stop.
+    #[allow(clippy::too_many_arguments)]
+    fn replay_pass(
+        &self,
+        shutdown: &CancellationToken,
+        shift: i128,
+        t0: &mut Option<u64>,
+        burst: &mut Vec<SourceFrame>,
+        woke: &mut Instant,
+        summary: &mut TraceSummary,
+        started: Instant,
+    ) -> Result<Option<(u64, u64)>, TraceError> {
+        let name = || self.name.clone();
+        let mut reader = trace::open(&self.config.file, self.config.policy)
+            .map_err(|error| TraceError::Open { source_name: name(), error })?;
+        // Reader channel id -> our channel id.
+        let mut map: Vec<Option<ChannelId>> = Vec::new();
+        let mut span: Option<(u64, u64)> = None;
         loop {
             if shutdown.is_cancelled() {
                 summary.cancelled = true;
-                break;
+                return Ok(None);
             }
             let Some(item) = reader.next() else { break };
             let mut tf = match item {
@@ -141,45 +191,43 @@ impl TraceSource {
                 }
             };
             tf.channel = id;
+            span = Some(match span {
+                None => (tf.t_ns, tf.t_ns),
+                Some((a, b)) => (a.min(tf.t_ns), b.max(tf.t_ns)),
+            });
+            if shift != 0 {
+                tf.t_ns = u64::try_from(i128::from(tf.t_ns) + shift).map_err(|_| {
+                    TraceError::TimeShift { source_name: name(), t_ns: tf.t_ns, shift }
+                })?;
+            }
             if let Some(speed) = speed(self.config.pace) {
                 let base = *t0.get_or_insert(tf.t_ns);
                 let due = started + due_after(tf.t_ns.saturating_sub(base), speed);
                 // Frames of a burst are due before the last wake-up: no clock read for them.
-                if due > woke && Instant::now() < due {
+                if due > *woke && Instant::now() < due {
                     // Not due yet: hand over what is, then sleep until this one is due, but at
                     // least PACE_QUANTUM after the last wake-up, so thick traffic goes out in
                     // bursts (one wake-up per quantum on each side, not one per frame).
-                    if !self.send_burst(&mut burst, &mut summary) {
-                        break;
+                    if !self.send_burst(burst, summary) {
+                        return Ok(None);
                     }
-                    if !pace_until(due.max(woke + PACE_QUANTUM), shutdown) {
+                    if !pace_until(due.max(*woke + PACE_QUANTUM), shutdown) {
                         // Not sent and not counted: it had not "happened" yet.
                         summary.cancelled = true;
-                        break;
+                        return Ok(None);
                     }
-                    woke = Instant::now();
+                    *woke = Instant::now();
                 }
             }
             self.stats.received.fetch_add(1, Ordering::Relaxed);
             burst.push(SourceFrame { frame: tf, clock: Clock::Recorded });
             if (burst.len() >= BURST_MAX || self.config.pace == Pace::Fast)
-                && !self.send_burst(&mut burst, &mut summary)
+                && !self.send_burst(burst, summary)
             {
-                break;
+                return Ok(None);
             }
         }
-        // Everything read goes out, also when stopping (the pipeline drains until we close).
-        self.send_burst(&mut burst, &mut summary);
-        summary.elapsed = started.elapsed();
-        tracing::info!(
-            source = %self.name,
-            frames = summary.frames,
-            malformed = summary.malformed,
-            cancelled = summary.cancelled,
-            elapsed_ms = summary.elapsed.as_millis() as u64,
-            "trace replay ended"
-        );
-        Ok(summary)
+        Ok(span)
     }
 
     /// Sends the frames in `burst` (blocking while the pipeline is full); `false` when the
@@ -251,7 +299,14 @@ mod tests {
         let s = TraceSource {
             name: "replay".into(),
             index: 1,
-            config: TraceConfig { file, pace, policy, at_end: AtEnd::Continue },
+            config: TraceConfig {
+                file,
+                pace,
+                policy,
+                at_end: AtEnd::Continue,
+                time_shift_ns: 0,
+                loops: std::num::NonZeroU32::MIN,
+            },
             channels: Channels::new(&["can0".into(), "replay".into()]),
             tx,
             stats: Arc::default(),
@@ -377,6 +432,51 @@ mod tests {
         assert_eq!(t.pace, Pace::Scaled(200.0));
         let e = crate::config::Config::from_toml(&text("x0"), &path).expect_err("x0").to_string();
         assert!(e.starts_with("sources.replay.pace: \"x0\": use "), "{e}");
+    }
+
+    #[test]
+    fn a_time_shift_moves_every_timestamp_and_loops_continue_past_the_last_frame() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = "(1.0) can1 003#01\n(1.5) can1 003#02\n(3.0) can1 003#03\n";
+        let (mut s, mut rx) = source(dir.path(), text, Pace::Fast, ErrorPolicy::Skip);
+        s.config.time_shift_ns = -500_000_000;
+        s.config.loops = std::num::NonZeroU32::new(2).expect("2");
+        let sum = s.run_blocking(&CancellationToken::new()).expect("replay");
+        assert_eq!(sum.frames, 6);
+        let got: Vec<u64> =
+            std::iter::from_fn(|| rx.try_recv().ok()).map(|f| f.frame.t_ns).collect();
+        // Pass 2 starts 2 s (the span) + 1 ms after pass 1's shifted start.
+        assert_eq!(
+            got,
+            [
+                500_000_000,
+                1_000_000_000,
+                2_500_000_000,
+                2_501_000_000,
+                3_001_000_000,
+                4_501_000_000
+            ]
+        );
+    }
+
+    #[test]
+    fn a_time_shift_before_1970_is_an_error_naming_the_source() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut s, _rx) = source(dir.path(), TRACE, Pace::Fast, ErrorPolicy::Skip);
+        s.config.time_shift_ns = -2_000_000_000;
+        let e = s.run_blocking(&CancellationToken::new()).expect_err("before 1970");
+        assert!(e.to_string().contains("replay") && e.to_string().contains("time_shift"), "{e}");
+    }
+
+    #[test]
+    fn time_shift_parses_signed_durations_and_exact_nanoseconds() {
+        use crate::config::parse_time_shift;
+        assert_eq!(parse_time_shift("k", "+90s"), Ok(90_000_000_000));
+        assert_eq!(parse_time_shift("k", "-2h"), Ok(-7_200_000_000_000));
+        assert_eq!(parse_time_shift("k", "1627274455012500001ns"), Ok(1_627_274_455_012_500_001));
+        assert_eq!(parse_time_shift("k", "-1627274455012500001ns"), Ok(-1_627_274_455_012_500_001));
+        let e = parse_time_shift("sources.r.time_shift", "soon").expect_err("soon").to_string();
+        assert!(e.starts_with("sources.r.time_shift: \"soon\""), "{e}");
     }
 
     #[test]
