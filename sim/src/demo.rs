@@ -40,7 +40,7 @@ pub fn steps(w: &World) -> Vec<StepReport> {
             &format!("cross-witness audit {} <-> {}", a.spec.name, b.spec.name),
             &a.url(),
             &b.url(),
-            Some(&a.token_file),
+            Some(&crate::world::auditor_token_file(&w.out)),
         ));
     }
     out

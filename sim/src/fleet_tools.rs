@@ -6,8 +6,9 @@
 //! - `iovctl audit --ledger URL --peer URL [--token-file F]`: exit 0 when both ledgers are
 //!   consistent and cross-cosigned.
 //!
-//! Those subcommands are built elsewhere; until they exist the steps fail (honestly: they are
-//! never faked). This module is the one place to adapt if their arguments change.
+//! Both are `iovctl`'s own (issue 6, `iovctl/README.md`); this module is the one place to adapt
+//! if their arguments change. The audit needs the ledgers configured as each other's peers and a
+//! token both accept (`World::write_ledger_config`, `world::auditor_token_file`).
 
 use std::path::Path;
 use std::process::Command;
@@ -69,7 +70,13 @@ fn run(name: &str, args: &[String]) -> StepReport {
                 detail: if rows > 0 {
                     format!("{rows} verified rows, e.g. {first}")
                 } else {
-                    last_err
+                    // `iovctl audit` ends its table with `result: ...`.
+                    stdout
+                        .lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .map(|l| l.trim().to_owned())
+                        .unwrap_or(last_err)
                 },
             }
         }

@@ -186,6 +186,11 @@ fn unix_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
+/// The auditor's token file (admin scope at every ledger of the run).
+pub fn auditor_token_file(out: &Path) -> PathBuf {
+    out.join("ledgers").join("auditor.token")
+}
+
 /// A free loopback port for a gateway's metrics listener, chosen below the kernel's ephemeral
 /// range: a port the kernel hands out (`bind 0`, or the source port of any of the hundreds of
 /// sync connections) could be taken again before the gateway binds it, which happened with 200
@@ -256,13 +261,22 @@ impl World {
                 lane_key,
                 lane_key_file,
                 token_file,
-                addr: "127.0.0.1:0".parse()?,
+                // Fixed before any ledger starts: each is the other's peer (cross-witnessing)
+                // and its config names the peer's URL.
+                addr: format!("127.0.0.1:{}", free_port()?).parse()?,
                 metrics: None,
                 child: None,
                 usage: UsageAcc::default(),
                 restarts: 0,
                 last_metrics: BTreeMap::new(),
             });
+        }
+        // An auditor's token every ledger accepts (admin scope): `iovctl audit` reads both
+        // ledgers with one token file.
+        {
+            let mut rng = crate::plan::Rng::new(scenario.seed ^ 0x61_75_64_69_74);
+            let secret = format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64());
+            ledger::keys::write_secret_file(&auditor_token_file(&out), secret.as_bytes())?;
         }
         let start_unix_ns = unix_ns();
         let traces_dir = out.join("traces");
@@ -401,12 +415,35 @@ impl World {
         let secret = ledger::keys::read_secret_file(&o.token_file)?;
         let mut text = format!(
             "[ledger]\nname = \"{n}.sim\"\ncosigner_key = \"witness.key\"\nlog_key = \"log.key\"\n\
-             store = \"store\"\n[listen]\naddress = \"127.0.0.1:0\"\n\
+             store = \"store\"\n[listen]\naddress = \"{addr}\"\n\
              [metrics]\nlisten = \"127.0.0.1:0\"\n[limits]\nmax_blocks_per_batch = 256\n\
              [[tokens]]\nname = \"sim\"\nsha256 = \"{h}\"\nscopes = [\"admin\", \"query\"]\n",
             n = o.spec.name,
             h = hex_sha256(secret.as_bytes()),
+            addr = o.addr,
         );
+        let auditor = ledger::keys::read_secret_file(&auditor_token_file(&self.out))?;
+        text.push_str(&format!(
+            "[[tokens]]\nname = \"auditor\"\nsha256 = \"{}\"\nscopes = [\"admin\"]\n",
+            hex_sha256(auditor.as_bytes())
+        ));
+        // Every other ledger is a peer: each witnesses the others' aggregate logs, and
+        // `/checkpoint` publishes only what they cosigned (what `iovctl audit` checks).
+        for (p, peer) in self.orgs.iter().enumerate() {
+            if p == l {
+                continue;
+            }
+            let log_vkey = std::fs::read_to_string(peer.dir.join("log.vkey"))
+                .with_context(|| format!("{}/log.vkey", peer.dir.display()))?;
+            text.push_str(&format!(
+                "[[peers]]\nname = \"{}\"\nurl = \"http://{}/\"\nlog_vkey = \"{}\"\n\
+                 cosigner_vkey = \"{}\"\n",
+                peer.spec.name,
+                peer.addr,
+                log_vkey.trim(),
+                peer.cosigner.verifier().to_vkey()
+            ));
+        }
         for c in cars {
             text.push_str(&format!(
                 "[[gateways]]\nvkey = \"{}\"\nunit = \"{}\"\nlanes = [\"{}\"]\n",

@@ -72,8 +72,8 @@ fn the_demo_scenario_holds_every_frame_at_both_ledgers_and_shows_the_dead_zone()
     let s = scenario("demo.toml", Overrides::default())?;
     let (_t, dir) = out("demo");
     let started = std::time::Instant::now();
-    // The fleet steps (iovctl history/audit) are checked by `iov-sim demo` itself; here the
-    // world and its invariants.
+    // The world and its invariants, then the demo's fleet steps against the running ledgers:
+    // a verified history of one vehicle from each ledger and the cross-witness audit.
     let mut backlog_in_zone = Vec::new();
     let report =
         sim::run::execute(s, &Options { out: dir.clone(), progress: false }, |w: &World| {
@@ -81,7 +81,7 @@ fn the_demo_scenario_holds_every_frame_at_both_ledgers_and_shows_the_dead_zone()
                 let peak = c.backlog[0].iter().map(|x| x.1).fold(0.0, f64::max);
                 backlog_in_zone.push((c.id.clone(), peak));
             }
-            Vec::new()
+            sim::demo::steps(w)
         })?;
     println!("{}", report.text());
     println!("demo world in {:?}", started.elapsed());
@@ -130,6 +130,20 @@ fn the_demo_scenario_holds_every_frame_at_both_ledgers_and_shows_the_dead_zone()
     ensure!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "chart.png is not a PNG");
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("report.json"))?)?;
     ensure!(json["ok"] == true && json["vehicles"].as_array().map(Vec::len) == Some(3));
+    // Fleet steps: two verified histories (the city's holds its coarse lane only) and an audit.
+    ensure!(report.steps.len() == 3, "steps: {:?}", report.steps);
+    for st in &report.steps {
+        ensure!(st.ok, "{}: {}", st.name, st.detail);
+    }
+    ensure!(
+        report.steps[0].detail.contains("verified rows")
+            && report.steps[0].detail.contains("\"lane\":\"factory\"")
+    );
+    ensure!(
+        report.steps[1].detail.contains("verified rows")
+            && report.steps[1].detail.contains("\"lane\":\"city\"")
+    );
+    ensure!(report.steps[2].detail.starts_with("result: OK"), "audit: {}", report.steps[2].detail);
     Ok(())
 }
 
