@@ -9,6 +9,8 @@
 #
 # Plain dpkg-deb (no debhelper or cargo-deb needed): the layout below is the whole package.
 # Library dependencies come from dpkg-shlibdeps. Nothing is enabled or started on install.
+# Binaries are installed stripped (`install -s`, as dh_strip would): the release profile keeps
+# line tables, and the statically linked RocksDB carries its own debug info, 160 MB a binary.
 #
 #   packaging/build-deb.sh [--no-build] [--fast] [--out DIR]
 #
@@ -103,7 +105,7 @@ finish() {
 # --- iovctl
 r="$work/iovctl"
 install -d "$r/DEBIAN" "$r/usr/bin"
-install -m 0755 "$bin/iovctl" "$r/usr/bin/iovctl"
+install -m 0755 -s "$bin/iovctl" "$r/usr/bin/iovctl"
 doc "$r" iovctl
 control "$r" iovctl "$(shlibdeps -e"$r/usr/bin/iovctl")" "operator tool for the IoV gateway and ledgers
  iovctl generates keys, verifies gateway stores and transparency logs, decodes CAN traces and
@@ -116,7 +118,7 @@ service_pkg() {
   local r="$work/$pkg"
   install -d "$r/DEBIAN" "$r/usr/bin" "$r/lib/systemd/system" "$r/usr/lib/sysusers.d" \
     "$r/usr/lib/tmpfiles.d" "$r/etc/iov/keys"
-  install -m 0755 "$bin/$binary" "$r/usr/bin/$binary"
+  install -m 0755 -s "$bin/$binary" "$r/usr/bin/$binary"
   install -m 0644 "$top/systemd/$pkg.service" "$r/lib/systemd/system/$pkg.service"
   install -m 0644 "$top/systemd/$pkg.sysusers" "$r/usr/lib/sysusers.d/$pkg.conf"
   install -m 0644 "$top/systemd/$pkg.tmpfiles" "$r/usr/lib/tmpfiles.d/$pkg.conf"

@@ -279,10 +279,26 @@ fn a_forged_or_wrong_lane_is_refused_with_the_reason() -> Result<()> {
     bad_proof.proof[0] = Hash([0; 32]);
     assert_eq!(node.upload(&o, &bad_proof)?.error().code, ErrorCode::BadProof);
 
+    // Each lane is genuine, but the lanes of blocks 0 and 1 are swapped.
+    let mut swapped = gw.upload(0, 3, 6);
+    let lane0 = swapped.blocks[0].lanes.clone();
+    swapped.blocks[0].lanes = swapped.blocks[1].lanes.clone();
+    swapped.blocks[1].lanes = lane0;
+    let e = node.upload(&o, &swapped)?.error();
+    assert!(
+        e.code == ErrorCode::BadLane && e.reason.contains("lane 0 (\"factory\") at height 0"),
+        "{e}"
+    );
+
+    // A body cut short (a link that dropped mid-upload, replayed by a buggy client).
+    let whole = gw.upload(0, 3, 6).to_cbor();
+    let cut = node.post(&sync_wire::path::blocks(&o), &whole[..whole.len() / 2])?;
+    assert_eq!(cut.status, 400, "truncated upload: {}", cut.error());
+
     // Nothing of the refused batches was kept.
     assert_eq!(node.state(&o)?.mirrored, 0);
     node.mirror(&gw, 0, 6, 6)?;
-    assert_eq!(node.metric("iov_ledger_refusals_total{reason=\"bad_lane\"}")?, 3);
+    assert_eq!(node.metric("iov_ledger_refusals_total{reason=\"bad_lane\"}")?, 4);
     Ok(())
 }
 

@@ -83,7 +83,7 @@ timeout --kill-after=5 "$timeout_s" qemu-system-x86_64 \
   -accel tcg -m "${IOV_VM_MEMORY_MB:-512}" -smp 1 \
   -nographic -no-reboot -nodefaults -serial stdio \
   -kernel "$IOV_VM_KERNEL" -initrd "$IOV_VM_INITRD" \
-  -append "console=ttyS0 quiet panic=-1 iov_cmd=$cmd_file iov_share=$share" \
+  -append "console=ttyS0 quiet panic=-1 no_timer_check iov_cmd=$cmd_file iov_share=$share" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
   -virtfs "local,path=$share,mount_tag=share,security_model=none,multidevs=remap" \
   </dev/null 2>&1 | tee "$console"
