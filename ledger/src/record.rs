@@ -208,6 +208,30 @@ impl CanRecord {
     }
 }
 
+/// Back to the decoding crate's frame, for readers that decode stored records (D8: behind the
+/// `can-frames` feature, so the ledger core itself does not depend on `can_decoders`).
+#[cfg(feature = "can-frames")]
+impl CanRecord {
+    /// The frame to decode; `None` for remote and error frames, which carry no signals.
+    pub fn to_can_frame(&self) -> Option<can_decoders::CanFrame> {
+        use can_decoders::{CanFrame, CanId, FrameKind};
+        if self.flags.has(CanFlags::REMOTE) || self.flags.has(CanFlags::ERROR) {
+            return None;
+        }
+        let id = if self.flags.has(CanFlags::EXTENDED) {
+            CanId::extended(self.id)
+        } else {
+            CanId::standard(self.id)
+        }?;
+        let kind = if self.flags.has(CanFlags::FD) {
+            FrameKind::Fd { brs: self.flags.has(CanFlags::BRS), esi: self.flags.has(CanFlags::ESI) }
+        } else {
+            FrameKind::Data
+        };
+        CanFrame::new(id, kind, self.data()).ok()
+    }
+}
+
 impl fmt::Debug for CanRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

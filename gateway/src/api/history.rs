@@ -44,7 +44,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use can_decoders::decode::{Decoded, Decoder};
-use can_decoders::{CanFrame, CanId, FrameKind};
 use ledger::block::BlockHeader;
 use ledger::keys::X25519Key;
 use ledger::lane::Limits;
@@ -638,23 +637,6 @@ fn rows_of(
     }
 }
 
-fn frame_of(c: &CanRecord) -> Option<CanFrame> {
-    if c.flags.has(CanFlags::REMOTE) || c.flags.has(CanFlags::ERROR) {
-        return None;
-    }
-    let id = if c.flags.has(CanFlags::EXTENDED) {
-        CanId::extended(c.id)
-    } else {
-        CanId::standard(c.id)
-    }?;
-    let kind = if c.flags.has(CanFlags::FD) {
-        FrameKind::Fd { brs: c.flags.has(CanFlags::BRS), esi: c.flags.has(CanFlags::ESI) }
-    } else {
-        FrameKind::Data
-    };
-    CanFrame::new(id, kind, c.data()).ok()
-}
-
 fn can_rows(
     ctx: &Context,
     c: &CanRecord,
@@ -662,7 +644,7 @@ fn can_rows(
     filter: Option<&[String]>,
 ) -> Vec<Row> {
     let source = Some(c.interface.clone());
-    let key = frame_of(c).and_then(|f| {
+    let key = c.to_can_frame().and_then(|f| {
         let bus = ctx.decoder.bus(&c.interface);
         ctx.decoder.decode(bus, &f, decoded)
     });
@@ -761,6 +743,7 @@ mod tests {
     use crate::pipeline::tests::{fixtures, keys, Keys};
     use crate::pipeline::Pending;
     use crate::writer::Writer;
+    use can_decoders::{CanFrame, CanId, FrameKind};
     use ledger::seal::{LaneSpec, SealOptions};
     use ledger::store::memory::Memory;
 

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 
 use can_decoders::decode::{Decoded, Decoder};
-use can_decoders::{CanFrame, CanId, FrameKind};
 use ledger::record::{CanFlags, CanRecord, MqttRecord, Record, SignalRecord};
 use serde_json::{Map, Value};
 
@@ -140,7 +139,7 @@ impl<'a> Rows<'a> {
 
     fn can(&mut self, at: &Where, c: &CanRecord, out: &mut Vec<Row>) {
         let source = Some(c.interface.clone());
-        let key = match (self.decoder, frame_of(c)) {
+        let key = match (self.decoder, c.to_can_frame()) {
             (Some(d), Some(f)) => d.decode(d.bus(&c.interface), &f, &mut self.decoded),
             _ => None,
         };
@@ -205,23 +204,6 @@ impl<'a> Rows<'a> {
         r.unit = unit;
         out.push(r);
     }
-}
-
-fn frame_of(c: &CanRecord) -> Option<CanFrame> {
-    if c.flags.has(CanFlags::REMOTE) || c.flags.has(CanFlags::ERROR) {
-        return None;
-    }
-    let id = if c.flags.has(CanFlags::EXTENDED) {
-        CanId::extended(c.id)
-    } else {
-        CanId::standard(c.id)
-    }?;
-    let kind = if c.flags.has(CanFlags::FD) {
-        FrameKind::Fd { brs: c.flags.has(CanFlags::BRS), esi: c.flags.has(CanFlags::ESI) }
-    } else {
-        FrameKind::Data
-    };
-    CanFrame::new(id, kind, c.data()).ok()
 }
 
 fn hex(b: &[u8]) -> String {
