@@ -145,6 +145,14 @@ struct RawGateway {
     key_name: Option<String>,
 }
 
+fn default_coalesce() -> String {
+    "20ms".into()
+}
+
+/// Longest receive coalescing a SocketCAN source accepts: beyond this the delay is visible to
+/// whoever watches the live data, and the socket buffer bound does the limiting anyway.
+const MAX_COALESCE: Duration = Duration::from_secs(1);
+
 fn default_capacity() -> usize {
     8192
 }
@@ -215,6 +223,8 @@ enum RawSource {
         ids: Vec<u32>,
         #[serde(default = "yes")]
         error_frames: bool,
+        #[serde(default = "default_coalesce")]
+        coalesce: String,
     },
     Trace {
         file: PathBuf,
@@ -1049,7 +1059,7 @@ fn validate(
             return Err(invalid("sources", "a source name is empty"));
         }
         let kind = match s {
-            RawSource::Socketcan { interface, ids, error_frames } => {
+            RawSource::Socketcan { interface, ids, error_frames, coalesce } => {
                 let channel =
                     ChannelId(u16::try_from(i).map_err(|_| {
                         invalid(format!("sources.{name}"), "more than 65535 sources")
@@ -1063,6 +1073,16 @@ fn validate(
                     })?);
                 }
                 c.error_frames = *error_frames;
+                c.coalesce = parse_duration(&key("coalesce"), coalesce)?;
+                if c.coalesce > MAX_COALESCE {
+                    return Err(invalid(
+                        key("coalesce"),
+                        format!(
+                            "at most {} ms (frames wait in the kernel this long)",
+                            MAX_COALESCE.as_millis()
+                        ),
+                    ));
+                }
                 if interface.is_empty() || interface.len() > 15 {
                     return Err(invalid(key("interface"), "must be 1 to 15 bytes"));
                 }
@@ -1770,6 +1790,10 @@ kind = "socketcan"
 interface = "can0"
 # ids = [0x3, 0x7]       # kernel filter; empty = every id
 error_frames = true
+# Receive coalescing: after reading the socket empty, let frames queue in the kernel this long
+# (they keep their kernel receive timestamps) so a busy bus costs one wake-up per interval, not
+# one per frame; shortened automatically to stay within half the socket buffer; "0" = off.
+coalesce = "20ms"
 
 # [sources.replay]
 # kind = "trace"
@@ -1943,6 +1967,24 @@ mod tests {
         assert!(e.starts_with("sources.telemetry.topics[0].qos: 2 is not 0 or 1"), "{e}");
         let e = err(&base.replace("kind = \"socketcan\"", "kind = \"serial\""), d);
         assert!(e.contains("serial"), "{e}");
+        let e = err(&base.replace("coalesce = \"20ms\"", "coalesce = \"2s\""), d);
+        assert!(e.starts_with("sources.can0.coalesce: at most 1000 ms"), "{e}");
+        let e = err(&base.replace("coalesce = \"20ms\"", "coalesce = \"soon\""), d);
+        assert!(e.starts_with("sources.can0.coalesce: "), "{e}");
+        let coalesce = |text: &str| {
+            let c = Config::from_toml(
+                &base.replace("coalesce = \"20ms\"", text),
+                &d.join("gateway.toml"),
+            )
+            .expect("coalesce");
+            c.sources.iter().find_map(|s| match &s.kind {
+                SourceKind::SocketCan(sc) => Some(sc.coalesce),
+                _ => None,
+            })
+        };
+        assert_eq!(coalesce("coalesce = \"20ms\""), Some(Duration::from_millis(20)));
+        assert_eq!(coalesce("coalesce = \"0\""), Some(Duration::ZERO));
+        assert_eq!(coalesce(""), Some(crate::source::socketcan::DEFAULT_COALESCE));
         let e = err(&base.replace("# messages = [\"gnss_pos\"]", "messages = [\"gnss_posx\"]"), d);
         assert!(
             e.starts_with("lanes.factory.messages[0]: no DBC message named \"gnss_posx\""),

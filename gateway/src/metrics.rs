@@ -102,6 +102,20 @@ pub fn render_with(health: &Health, sync: &[Arc<AgentStats>]) -> String {
             r(&s.stats.reconnects)
         );
     }
+    header(
+        &mut o,
+        "iov_source_wakeups_total",
+        "counter",
+        "Times a CAN or trace source woke up to read a batch of frames, per interface.",
+    );
+    for s in &frames {
+        let _ = writeln!(
+            o,
+            "iov_source_wakeups_total{{iface=\"{}\"}} {}",
+            esc(&s.label),
+            r(&s.stats.wakeups)
+        );
+    }
     header(&mut o, "iov_mqtt_messages_total", "counter", "MQTT messages received, per source.");
     for s in sources.iter().filter(|s| s.kind == SourceKindLabel::Mqtt) {
         let _ = writeln!(

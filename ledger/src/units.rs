@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 /// `"250ms"`, `"10s"`, `"5m"`, `"1h"`, `"1500us"`, `"20ns"`, `"1.5s"`: a non-negative decimal and
-/// one of the units ns, us, ms, s, m, h (optionally separated by spaces).
+/// one of the units ns, us, ms, s, m, h (optionally separated by spaces); a bare `"0"` is zero.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
@@ -16,6 +16,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("{text:?} is not a duration (use e.g. \"250ms\", \"10s\", \"5m\")"))?;
     let secs = match unit.trim() {
+        // Zero is zero in any unit.
+        "" if n == 0.0 => 0.0,
         "ns" => n / 1e9,
         "us" => n / 1e6,
         "ms" => n / 1e3,
@@ -65,6 +67,7 @@ mod tests {
             ("20ns", Duration::from_nanos(20)),
             ("1.5s", Duration::from_millis(1500)),
             ("0s", Duration::ZERO),
+            ("0", Duration::ZERO),
         ];
         for (text, want) in ok {
             assert_eq!(parse_duration(text), Ok(want), "{text}");

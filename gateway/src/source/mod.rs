@@ -97,6 +97,9 @@ pub struct SourceStats {
     pub link_down: AtomicU64,
     /// Times the socket was reopened after the interface went down or away.
     pub reconnects: AtomicU64,
+    /// Times the source woke up and read frames (one batch each; trace sources count bursts).
+    /// `received / wakeups` is the batch size that receive coalescing achieves.
+    pub wakeups: AtomicU64,
     /// The clock of the latest frame (0 before the first frame).
     last_clock: AtomicU8,
 }
@@ -112,6 +115,7 @@ pub struct StatsSnapshot {
     pub malformed: u64,
     pub link_down: u64,
     pub reconnects: u64,
+    pub wakeups: u64,
     pub last_clock: Option<Clock>,
 }
 
@@ -127,6 +131,7 @@ impl SourceStats {
             malformed: r(&self.malformed),
             link_down: r(&self.link_down),
             reconnects: r(&self.reconnects),
+            wakeups: r(&self.wakeups),
             last_clock: Clock::from_u8(self.last_clock.load(Ordering::Relaxed)),
         }
     }
