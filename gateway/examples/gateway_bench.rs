@@ -321,8 +321,12 @@ fn soak_trace(dir: &Path, loops: usize) -> Result<(PathBuf, usize)> {
         offsets.push(at);
     }
     let span = at + SOAK_MAX_GAP_NS;
-    let path = dir.join("soak.log");
-    let out = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    // Gzipped like the real trace, so the source's gunzip is counted in the soak too.
+    let path = dir.join("soak.log.gz");
+    let out = flate2::write::GzEncoder::new(
+        std::io::BufWriter::new(std::fs::File::create(&path)?),
+        flate2::Compression::fast(),
+    );
     let mut w = CandumpWriter::new(out);
     for lap in 0..loops as u64 {
         for (f, off) in frames.iter().zip(&offsets) {
@@ -331,7 +335,7 @@ fn soak_trace(dir: &Path, loops: usize) -> Result<(PathBuf, usize)> {
             w.write(&g, "can0")?;
         }
     }
-    w.into_inner()?.flush()?;
+    w.into_inner()?.finish()?.flush()?;
     Ok((path, frames.len()))
 }
 
@@ -351,9 +355,17 @@ fn soak(gw: &Path, s: &Setup, pace: &str, seconds: f64) -> Result<()> {
     let r = (|| -> Result<()> {
         let t0 = Instant::now();
         let mut samples: Vec<(f64, u64)> = Vec::new();
+        // Steady-state CPU share: from the end of the warm-up (the first blocks' fresh layout
+        // searches, the first page faults of every buffer) to the end of the run.
+        let warmup = (seconds / 6.0).clamp(2.0, SOAK_WARMUP_MAX_S);
+        let mut steady_from: Option<(f64, Instant, u64)> = None;
         // The measurement itself is the waiting (a benchmark, not a test).
         while t0.elapsed().as_secs_f64() < seconds {
             std::thread::sleep(Duration::from_millis(100));
+            if steady_from.is_none() && t0.elapsed().as_secs_f64() >= warmup {
+                let frames = metric("iov_frames_received_total{iface=\"replay\"}")?.unwrap_or(0);
+                steady_from = Some((cpu_seconds(pid)?.0, Instant::now(), frames));
+            }
             let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))?
                 .lines()
                 .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -362,7 +374,9 @@ fn soak(gw: &Path, s: &Setup, pace: &str, seconds: f64) -> Result<()> {
             samples.push((t0.elapsed().as_secs_f64(), rss));
         }
         let frames = metric("iov_frames_received_total{iface=\"replay\"}")?.context("metrics")?;
+        let (c1, t1) = (cpu_seconds(pid)?.0, Instant::now());
         let blocks = metric("iov_blocks_sealed_total")?.unwrap_or(0);
+        let wakeups = metric("iov_source_wakeups_total{iface=\"replay\"}")?.unwrap_or(0);
         let hwm = vm_hwm_kib(pid).context("VmHWM")?;
         let at = |q: f64| {
             let i = ((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1));
@@ -380,6 +394,17 @@ fn soak(gw: &Path, s: &Setup, pace: &str, seconds: f64) -> Result<()> {
             at(1.0),
             hwm as f64 / 1024.0
         );
+        let (c0, at0, f0) = steady_from.context("the soak ended before its warm-up")?;
+        let (wall, cpu, n) = ((t1 - at0).as_secs_f64(), c1 - c0, frames.saturating_sub(f0));
+        println!(
+            "soak CPU share, steady state ({warmup:.0} s to {seconds:.0} s): {:.0} frames/s; CPU {cpu:.2} s \
+             over {wall:.1} s = {:.2} % of one core ({:.2} µs of CPU per frame); {:.0} frames per \
+             source wake-up",
+            n as f64 / wall,
+            100.0 * cpu / wall,
+            1e6 * cpu / n.max(1) as f64,
+            frames as f64 / wakeups.max(1) as f64,
+        );
         Ok(())
     })();
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
@@ -388,6 +413,9 @@ fn soak(gw: &Path, s: &Setup, pace: &str, seconds: f64) -> Result<()> {
     ensure!(status.success(), "iov-gateway exited {status} after SIGTERM");
     Ok(())
 }
+
+/// Longest warm-up a soak leaves out of its steady-state CPU share.
+const SOAK_WARMUP_MAX_S: f64 = 10.0;
 
 fn main() -> Result<()> {
     let a = Args::parse();

@@ -250,9 +250,23 @@ async fn read_body(body: Body, headers: &HeaderMap, max: usize) -> Result<Bytes,
             format!("body of {} bytes, limit {max}", declared.unwrap_or_default()),
         ));
     }
-    axum::body::to_bytes(body, max).await.map_err(|e| {
-        Failure::new(ErrorCode::TooLarge, format!("reading the body (limit {max} bytes): {e}"))
-    })
+    axum::body::to_bytes(body, max).await.map_err(|e| body_failure(e.into_inner(), max))
+}
+
+/// Over the limit is `too_large` (413); anything else while reading a body (the client cut the
+/// connection, a bad chunk) is `malformed` (400), so the refusal metrics tell the two apart.
+fn body_failure(e: axum::BoxError, max: usize) -> Failure {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return Failure::new(
+                ErrorCode::TooLarge,
+                format!("body over the limit of {max} bytes"),
+            );
+        }
+        cause = c.source();
+    }
+    Failure::new(ErrorCode::Malformed, format!("reading the body failed: {e}"))
 }
 
 /// The router of the main listener.

@@ -143,6 +143,37 @@ fn concurrent_add_checkpoints_from_one_size_cosign_exactly_one() -> Result<()> {
 }
 
 #[test]
+fn a_body_cut_short_is_malformed_not_too_large() -> Result<()> {
+    use std::io::{Read as _, Write as _};
+    let gw = Gateway::grown("iov.example/gw/VIN-CUT", 4);
+    let (_dir, node) = setup(&[&gw])?;
+    node.witness(&gw, 0, 4)?;
+    let o = gw.origin().to_owned();
+    // 40 of the 1,000 declared bytes, then the client stops sending (a link cut mid-upload).
+    let mut s = std::net::TcpStream::connect(&node.base)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(
+        s,
+        "POST {} HTTP/1.1\r\nHost: ledger\r\nContent-Type: application/cbor\r\n\
+         Content-Length: 1000\r\n\r\n",
+        sync_wire::path::blocks(&o)
+    )?;
+    s.write_all(&[0xA5; 40])?;
+    s.shutdown(std::net::Shutdown::Write)?;
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let answer = String::from_utf8_lossy(&raw);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("malformed"), "{answer}");
+    assert_eq!(node.metric("iov_ledger_refusals_total{reason=\"malformed\"}")?, 1);
+    assert!(node.metric("iov_ledger_refusals_total{reason=\"too_large\"}").is_err());
+    // The upload itself still works afterwards.
+    let r = node.upload(&o, &gw.upload(0, 4, 4))?;
+    assert_eq!(r.status, 200, "{}", r.error());
+    Ok(())
+}
+
+#[test]
 fn uploads_in_batches_are_idempotent_and_resume_after_a_restart() -> Result<()> {
     let mut gw = Gateway::grown("iov.example/gw/VIN-B", 40);
     let (dir, node) = setup(&[&gw])?;

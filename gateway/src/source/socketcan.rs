@@ -545,7 +545,7 @@ impl Source {
 /// `since` after the previous one: at most `most`, and short enough that at the rate just seen
 /// the queue fills at most half of the `queue_frames` the socket buffer holds (a 1 Mbit/s bus
 /// at full load, about 20,000 frames/s, with the system's default 200 kB buffer gets about
-/// 2 ms). `None`: read on at once (coalescing off).
+/// 2.5 ms). `None`: read on at once (coalescing off).
 pub fn coalesce_wait(
     most: Duration,
     queue_frames: usize,
