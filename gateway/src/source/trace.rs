@@ -160,7 +160,7 @@ impl TraceSource {
         loop {
             // The token takes a lock: look every CANCEL_CHECK_EVERY records (and in every sleep).
             read = read.wrapping_add(1);
-            if read % CANCEL_CHECK_EVERY == 0 && shutdown.is_cancelled() {
+            if read.is_multiple_of(CANCEL_CHECK_EVERY) && shutdown.is_cancelled() {
                 summary.cancelled = true;
                 return Ok(None);
             }
