@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -106,23 +105,14 @@ impl Org {
             .spawn()
             .context("starting iov-ledger")?;
         let stdout = child.stdout.take().context("stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(l)) = lines.next() {
-                let _ = tx.send(l);
+        let up = match ledger_node::launch::wait_listening(stdout, Duration::from_secs(60)) {
+            Ok(up) => up,
+            Err(e) => {
+                let _ = child.kill();
+                return Err(anyhow::Error::from(e).context(self.name));
             }
-            for _ in lines {}
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .with_context(|| format!("{}: no `listening` line", self.name))?;
-        let addr = line
-            .split_whitespace()
-            .nth(1)
-            .filter(|_| line.starts_with("listening "))
-            .with_context(|| format!("{}: unexpected first line {line:?}", self.name))?;
-        self.addr = addr.parse()?;
+        };
+        self.addr = up.addr;
         self.child = Some(child);
         Ok(())
     }

@@ -10,6 +10,7 @@
 //! # Layout
 //!
 //! - [`config`]: the TOML file, validated into typed values; errors name the key.
+//! - [`launch`]: the `listening ...` line the daemon prints once it serves, and reading it.
 //! - [`store`]: the [`store::LedgerStore`] trait (no backend types in it) and `store::rocks`.
 //! - [`mirror`]: the pure upload check (heights, chain, proof, forks, lanes, clock flags).
 //! - [`peers`]: cross-witnessing between ledgers: peers, publication policy, split views.
@@ -20,6 +21,7 @@
 //! - [`run`]: wires a [`config::Config`] into a running node.
 
 pub mod config;
+pub mod launch;
 pub mod metrics;
 pub mod mirror;
 pub mod peers;

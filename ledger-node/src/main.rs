@@ -114,10 +114,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         });
         let result = ledger_node::run(config, shutdown.clone(), |main, metrics| {
             // One machine-readable line on stdout, for supervisors and tests that bind port 0.
-            match metrics {
-                Some(m) => println!("listening {main} metrics {m}"),
-                None => println!("listening {main}"),
-            }
+            println!("{}", ledger_node::launch::Listening { addr: main, metrics });
             let status = format!("listening on {main}");
             notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
             if let Some(w) = sd_notify::watchdog_enabled() {

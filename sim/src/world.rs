@@ -11,7 +11,7 @@
 //! condition with a deadline.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader, IsTerminal as _};
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Proc, Stdio};
@@ -481,31 +481,17 @@ impl World {
             .spawn()
             .context("starting iov-ledger")?;
         let stdout = child.stdout.take().context("stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(l)) = lines.next() {
-                let _ = tx.send(l);
-            }
-            for _ in lines {}
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(l) => l,
-            Err(_) => {
+        let up = match ledger_node::launch::wait_listening(stdout, Duration::from_secs(60)) {
+            Ok(up) => up,
+            Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 let log = std::fs::read_to_string(o.dir.join("ledger.log")).unwrap_or_default();
-                bail!("ledger {} did not start; its log:\n{log}", o.spec.name);
+                bail!("ledger {} did not start ({e}); its log:\n{log}", o.spec.name);
             }
         };
-        let mut words = line.split_whitespace();
-        let (Some("listening"), Some(addr), Some("metrics"), Some(m)) =
-            (words.next(), words.next(), words.next(), words.next())
-        else {
-            bail!("ledger {}: unexpected first line {line:?}", o.spec.name);
-        };
-        o.addr = addr.parse()?;
-        o.metrics = m.parse().ok();
+        o.addr = up.addr;
+        o.metrics = up.metrics;
         o.child = Some(child);
         Ok(())
     }

@@ -1,7 +1,6 @@
 //! One organisation's `iov-ledger` process: keys, config (every gateway enrolled, a query
 //! token), start and stop, metrics, and the checks of what it holds after a run.
 
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -89,30 +88,21 @@ impl Ledger {
             .spawn()
             .context("starting iov-ledger")?;
         let stdout = child.stdout.take().context("stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(l)) = lines.next() {
-                let _ = tx.send(l);
+        let up = match ledger_node::launch::wait_listening(stdout, Duration::from_secs(60)) {
+            Ok(up) => up,
+            Err(e) => {
+                let _ = child.kill();
+                return Err(anyhow::Error::from(e).context(format!("ledger {name}")));
             }
-            for _ in lines {}
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .with_context(|| format!("{name}: no `listening` line"))?;
-        // `listening ADDR metrics ADDR`
-        let words: Vec<&str> = line.split_whitespace().collect();
-        ensure!(
-            words.len() == 4 && words[0] == "listening" && words[2] == "metrics",
-            "{name}: unexpected first line {line:?}"
-        );
+        };
+        let metrics = up.metrics.with_context(|| format!("{name}: no metrics listener"))?;
         Ok(Ledger {
             name: name.to_owned(),
             lane: lane.to_owned(),
             cosigner,
             dir,
-            addr: words[1].parse()?,
-            metrics: words[3].parse()?,
+            addr: up.addr,
+            metrics,
             tls: tls.is_some(),
             child: Some(child),
         })

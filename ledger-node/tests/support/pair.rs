@@ -5,7 +5,6 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -189,22 +188,16 @@ pub fn start(dir: &Path) -> Result<Node> {
         .spawn()
         .context("spawning iov-ledger")?;
     let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(60))
-        .context("iov-ledger did not report its address within 60 s")?;
-    let parts: Vec<&str> = line.split_whitespace().collect();
-    let ["listening", main, "metrics", metrics] = parts.as_slice() else {
-        let _ = child.kill();
-        bail!("unexpected first line {line:?}");
+    let up = match ledger_node::launch::wait_listening(stdout, Duration::from_secs(60)) {
+        Ok(up) => up,
+        Err(e) => {
+            let _ = child.kill();
+            return Err(e.into());
+        }
     };
+    let metrics = up.metrics.ok_or_else(|| anyhow!("the test config has a metrics listener"))?;
     Ok(Node {
-        base: format!("http://{main}"),
+        base: format!("http://{}", up.addr),
         metrics: format!("http://{metrics}/metrics"),
         child,
         dir: dir.to_owned(),
