@@ -68,6 +68,7 @@ bench: deps
 	$(CARGO) run $(PROFILE) -q -p ledger --example merkle_speed
 	$(CARGO) build $(PROFILE) -q -p gateway --bin iov-gateway
 	$(CARGO) run $(PROFILE) -q -p gateway --example gateway_bench -- --soak 120
+	scripts/deps.sh vm && scripts/vm/bench-coalesce.sh
 	$(CARGO) run $(PROFILE) -q -p ledger-node --example sync_bench
 	$(CARGO) build $(PROFILE) -q -p ledger-node --bin iov-ledger
 	$(CARGO) run $(PROFILE) -q -p gateway --example sync_load
