@@ -104,14 +104,8 @@ impl Org {
             .stderr(Stdio::inherit())
             .spawn()
             .context("starting iov-ledger")?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let up = match ledger_node::launch::wait_listening(stdout, Duration::from_secs(60)) {
-            Ok(up) => up,
-            Err(e) => {
-                let _ = child.kill();
-                return Err(anyhow::Error::from(e).context(self.name));
-            }
-        };
+        let up = ledger_node::launch::wait_child_listening(&mut child, Duration::from_secs(60))
+            .context(self.name)?;
         self.addr = up.addr;
         self.child = Some(child);
         Ok(())

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
-use std::process::ChildStdout;
+use std::process::{Child, ChildStdout};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -53,6 +53,8 @@ pub enum LaunchError {
     NoLine { timeout: Duration },
     #[error("iov-ledger's first line is not `listening ADDR [metrics ADDR]`: {line:?}")]
     BadLine { line: String },
+    #[error("iov-ledger was started without a piped stdout")]
+    NoStdout,
 }
 
 /// Waits at most `timeout` for the first line of a starting ledger's stdout and parses it; the
@@ -68,6 +70,23 @@ pub fn wait_listening(stdout: ChildStdout, timeout: Duration) -> Result<Listenin
         for _ in lines {}
     });
     rx.recv_timeout(timeout).map_err(|_| LaunchError::NoLine { timeout })?.parse()
+}
+
+/// [`wait_listening`] on a child spawned with `stdout(Stdio::piped())`; on an error the child
+/// is killed and reaped, so the caller only reports it.
+pub fn wait_child_listening(
+    child: &mut Child,
+    timeout: Duration,
+) -> Result<Listening, LaunchError> {
+    let result = match child.stdout.take() {
+        Some(stdout) => wait_listening(stdout, timeout),
+        None => Err(LaunchError::NoStdout),
+    };
+    if result.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    result
 }
 
 #[cfg(test)]

@@ -480,16 +480,14 @@ impl World {
             .stderr(Stdio::from(log))
             .spawn()
             .context("starting iov-ledger")?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let up = match ledger_node::launch::wait_listening(stdout, Duration::from_secs(60)) {
-            Ok(up) => up,
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let log = std::fs::read_to_string(o.dir.join("ledger.log")).unwrap_or_default();
-                bail!("ledger {} did not start ({e}); its log:\n{log}", o.spec.name);
-            }
-        };
+        let up =
+            match ledger_node::launch::wait_child_listening(&mut child, Duration::from_secs(60)) {
+                Ok(up) => up,
+                Err(e) => {
+                    let log = std::fs::read_to_string(o.dir.join("ledger.log")).unwrap_or_default();
+                    bail!("ledger {} did not start ({e}); its log:\n{log}", o.spec.name);
+                }
+            };
         o.addr = up.addr;
         o.metrics = up.metrics;
         o.child = Some(child);

@@ -87,14 +87,8 @@ impl Ledger {
             .stderr(Stdio::inherit())
             .spawn()
             .context("starting iov-ledger")?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let up = match ledger_node::launch::wait_listening(stdout, Duration::from_secs(60)) {
-            Ok(up) => up,
-            Err(e) => {
-                let _ = child.kill();
-                return Err(anyhow::Error::from(e).context(format!("ledger {name}")));
-            }
-        };
+        let up = ledger_node::launch::wait_child_listening(&mut child, Duration::from_secs(60))
+            .with_context(|| format!("ledger {name}"))?;
         let metrics = up.metrics.with_context(|| format!("{name}: no metrics listener"))?;
         Ok(Ledger {
             name: name.to_owned(),

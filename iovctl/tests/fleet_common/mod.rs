@@ -6,7 +6,7 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -127,22 +127,8 @@ pub fn start_ledger(dir: &Path) -> Result<LedgerProc> {
         .stderr(Stdio::inherit())
         .spawn()
         .context("starting iov-ledger")?;
-    let stdout = child.stdout.take().context("stdout")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(l)) = lines.next() {
-            let _ = tx.send(l);
-        }
-        for _ in lines {}
-    });
-    let line = rx.recv_timeout(Duration::from_secs(60)).context("no `listening` line")?;
-    let addr = line
-        .split_whitespace()
-        .nth(1)
-        .filter(|_| line.starts_with("listening "))
-        .with_context(|| format!("unexpected first line {line:?}"))?;
-    Ok(LedgerProc { dir: dir.to_path_buf(), addr: addr.parse()?, child: Some(child) })
+    let up = ledger_node::launch::wait_child_listening(&mut child, Duration::from_secs(60))?;
+    Ok(LedgerProc { dir: dir.to_path_buf(), addr: up.addr, child: Some(child) })
 }
 
 /// Gateway keys, one ledger, the gateway's run finished and synced.

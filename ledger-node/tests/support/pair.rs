@@ -187,14 +187,7 @@ pub fn start(dir: &Path) -> Result<Node> {
         .stderr(Stdio::inherit())
         .spawn()
         .context("spawning iov-ledger")?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
-    let up = match ledger_node::launch::wait_listening(stdout, Duration::from_secs(60)) {
-        Ok(up) => up,
-        Err(e) => {
-            let _ = child.kill();
-            return Err(e.into());
-        }
-    };
+    let up = ledger_node::launch::wait_child_listening(&mut child, Duration::from_secs(60))?;
     let metrics = up.metrics.ok_or_else(|| anyhow!("the test config has a metrics listener"))?;
     Ok(Node {
         base: format!("http://{}", up.addr),
