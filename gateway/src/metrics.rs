@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::health::{Health, SourceKindLabel};
+use crate::source::SourceStats;
 use crate::sync::AgentStats;
 
 /// The most request bytes read before answering.
@@ -44,15 +45,16 @@ pub fn render_with(health: &Health, sync: &[Arc<AgentStats>]) -> String {
     let r = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let retention = health.retention();
 
-    header(&mut o, "iov_frames_received_total", "counter", "CAN frames read, per interface.");
-    for s in &frames {
-        let _ = writeln!(
-            o,
-            "iov_frames_received_total{{iface=\"{}\"}} {}",
-            esc(&s.label),
-            r(&s.stats.received)
-        );
-    }
+    // A counter with one series per CAN or trace source.
+    let per_iface = |o: &mut String, name: &str, help: &str, value: fn(&SourceStats) -> u64| {
+        header(o, name, "counter", help);
+        for s in &frames {
+            let _ = writeln!(o, "{name}{{iface=\"{}\"}} {}", esc(&s.label), value(&s.stats));
+        }
+    };
+    per_iface(&mut o, "iov_frames_received_total", "CAN frames read, per interface.", |s| {
+        s.received.load(Ordering::Relaxed)
+    });
     header(
         &mut o,
         "iov_frames_dropped_total",
@@ -79,43 +81,21 @@ pub fn render_with(health: &Health, sync: &[Arc<AgentStats>]) -> String {
             );
         }
     }
-    header(&mut o, "iov_error_frames_total", "counter", "CAN error frames, per interface.");
-    for s in &frames {
-        let _ = writeln!(
-            o,
-            "iov_error_frames_total{{iface=\"{}\"}} {}",
-            esc(&s.label),
-            r(&s.stats.error_frames)
-        );
-    }
-    header(
+    per_iface(&mut o, "iov_error_frames_total", "CAN error frames, per interface.", |s| {
+        s.error_frames.load(Ordering::Relaxed)
+    });
+    per_iface(
         &mut o,
         "iov_can_reconnects_total",
-        "counter",
         "CAN sockets reopened after the interface went down, per interface.",
+        |s| s.reconnects.load(Ordering::Relaxed),
     );
-    for s in &frames {
-        let _ = writeln!(
-            o,
-            "iov_can_reconnects_total{{iface=\"{}\"}} {}",
-            esc(&s.label),
-            r(&s.stats.reconnects)
-        );
-    }
-    header(
+    per_iface(
         &mut o,
         "iov_source_wakeups_total",
-        "counter",
         "Times a CAN or trace source woke up to read a batch of frames, per interface.",
+        |s| s.wakeups.load(Ordering::Relaxed),
     );
-    for s in &frames {
-        let _ = writeln!(
-            o,
-            "iov_source_wakeups_total{{iface=\"{}\"}} {}",
-            esc(&s.label),
-            r(&s.stats.wakeups)
-        );
-    }
     header(&mut o, "iov_mqtt_messages_total", "counter", "MQTT messages received, per source.");
     for s in sources.iter().filter(|s| s.kind == SourceKindLabel::Mqtt) {
         let _ = writeln!(

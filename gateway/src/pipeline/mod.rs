@@ -295,27 +295,17 @@ impl Pipeline {
         } else {
             None
         };
-        let takes_raw = |l: &Lane| {
-            l.takes(source)
-                && matches!(&l.content, Content::Raw { can_ids }
-                    if can_ids.as_ref().is_none_or(|ids| ids.contains(&frame.frame.id)))
-        };
-        // The last raw lane that keeps the record gets it moved, the others a clone.
-        let last_raw = self.lanes.iter().rposition(takes_raw);
-        let mut record = Some(Record::Can(rec));
-        let rb = record.as_ref().map_or(0, approx_bytes);
-        for (i, lane) in self.lanes.iter_mut().enumerate() {
+        let record = Record::Can(rec);
+        let rb = approx_bytes(&record);
+        for lane in &mut self.lanes {
             if !lane.takes(source) {
                 continue;
             }
             match &mut lane.content {
                 Content::Raw { can_ids } => {
                     if can_ids.as_ref().is_none_or(|ids| ids.contains(&frame.frame.id)) {
-                        let r = if Some(i) == last_raw { record.take() } else { record.clone() };
-                        if let Some(r) = r {
-                            lane.spec.records.push(r);
-                            self.bytes += rb;
-                        }
+                        lane.spec.records.push(record.clone());
+                        self.bytes += rb;
                     }
                 }
                 Content::Signals(sl) => {
