@@ -212,6 +212,17 @@ wait_until() {{
     sleep 0.1
   done
 }}
+# jhas 'JOURNALCTL ARGS' PATTERN: the journal holds PATTERN. journald reads its sockets on its
+# own time, so an entry logged just before systemctl returned may not be in the files yet:
+# --sync makes journald write what was logged before the call, and the query is repeated for
+# at most 5 s.
+jhas() {{
+  i=0
+  until journalctl --sync >/dev/null 2>&1; journalctl $1 --no-pager 2>/dev/null | grep -q -- "$2"; do
+    i=$((i+1)); [ $i -ge 50 ] && return 1
+    sleep 0.1
+  done
+}}
 prop() {{ systemctl show -P "$2" "$1"; }}
 now() {{ cut -d' ' -f1 /proc/uptime; }}
 # Every path on the root filesystem, except logs, package and systemd bookkeeping, caches and
@@ -278,22 +289,30 @@ else
 fi
 kd=$(stat -c '%U %a' /var/lib/iov-gateway/keys 2>&1)
 kf=$(stat -c '%U %a' /var/lib/iov-gateway/keys/signing.key 2>&1)
-journalctl -u iov-gateway -o cat --no-pager >$S/journal-start.txt
 fp=$(cut -d+ -f2 /var/lib/iov-gateway/keys/signing.vkey 2>/dev/null)
 secret=$(cut -d+ -f5 /var/lib/iov-gateway/keys/signing.key 2>/dev/null)
 cp /var/lib/iov-gateway/keys/signing.vkey $S/signing.vkey 2>/dev/null
-if [ "$kd" = "iov-gateway 700" ] && [ "$kf" = "iov-gateway 600" ] && [ -n "$fp" ] && [ -n "$secret" ] \
-   && grep -q "generated a new key" $S/journal-start.txt \
-   && journalctl -t iov-gateway -o verbose --no-pager | grep -q "FINGERPRINT=$fp" \
-   && ! journalctl --no-pager -o verbose | grep -qF "$secret"; then
+why=""
+[ "$kd" = "iov-gateway 700" ] || why="$why dir [$kd]"
+[ "$kf" = "iov-gateway 600" ] || why="$why key [$kf]"
+[ -n "$fp" ] || why="$why no fingerprint in signing.vkey"
+jhas "-u iov-gateway -o cat" "generated a new key" || why="$why no 'generated a new key' in the journal"
+jhas "-t iov-gateway -o verbose" "FINGERPRINT=$fp" || why="$why no FINGERPRINT=$fp field in the journal"
+if [ -z "$secret" ]; then
+  why="$why no secret in signing.key"
+elif journalctl --no-pager -o verbose | grep -qF "$secret"; then
+  why="$why the secret key is in the journal"
+fi
+journalctl -u iov-gateway -o cat --no-pager >$S/journal-start.txt
+if [ -z "$why" ]; then
   pass keys-generated
 else
-  fail keys-generated "dir [$kd] key [$kf] fingerprint [$fp]"
+  fail keys-generated "$why"
 fi
 # The daemon's own entries, through the journal's native protocol (structured fields).
-if journalctl -t iov-gateway -o verbose --no-pager | grep -q "MESSAGE=ready" \
-   && journalctl -t iov-gateway -o verbose --no-pager | grep -q "PRIORITY=5" \
-   && journalctl -t iov-gateway -o verbose --no-pager | grep -q "STORE=/var/lib/iov-gateway/store"; then
+if jhas "-t iov-gateway -o verbose" "MESSAGE=ready" \
+   && jhas "-t iov-gateway -o verbose" "PRIORITY=5" \
+   && jhas "-t iov-gateway -o verbose" "STORE=/var/lib/iov-gateway/store"; then
   pass journal
 else
   fail journal "$(journalctl -t iov-gateway -o verbose --no-pager | tail -n 20 | tr '\n' ' ')"
@@ -310,7 +329,7 @@ fi
 iovctl status >$S/status.txt 2>&1
 systemctl stop iov-gateway
 r=$(prop iov-gateway Result); x=$(prop iov-gateway ExecMainStatus)
-if [ "$r $x" = "success 0" ] && journalctl -u iov-gateway -o cat --no-pager | grep -q "iov-gateway: stopped: frames_in={REPLAYED} "; then
+if [ "$r $x" = "success 0" ] && jhas "-u iov-gateway -o cat" "iov-gateway: stopped: frames_in={REPLAYED} "; then
   pass graceful-stop
 else
   fail graceful-stop "result $r status $x"
@@ -361,8 +380,8 @@ p1=$(prop iov-gateway MainPID); n1=$(prop iov-gateway NRestarts)
 ts=$(now)
 touch /run/iov-gateway/stall
 if wait_until '[ "$(prop iov-gateway MainPID)" != "$p1" ] && [ "$(prop iov-gateway MainPID)" != 0 ] && [ "$(prop iov-gateway ActiveState)" = active ]' 600 \
-   && journalctl -u iov-gateway --no-pager | grep -q "Watchdog timeout" \
-   && journalctl -u iov-gateway -o cat --no-pager | grep -q "TEST ONLY: stall trigger" \
+   && jhas "-u iov-gateway" "Watchdog timeout" \
+   && jhas "-u iov-gateway -o cat" "TEST ONLY: stall trigger" \
    && [ "$(prop iov-gateway NRestarts)" -eq $((n1 + 1)) ]; then
   pass watchdog-restart
   echo "watchdog restart $(awk -v a=$ts -v b=$(now) 'BEGIN {{ printf "%.1f", b - a }}') s after the stall" >>$S/timing.txt
