@@ -93,17 +93,6 @@ fn stats_line(s: &StatsSnapshot, written: u64, stop: &str) -> String {
     )
 }
 
-/// CPU time of this process so far (user + system, every thread; 10 ms ticks), for comparing
-/// settings such as receive coalescing in the same guest.
-fn process_cpu_ms() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name; utime and stime are fields 14 and 15 of stat(5).
-    let rest = stat.rsplit_once(") ")?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i - 3).and_then(|v| v.parse::<u64>().ok());
-    Some((ticks(14)? + ticks(15)?) * 10)
-}
-
 /// Prints state changes and progress until the token is cancelled.
 async fn report(
     iface: String,
@@ -224,7 +213,11 @@ async fn capture(args: Args) -> anyhow::Result<ExitCode> {
     report_done.cancel();
     reporter.await.context("the report task panicked")?;
     let snapshot = stats.snapshot();
-    println!("{} cpu_ms={}", stats_line(&snapshot, written, stop), process_cpu_ms().unwrap_or(0));
+    println!(
+        "{} cpu_ms={}",
+        stats_line(&snapshot, written, stop),
+        process_metrics::ProcessSample::of_self().map_or(0, |s| (s.cpu_seconds * 1000.0) as u64)
+    );
     source_result.context("the CAN source failed")?;
     Ok(match stop {
         "count" => ExitCode::SUCCESS,

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
+use process_metrics::ProcessSample;
 
 #[derive(Parser)]
 struct Args {
@@ -60,31 +61,6 @@ struct Args {
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// `/proc` clock ticks per second (`USER_HZ`, 100 on every Linux ABI this runs on).
-const USER_HZ: f64 = 100.0;
-
-/// CPU seconds (user + system, all threads) and the state letter, from `/proc/PID/stat`.
-fn cpu_seconds(pid: u32) -> Result<(f64, char)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name may hold spaces; fields after it are space-separated.
-    let rest = text.rsplit_once(") ").map(|(_, r)| r).context("/proc/PID/stat format")?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let state = f.first().and_then(|s| s.chars().next()).context("state")?;
-    // utime and stime are fields 14 and 15 of stat(5); `rest` starts at field 3.
-    let ticks = |i: usize| -> Result<f64> {
-        Ok(f.get(i - 3).context("short stat")?.parse::<u64>().context("ticks")? as f64)
-    };
-    Ok(((ticks(14)? + ticks(15)?) / USER_HZ, state))
-}
-
-/// `VmHWM` (peak resident set) in KiB, while the process has memory.
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 struct Setup {
@@ -213,12 +189,10 @@ fn ingest_once(gw: &Path, s: &Setup, run: usize) -> Result<Ingest> {
     // Poll until it is a zombie: its CPU times are final then, and not yet reaped.
     let mut hwm = 0u64;
     let cpu = loop {
-        if let Some(h) = vm_hwm_kib(pid) {
-            hwm = hwm.max(h);
-        }
-        let (cpu, state) = cpu_seconds(pid)?;
-        if state == 'Z' {
-            break cpu;
+        let sample = ProcessSample::of_pid(pid)?;
+        hwm = hwm.max(sample.peak_resident_bytes.unwrap_or(0) / 1024);
+        if sample.is_zombie() {
+            break sample.cpu_seconds;
         }
         ensure!(t0.elapsed() < Duration::from_secs(600), "ingest run took over 10 minutes");
         std::thread::sleep(Duration::from_millis(5));
@@ -271,13 +245,13 @@ fn cpu_share(gw: &Path, s: &Setup, pace: &str, window: f64) -> Result<()> {
             ensure!(Instant::now() < deadline, "no frames after 60 s");
             std::thread::sleep(Duration::from_millis(20));
         }
-        let (c0, _) = cpu_seconds(pid)?;
+        let c0 = ProcessSample::of_pid(pid)?.cpu_seconds;
         let (f0, t0) = (frames()?.context("metrics")?, Instant::now());
         // The measurement window itself (a benchmark, not a test: waiting is the point).
         std::thread::sleep(Duration::from_secs_f64(window));
-        let (c1, _) = cpu_seconds(pid)?;
+        let c1 = ProcessSample::of_pid(pid)?.cpu_seconds;
         let (f1, wall) = (frames()?.context("metrics")?, t0.elapsed().as_secs_f64());
-        let hwm = vm_hwm_kib(pid).context("VmHWM")?;
+        let hwm = ProcessSample::of_pid(pid)?.peak_resident_bytes.context("VmHWM")? / 1024;
         let rate = (f1 - f0) as f64 / wall;
         println!(
             "cpu share, pace {pace}: {:.0} frames/s over {wall:.1} s; CPU {:.2} s = {:.2} % of one core \
@@ -364,7 +338,8 @@ fn soak(gw: &Path, s: &Setup, pace: &str, seconds: f64) -> Result<()> {
             std::thread::sleep(Duration::from_millis(100));
             if steady_from.is_none() && t0.elapsed().as_secs_f64() >= warmup {
                 let frames = metric("iov_frames_received_total{iface=\"replay\"}")?.unwrap_or(0);
-                steady_from = Some((cpu_seconds(pid)?.0, Instant::now(), frames));
+                steady_from =
+                    Some((ProcessSample::of_pid(pid)?.cpu_seconds, Instant::now(), frames));
             }
             let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))?
                 .lines()
@@ -374,10 +349,10 @@ fn soak(gw: &Path, s: &Setup, pace: &str, seconds: f64) -> Result<()> {
             samples.push((t0.elapsed().as_secs_f64(), rss));
         }
         let frames = metric("iov_frames_received_total{iface=\"replay\"}")?.context("metrics")?;
-        let (c1, t1) = (cpu_seconds(pid)?.0, Instant::now());
+        let (c1, t1) = (ProcessSample::of_pid(pid)?.cpu_seconds, Instant::now());
         let blocks = metric("iov_blocks_sealed_total")?.unwrap_or(0);
         let wakeups = metric("iov_source_wakeups_total{iface=\"replay\"}")?.unwrap_or(0);
-        let hwm = vm_hwm_kib(pid).context("VmHWM")?;
+        let hwm = ProcessSample::of_pid(pid)?.peak_resident_bytes.context("VmHWM")? / 1024;
         let at = |q: f64| {
             let i = ((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1));
             samples.get(i).map(|&(_, k)| k as f64 / 1024.0).unwrap_or(0.0)

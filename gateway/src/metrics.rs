@@ -173,6 +173,8 @@ pub fn render_with(health: &Health, sync: &[Arc<AgentStats>]) -> String {
     render_sync(&mut o, sync);
     header(&mut o, "iov_build_info", "gauge", "Always 1; the version of the running binary.");
     let _ = writeln!(o, "iov_build_info{{version=\"{}\"}} 1", esc(env!("CARGO_PKG_VERSION")));
+    // CPU time, memory and descriptors, as every Prometheus client exports them (D261).
+    process_metrics::render_self(&mut o);
     o
 }
 

@@ -226,6 +226,19 @@ fn metrics_over_tcp_count_what_the_run_did() -> Result<()> {
         v(&second, &format!("iov_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION")))? == 1.0
     );
 
+    // The process metrics every Prometheus client exports (D261), from the daemon's own /proc.
+    let cpu = "process_cpu_seconds_total";
+    ensure!(v(&second, cpu)? > 0.0 && v(&second, cpu)? >= v(&first, cpu)?, "CPU time counts up");
+    let rss = v(&second, "process_resident_memory_bytes")?;
+    ensure!(rss > f64::from(1 << 20) && rss < f64::from(1 << 30), "resident {rss} bytes");
+    ensure!(v(&second, "iov_process_resident_memory_peak_bytes")? >= rss, "peak >= current");
+    let fds = v(&second, "process_open_fds")?;
+    ensure!(fds >= 5.0 && fds <= v(&second, "process_max_fds")?, "{fds} descriptors open");
+    ensure!(v(&second, "process_threads")? >= 3.0, "runtime workers and the writer thread");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
+    let started = v(&second, "process_start_time_seconds")?;
+    ensure!(started <= now + 1.0 && started > now - 600.0, "started {started}, now {now}");
+
     gw.signal("-TERM")?;
     let (status, stdout) = gw.wait_exit(Duration::from_secs(60))?;
     ensure!(status.success(), "gateway exited {status}; log:\n{}", gw.seen.join("\n"));

@@ -105,6 +105,8 @@ impl Metrics {
         one(&mut s, "iov_ledger_blocks_time_backwards_total", "counter", "Mirrored blocks whose first record time is before the previous block's last (since start).", g(&self.time_backwards));
         one(&mut s, "iov_ledger_blocks_time_future_total", "counter", "Mirrored blocks whose last record time is beyond receipt time plus tolerance (since start).", g(&self.time_future));
         self.peers.render(&mut s);
+        // CPU time, memory and descriptors, as every Prometheus client exports them (D261).
+        process_metrics::render_self(&mut s);
         s
     }
 }

@@ -92,6 +92,10 @@ fn add_checkpoint_answers_every_witness_status_code() -> Result<()> {
     assert_eq!((r.status, r.error().code), (422, ErrorCode::Fork));
     assert_eq!(node.metric("iov_ledger_forks ")?, 1);
     assert_eq!(node.metric("iov_ledger_evidence ")?, 2);
+    // The process metrics every Prometheus client exports (D261), read from the node's /proc.
+    assert!(node.metric("process_resident_memory_bytes ")? > 1 << 20);
+    assert!(node.metric("process_open_fds ")? >= 5, "stdio, two listeners, the store");
+    assert!(node.metric("process_threads ")? >= 2);
 
     // 200 again from the cosigned size, and a resend of the same checkpoint is answered again.
     node.witness(&gw, 5, 12)?;

@@ -15,7 +15,7 @@
 //! gateway's, only its organisation's lanes).
 //!
 //! # Layout
-//! - here: the trace, the binaries, CPU time from `/proc`, waiting, runtimes, the proxy.
+//! - here: the trace, the binaries, CPU time (`process_metrics`), waiting, runtimes, the proxy.
 //! - [`node`]: one organisation's `iov-ledger` process and the checks of what it holds.
 //! - [`gw`]: the gateways' config, one in-process gateway (store and agents), agent totals.
 //! - [`fleet`]: the whole load run.
@@ -94,48 +94,16 @@ fn sibling_bin(bin: &str, package: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// CPU seconds (user + system) a process has used so far, from `/proc/PID/stat`.
+/// CPU seconds (user + system) a process has used so far.
 pub fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name may hold spaces: fields count from after its closing parenthesis.
-    let rest = stat.rsplit_once(')').context("/proc stat")?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 =
-        f.get(11).context("utime")?.parse::<u64>()? + f.get(12).context("stime")?.parse::<u64>()?;
-    Ok(ticks as f64 / clock_ticks()?)
-}
-
-/// Clock ticks per second of `/proc` CPU times (`getconf CLK_TCK`, asked once).
-fn clock_ticks() -> Result<f64> {
-    static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    if let Some(hz) = HZ.get() {
-        return Ok(*hz);
-    }
-    let out = Command::new("getconf").arg("CLK_TCK").output().context("getconf CLK_TCK")?;
-    let hz: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().context("CLK_TCK")?;
-    ensure!(hz > 0.0, "CLK_TCK {hz}");
-    Ok(*HZ.get_or_init(|| hz))
+    Ok(process_metrics::ProcessSample::of_pid(pid)?.cpu_seconds)
 }
 
 /// CPU seconds used so far by this process's threads whose name starts with `prefix` (tokio
 /// runtimes name their workers and blocking threads; keep blocking threads alive for the run,
 /// an exited thread's time is no longer listed).
 pub fn threads_cpu_seconds(prefix: &str) -> Result<f64> {
-    let mut total = 0.0;
-    for e in std::fs::read_dir("/proc/self/task")? {
-        let path = e?.path();
-        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else { continue };
-        if !comm.starts_with(prefix) {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else { continue };
-        let rest = stat.rsplit_once(')').context("/proc task stat")?.1;
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = f.get(11).context("utime")?.parse::<u64>()?
-            + f.get(12).context("stime")?.parse::<u64>()?;
-        total += ticks as f64 / clock_ticks()?;
-    }
-    Ok(total)
+    Ok(process_metrics::threads_cpu_seconds(prefix)?)
 }
 
 /// Free bytes on the filesystem holding `dir` (`df -Pk`).
