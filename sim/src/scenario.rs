@@ -350,41 +350,16 @@ pub struct Overrides {
     pub duration: Option<Duration>,
 }
 
-/// `"250ms"`, `"10s"`, `"5m"`, `"1h"`.
+/// A duration in the project's one grammar (`ledger::units`, D255: the gateway's and the ledger
+/// node's configs take the same), errors naming `key`.
 pub fn parse_duration(key: &str, text: &str) -> Result<Duration, ScenarioError> {
-    let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| {
-        invalid(key, format!("{text:?} is not a duration (use e.g. \"250ms\", \"10s\", \"5m\")"))
-    })?;
-    let secs = match unit.trim() {
-        "ms" => n / 1e3,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        u => return Err(invalid(key, format!("{text:?}: unknown unit {u:?} (ms, s, m, h)"))),
-    };
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| invalid(key, format!("{text:?} is not a representable duration")))
+    ledger::units::parse_duration(text).map_err(|m| invalid(key, m))
 }
 
-/// `"4 MiB"`, `"512 KiB"`, `"1000000"`.
+/// A size in the project's one grammar (`ledger::units`, D255), errors naming `key`.
 pub fn parse_size(key: &str, text: &str) -> Result<u64, ScenarioError> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| invalid(key, format!("{text:?} is not a size (use e.g. \"4 MiB\")")))?;
-    let mult = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        u => return Err(invalid(key, format!("{text:?}: unknown unit {u:?} (B, KiB, MiB, GiB)"))),
-    };
-    n.checked_mul(mult).ok_or_else(|| invalid(key, format!("{text:?} is too large")))
+    let bytes = ledger::units::parse_size(text).map_err(|m| invalid(key, m))?;
+    u64::try_from(bytes).map_err(|_| invalid(key, format!("{text:?} is too large")))
 }
 
 /// A gateway retention quota: the gateway refuses less than 1 MiB.
@@ -877,8 +852,11 @@ down_for = "2s"
     fn sizes_and_durations_parse_with_units() {
         assert_eq!(parse_size("k", "4 MiB"), Ok(4 << 20));
         assert_eq!(parse_size("k", "512"), Ok(512));
-        assert!(parse_size("k", "4 MB").is_err());
+        // The gateway's grammar (D255): decimal units too, and a bare zero duration.
+        assert_eq!(parse_size("k", "4 MB"), Ok(4_000_000));
+        assert!(parse_size("k", "4 XB").is_err_and(|e| e.to_string().starts_with("k: ")));
         assert_eq!(parse_duration("k", "1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("k", "0"), Ok(Duration::ZERO));
         assert!(parse_duration("k", "s").is_err());
     }
 }
