@@ -249,9 +249,10 @@ fn cpu_share(gw: &Path, s: &Setup, pace: &str, window: f64) -> Result<()> {
         let (f0, t0) = (frames()?.context("metrics")?, Instant::now());
         // The measurement window itself (a benchmark, not a test: waiting is the point).
         std::thread::sleep(Duration::from_secs_f64(window));
-        let c1 = ProcessSample::of_pid(pid)?.cpu_seconds;
+        let end = ProcessSample::of_pid(pid)?;
         let (f1, wall) = (frames()?.context("metrics")?, t0.elapsed().as_secs_f64());
-        let hwm = ProcessSample::of_pid(pid)?.peak_resident_bytes.context("VmHWM")? / 1024;
+        let c1 = end.cpu_seconds;
+        let hwm = end.peak_resident_bytes.context("VmHWM")? / 1024;
         let rate = (f1 - f0) as f64 / wall;
         println!(
             "cpu share, pace {pace}: {:.0} frames/s over {wall:.1} s; CPU {:.2} s = {:.2} % of one core \
@@ -341,18 +342,15 @@ fn soak(gw: &Path, s: &Setup, pace: &str, seconds: f64) -> Result<()> {
                 steady_from =
                     Some((ProcessSample::of_pid(pid)?.cpu_seconds, Instant::now(), frames));
             }
-            let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))?
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                .context("VmRSS")?;
-            samples.push((t0.elapsed().as_secs_f64(), rss));
+            let rss_kib = ProcessSample::of_pid(pid)?.resident_bytes / 1024;
+            samples.push((t0.elapsed().as_secs_f64(), rss_kib));
         }
         let frames = metric("iov_frames_received_total{iface=\"replay\"}")?.context("metrics")?;
-        let (c1, t1) = (ProcessSample::of_pid(pid)?.cpu_seconds, Instant::now());
+        let (end, t1) = (ProcessSample::of_pid(pid)?, Instant::now());
+        let c1 = end.cpu_seconds;
         let blocks = metric("iov_blocks_sealed_total")?.unwrap_or(0);
         let wakeups = metric("iov_source_wakeups_total{iface=\"replay\"}")?.unwrap_or(0);
-        let hwm = ProcessSample::of_pid(pid)?.peak_resident_bytes.context("VmHWM")? / 1024;
+        let hwm = end.peak_resident_bytes.context("VmHWM")? / 1024;
         let at = |q: f64| {
             let i = ((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1));
             samples.get(i).map(|&(_, k)| k as f64 / 1024.0).unwrap_or(0.0)

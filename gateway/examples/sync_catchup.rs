@@ -125,8 +125,8 @@ fn main() -> Result<()> {
         let run_stop = stop.child_token();
         let (l0, a0, p0) = (
             ledger.cpu_seconds()?,
-            load::threads_cpu_seconds("agents")?,
-            load::threads_cpu_seconds("proxies")?,
+            process_metrics::threads_cpu_seconds("agents")?,
+            process_metrics::threads_cpu_seconds("proxies")?,
         );
         let t = Instant::now();
         let task = agents_rt.spawn(agent.run(run_stop.clone(), Duration::from_secs(1)));
@@ -137,8 +137,8 @@ fn main() -> Result<()> {
         let el = t.elapsed().as_secs_f64();
         let (lc, ac, pc) = (
             ledger.cpu_seconds()? - l0,
-            load::threads_cpu_seconds("agents")? - a0,
-            load::threads_cpu_seconds("proxies")? - p0,
+            process_metrics::threads_cpu_seconds("agents")? - a0,
+            process_metrics::threads_cpu_seconds("proxies")? - p0,
         );
         let acked = stats.acked.load(Ordering::Relaxed);
         let complete = done();

@@ -66,7 +66,7 @@ impl ProcessSample {
         let stat = process.stat().map_err(|source| ReadError { who: who.into(), source })?;
         let ticks = procfs::ticks_per_second() as f64;
         let start_time_seconds =
-            procfs::boot_time_secs().ok().map(|boot| boot as f64 + stat.starttime as f64 / ticks);
+            boot_time_secs().map(|boot| boot as f64 + stat.starttime as f64 / ticks);
         let peak_resident_bytes =
             process.status().ok().and_then(|s| s.vmhwm).map(|kib| kib.saturating_mul(1024));
         let max_fds = process.limits().ok().and_then(|l| match l.max_open_files.soft_limit {
@@ -167,6 +167,13 @@ pub fn threads_cpu_seconds(prefix: &str) -> Result<f64, ReadError> {
         }
     }
     Ok(total)
+}
+
+/// The boot time from `/proc/stat`, read once: it does not change while we run, and `/proc/stat`
+/// is the largest file a sample would otherwise read (a line per CPU and interrupt counts).
+fn boot_time_secs() -> Option<u64> {
+    static BOOT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *BOOT.get_or_init(|| procfs::boot_time_secs().ok())
 }
 
 /// Appends this process's metrics to a `/metrics` body. If `/proc` cannot be read, a comment

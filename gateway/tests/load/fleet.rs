@@ -9,8 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     error_line, free_bytes, gateway_config, gps_trace, proxy, read_trace, runtime, spawn_agents,
-    threads_cpu_seconds, totals, wait_until, Enrollment, Gateway, Ledger, Route, Totals,
-    LOAD_TUNING,
+    totals, wait_until, Enrollment, Gateway, Ledger, Route, Totals, LOAD_TUNING,
 };
 
 /// A fleet run's shape.
@@ -207,7 +206,10 @@ pub fn fleet(dir: &Path, p: &FleetParams) -> Result<FleetReport> {
         }
     }
     let cpu0: Vec<f64> = ledgers.iter().map(Ledger::cpu_seconds).collect::<Result<_>>()?;
-    let (a0, p0) = (threads_cpu_seconds("agents")?, threads_cpu_seconds("proxies")?);
+    let (a0, p0) = (
+        process_metrics::threads_cpu_seconds("agents")?,
+        process_metrics::threads_cpu_seconds("proxies")?,
+    );
     let t = Instant::now();
     let (stats, tasks) = spawn_agents(&agents_rt, agents, &stop);
     // Faults until half of everything (2 x blocks) is acknowledged, then the links heal.
@@ -259,8 +261,8 @@ pub fn fleet(dir: &Path, p: &FleetParams) -> Result<FleetReport> {
     let sync = t.elapsed();
     let cpu: Vec<f64> =
         ledgers.iter().zip(&cpu0).map(|(l, c)| Ok(l.cpu_seconds()? - c)).collect::<Result<_>>()?;
-    let agents_cpu = threads_cpu_seconds("agents")? - a0;
-    let proxies_cpu = threads_cpu_seconds("proxies")? - p0;
+    let agents_cpu = process_metrics::threads_cpu_seconds("agents")? - a0;
+    let proxies_cpu = process_metrics::threads_cpu_seconds("proxies")? - p0;
     stop.cancel();
     for task in tasks {
         agents_rt.block_on(task)?;

@@ -94,18 +94,6 @@ fn sibling_bin(bin: &str, package: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// CPU seconds (user + system) a process has used so far.
-pub fn cpu_seconds(pid: u32) -> Result<f64> {
-    Ok(process_metrics::ProcessSample::of_pid(pid)?.cpu_seconds)
-}
-
-/// CPU seconds used so far by this process's threads whose name starts with `prefix` (tokio
-/// runtimes name their workers and blocking threads; keep blocking threads alive for the run,
-/// an exited thread's time is no longer listed).
-pub fn threads_cpu_seconds(prefix: &str) -> Result<f64> {
-    Ok(process_metrics::threads_cpu_seconds(prefix)?)
-}
-
 /// Free bytes on the filesystem holding `dir` (`df -Pk`).
 pub fn free_bytes(dir: &Path) -> Result<u64> {
     let out = Command::new("df").arg("-Pk").arg(dir).output().context("df")?;

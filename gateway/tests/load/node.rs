@@ -14,7 +14,7 @@ use ledger::store::Store as _;
 use ledger::sync_wire::{self, QueryBlocks};
 use ledger_node::store::LedgerStore as _;
 
-use super::{cpu_seconds, iov_ledger, Gateway, QUERY_SECRET, RAW_LANE};
+use super::{iov_ledger, Gateway, QUERY_SECRET, RAW_LANE};
 
 /// One gateway as the ledgers enroll it.
 #[derive(Clone)]
@@ -111,7 +111,7 @@ impl Ledger {
     }
 
     pub fn cpu_seconds(&self) -> Result<f64> {
-        cpu_seconds(self.pid().context("not running")?)
+        Ok(process_metrics::ProcessSample::of_pid(self.pid().context("not running")?)?.cpu_seconds)
     }
 
     /// Stops it with SIGTERM and waits (bounded) for a clean exit.
